@@ -1,0 +1,49 @@
+# One-command setup for a fresh machine: `make demo` runs the flow, `make test` runs the tests.
+# Both depend on `setup`, which is idempotent: a second run does no network work.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-slow lint doctor bench clean
+
+setup: $(STAMP) iverilog
+
+# Reinstall only when the declared dependencies change (the stamp is newer than both files).
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check \
+		-c requirements/constraints.txt -e '.[dev]'
+	@touch $@
+
+# Icarus Verilog is not on PyPI: install it from Debian when missing (as root), else say how.
+.PHONY: iverilog
+iverilog:
+	@command -v iverilog >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Icarus Verilog (apt)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog liblz4-dev >/dev/null; \
+	  else \
+	    echo "Icarus Verilog is missing: run 'sudo apt-get install -y iverilog liblz4-dev'" >&2; exit 1; \
+	  fi; }
+
+demo: setup
+	$(VENV)/bin/hwgen demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+lint: setup
+	$(VENV)/bin/ruff check quantflow hwgen boards bench tests rtl_tests
+
+doctor: setup
+	$(VENV)/bin/hwgen doctor
+
+bench: setup
+	$(PY) bench/accuracy.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

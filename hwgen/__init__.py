@@ -1,0 +1,1 @@
+"""hwgen: low-bit overlay accelerator generation, simulation and the `hwgen` command."""

@@ -1,0 +1,62 @@
+"""The `hwgen` command: one argparse subcommand per module in :mod:`hwgen.commands`.
+
+Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) ->
+int``; heavy imports (torch, boards) happen inside ``run``. Every
+:class:`quantflow.errors.UserError` becomes one line on stderr and exit status 2; a traceback is
+shown only with ``--debug``.
+"""
+
+import argparse
+import importlib
+import sys
+
+from quantflow.errors import UserError
+
+__all__ = ["main", "COMMANDS"]
+
+#: Subcommand modules, in the order `hwgen --help` lists them.
+COMMANDS = ["quantize", "generate", "simulate", "demo", "doctor"]
+
+
+def _load(name):
+    try:
+        return importlib.import_module(f"hwgen.commands.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"hwgen.commands.{name}":
+            return None  # a command not built yet is simply not offered
+        raise
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="hwgen", description="From a trained network to bit-exact low-bit FPGA hardware.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = _load(name)
+        if module is None:
+            continue
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"hwgen {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hwgen {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

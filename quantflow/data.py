@@ -1,0 +1,83 @@
+"""Data sets: the embedded digits demo (scikit-learn's load_digits) and user .npz files.
+
+Pure numpy. Arrays are float32 images ``(N, 1, 8, 8)`` in 0..1 and int64 labels.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+__all__ = ["Dataset", "digits", "load_npz", "validation_split"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and test arrays; ``x_*`` float32 ``(N, *shape)``, ``y_*`` int64 ``(N,)``."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def input_shape(self):
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def classes(self):
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+
+def digits():
+    """scikit-learn's 8x8 digits: 75/25 stratified split (random_state=0), pixels / 16."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = (d.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    y = d.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    return Dataset("digits", x_tr, y_tr, x_te, y_te)
+
+
+def validation_split(ds, fraction=0.25, seed=0):
+    """A stratified subset of the *training* data for choices made without the test set."""
+    from sklearn.model_selection import train_test_split
+
+    _, x_val, _, y_val = train_test_split(ds.x_train, ds.y_train, test_size=fraction,
+                                          random_state=seed, stratify=ds.y_train)
+    return x_val, y_val
+
+
+def load_npz(path):
+    """A user's data file: ``x_train, y_train, x_test, y_test`` arrays (no pickle)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such data file") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing arrays {', '.join(missing)} (need x_train, y_train,"
+                        " x_test, y_test)")
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if len(x) != len(y) or len(x) == 0:
+            raise DataError(f"{path}: x_{split} and y_{split} must be non-empty and of equal"
+                            f" length, not {len(x)} and {len(y)}")
+        if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+            raise DataError(f"{path}: x_{split} must hold finite numbers")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            raise DataError(f"{path}: y_{split} must hold non-negative integer class labels")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise DataError(f"{path}: x_train and x_test have different sample shapes")
+    return Dataset(path.stem, arrays["x_train"].astype(np.float32),
+                   arrays["y_train"].astype(np.int64), arrays["x_test"].astype(np.float32),
+                   arrays["y_test"].astype(np.int64))

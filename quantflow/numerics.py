@@ -1,0 +1,196 @@
+"""The numerics contract: the one source of truth for every integer the flow computes.
+
+The integer reference (:mod:`quantflow.reference`), the torch fake-quant model
+(:mod:`quantflow.fakequant`) and every hardware width (``hwgen``) are derived from the
+functions here. Pure numpy and integer arithmetic; no torch, no Amaranth.
+
+Contract (DESIGN.md section 3):
+
+- weights: signed two's complement, ``b_w`` in 2..8, symmetric, per output channel;
+- activations: unsigned ``b_a`` in 2..8, zero point 0;
+- bias: signed, at accumulator scale ``s_w * s_a``, added into the accumulator;
+- accumulator: signed, ``acc_bits(b_w, b_a, K)`` wide, overflow impossible by construction;
+- requantization per output channel: ``clamp((acc * M + round_term(s)) >> s, lo, hi)`` with an
+  unsigned ``m``-bit ``M``, ``>>`` arithmetic (floor) and ``round_term(s) = 2**(s-1)`` for
+  ``s > 0`` and ``0`` for ``s == 0`` (round half up; exact when no bits are dropped).
+"""
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+__all__ = [
+    "MIN_BITS", "MAX_BITS", "QFormat", "check_bits", "acc_bits", "product_bound",
+    "round_term", "requantize", "Requant", "derive_multiplier", "max_shift",
+    "DEFAULT_MULT_BITS",
+]
+
+#: Supported word lengths for weights and activations (inclusive).
+MIN_BITS = 2
+MAX_BITS = 8
+#: Default width of the unsigned requantization multiplier ``M``.
+DEFAULT_MULT_BITS = 16
+
+
+def check_bits(name, value, lo=MIN_BITS, hi=MAX_BITS):
+    """Validate a word length given by a user; return it as an int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class QFormat:
+    """An integer format: ``bits`` wide, two's complement when ``signed``.
+
+    Parameters
+    ----------
+    bits : int
+        Word length, 1..64.
+    signed : bool
+        Two's complement when True, unsigned otherwise.
+    """
+
+    bits: int
+    signed: bool
+
+    def __post_init__(self):
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int):
+            raise TypeError(f"QFormat bits must be an integer, not {self.bits!r}")
+        if not 1 <= self.bits <= 64:
+            raise ValueError(f"QFormat bits must be an integer in 1..64, not {self.bits!r}")
+        if not isinstance(self.signed, bool):
+            raise TypeError(f"QFormat signed must be a bool, not {self.signed!r}")
+
+    @property
+    def min(self):
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def max(self):
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    @property
+    def levels(self):
+        return 1 << self.bits
+
+    def contains(self, array):
+        """True when every element of ``array`` is representable."""
+        a = np.asarray(array)
+        return a.size == 0 or (int(a.min()) >= self.min and int(a.max()) <= self.max)
+
+    @classmethod
+    def weight(cls, bits):
+        return cls(check_bits("weight bits", bits), True)
+
+    @classmethod
+    def activation(cls, bits):
+        return cls(check_bits("activation bits", bits), False)
+
+    def to_json(self):
+        return {"bits": self.bits, "signed": self.signed}
+
+    @classmethod
+    def from_json(cls, obj):
+        return cls(obj["bits"], obj["signed"])
+
+
+def product_bound(w_fmt, a_fmt, k):
+    """Largest ``|sum_k w*a|`` over ``k`` products of the two formats (an integer)."""
+    if k < 1:
+        raise ValueError(f"Reduction length must be a positive integer, not {k!r}")
+    w_mag = max(-w_fmt.min, w_fmt.max)
+    a_mag = max(-a_fmt.min, a_fmt.max)
+    return k * w_mag * a_mag
+
+
+def acc_bits(w_fmt, a_fmt, k):
+    """Signed accumulator width for ``k`` products plus a bias with ``|bias| <= product_bound``.
+
+    ``b_w + b_a + (k - 1).bit_length() + 1``: the products alone stay below
+    ``2**(b_w + b_a - 1 + clog2(k))`` in magnitude; the bias (clamped to the same bound when it
+    is quantized) adds one bit. Integer arithmetic only (never ``log2``).
+    """
+    bound = 2 * product_bound(w_fmt, a_fmt, k)
+    width = w_fmt.bits + a_fmt.bits + (k - 1).bit_length() + 1
+    # The closed form is a bound; check it really holds the worst case (internal invariant).
+    assert bound <= (1 << (width - 1)) - 1 or bound == 1 << (width - 1), (bound, width)
+    return width
+
+
+def max_shift(acc_width, mult_bits):
+    """Largest useful shift: beyond it every product ``acc * M`` rounds to 0 or -1."""
+    return acc_width + mult_bits
+
+
+def round_term(shift):
+    """The rounding constant added before the floor shift: ``2**(s-1)``, or 0 when ``s == 0``."""
+    s = np.asarray(shift, dtype=np.int64)
+    return np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
+
+
+def requantize(acc, mult, shift, lo, hi):
+    """``clamp((acc * M + round_term(s)) >> s, lo, hi)`` on int64, elementwise.
+
+    ``mult`` and ``shift`` broadcast against ``acc`` (per output channel: shape ``(C, 1, 1)``
+    against ``(N, C, H, W)``, or ``(C,)`` against ``(N, C)``). ``>>`` is numpy's arithmetic
+    right shift on int64, which is floor division by ``2**s`` for negative values too.
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    mult = np.asarray(mult, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    prod = acc * mult + round_term(shift)
+    return np.clip(np.right_shift(prod, shift), lo, hi)
+
+
+@dataclass(frozen=True)
+class Requant:
+    """The requantization rule a configuration allows: ``mult_bits`` and ``shift`` range."""
+
+    mult_bits: int = DEFAULT_MULT_BITS
+    shift_max: int = 63
+
+    def __post_init__(self):
+        if isinstance(self.mult_bits, bool) or not isinstance(self.mult_bits, int):
+            raise TypeError(f"Multiplier bits must be an integer, not {self.mult_bits!r}")
+        if not 2 <= self.mult_bits <= 31:
+            raise ValueError(f"Multiplier bits must be an integer in 2..31, not {self.mult_bits!r}")
+        if not 0 <= self.shift_max <= 63:
+            raise ValueError(f"Shift maximum must be an integer in 0..63, not {self.shift_max!r}")
+
+
+def derive_multiplier(ratio, mult_bits=DEFAULT_MULT_BITS, shift_max=63):
+    """Fixed-point ``(M, s)`` with ``M / 2**s`` closest to ``ratio`` for an unsigned ``m``-bit M.
+
+    The shift is chosen as large as allowed while ``M = round(ratio * 2**s)`` stays below
+    ``2**m``: then ``M >= 2**(m-1)`` unless the shift hit ``shift_max``, and the relative error
+    ``|M / 2**s - ratio| / ratio`` is at most ``2**-m``. Computed with exact rational arithmetic
+    (``fractions.Fraction``) so the result does not depend on float rounding.
+
+    Raises
+    ------
+    ValueError
+        When ``ratio`` is not a finite positive number, or ``ratio >= 2**m`` (no shift >= 0
+        can represent it).
+    """
+    if not np.isfinite(ratio) or ratio <= 0:
+        raise ValueError(f"Requantization ratio must be a finite positive number, not {ratio!r}")
+    r = Fraction(float(ratio))
+    top = 1 << mult_bits
+    if round(r) >= top:
+        raise ValueError(
+            f"Requantization ratio must be below 2**{mult_bits}, not {float(ratio)!r}")
+    # Largest s with round(r * 2**s) < 2**m; floor(log2) computed on the exact fraction.
+    e = r.numerator.bit_length() - r.denominator.bit_length()  # 2**e within a factor 2 of r
+    s = max(0, min(shift_max, mult_bits - e + 1))
+    while s > 0 and _round_half_up(r * (1 << s)) >= top:
+        s -= 1
+    m = _round_half_up(r * (1 << s))
+    return int(m), int(s)
+
+
+def _round_half_up(frac):
+    return (frac.numerator * 2 + frac.denominator) // (2 * frac.denominator)

@@ -1,0 +1,166 @@
+"""The model zoo: small networks trained deterministically on the CPU, cached on disk.
+
+``digits-cnn`` and ``digits-mlp`` are trained on the embedded digits data (Adam, cosine
+schedule, 40 epochs, batch 64). A user's own model comes in as ``path/to/file.py:factory``:
+the factory returns the ``nn.Module`` (with its weights loaded by the user's code, which must use
+``torch.load(..., weights_only=True)``).
+"""
+
+import enum
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import DataError
+
+__all__ = ["ZooModel", "build", "train", "load_or_train", "load_user_model", "cache_dir",
+           "accuracy"]
+
+
+class ZooModel(enum.Enum):
+    DIGITS_CNN = "digits-cnn"
+    DIGITS_MLP = "digits-mlp"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int = 40
+    batch: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+
+
+RECIPES = {
+    ZooModel.DIGITS_CNN: Recipe(lr=3e-3),
+    ZooModel.DIGITS_MLP: Recipe(lr=1e-2),
+}
+
+
+def build(which):
+    """A freshly initialised zoo network (seeded by the caller)."""
+    if which is ZooModel.DIGITS_CNN:
+        return nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(512, 10),
+        )
+    if which is ZooModel.DIGITS_MLP:
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64, 64), nn.ReLU(),
+            nn.Linear(64, 32), nn.ReLU(),
+            nn.Linear(32, 10),
+        )
+    raise TypeError(f"Zoo model must be a ZooModel, not {which!r}")
+
+
+def cache_dir():
+    """Where trained zoo weights are cached: ``$HWGEN_CACHE`` or ``~/.cache/hwgen``."""
+    root = os.environ.get("HWGEN_CACHE") or Path.home() / ".cache" / "hwgen"
+    return Path(root)
+
+
+def _cache_key(which, recipe, ds):
+    h = hashlib.sha256()
+    h.update(f"{which.value}|{recipe}|{torch.__version__}|v1".encode())
+    h.update(np.ascontiguousarray(ds.x_train).tobytes())
+    h.update(np.ascontiguousarray(ds.y_train).tobytes())
+    return h.hexdigest()[:16]
+
+
+def train(model, ds, recipe, progress=None):
+    """Adam + cosine schedule, deterministic: fixed seed, one thread, deterministic kernels."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # float reductions differ with the thread count
+    try:
+        torch.manual_seed(recipe.seed)
+        gen = torch.Generator().manual_seed(recipe.seed)
+        x = torch.from_numpy(ds.x_train)
+        y = torch.from_numpy(ds.y_train)
+        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+        steps = recipe.epochs * ((len(x) + recipe.batch - 1) // recipe.batch)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        loss_fn = nn.CrossEntropyLoss()
+        model.train()
+        for epoch in range(recipe.epochs):
+            perm = torch.randperm(len(x), generator=gen)
+            for i in range(0, len(x), recipe.batch):
+                idx = perm[i:i + recipe.batch]
+                opt.zero_grad()
+                loss = loss_fn(model(x[idx]), y[idx])
+                loss.backward()
+                opt.step()
+                sched.step()
+            if progress is not None:
+                progress(epoch + 1, recipe.epochs)
+        model.eval()
+    finally:
+        torch.set_num_threads(threads)
+    return model
+
+
+def load_or_train(which, ds, progress=None):
+    """The trained zoo network, from the cache when its key (recipe, data, torch) matches."""
+    recipe = RECIPES[which]
+    path = cache_dir() / "zoo" / f"{which.value}-{_cache_key(which, recipe, ds)}.pt"
+    torch.manual_seed(recipe.seed)
+    model = build(which)
+    if path.exists():
+        try:
+            model.load_state_dict(torch.load(path, weights_only=True))
+            return model.eval()
+        except (RuntimeError, OSError, EOFError, ValueError):
+            pass  # a corrupt cache entry is retrained and overwritten
+    train(model, ds, recipe, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+    return model
+
+
+def load_user_model(spec):
+    """``path/to/file.py:factory`` -> the nn.Module the factory returns (in eval mode)."""
+    file, sep, factory = str(spec).rpartition(":")
+    if not sep or not file.endswith(".py") or not factory.isidentifier():
+        raise DataError(f"{spec!r} is not a model spec of the form path/to/file.py:factory")
+    path = Path(file)
+    if not path.is_file():
+        raise DataError(f"{path}: no such model file")
+    module_spec = importlib.util.spec_from_file_location(f"_hwgen_user_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # the user's code: report, don't trace back
+        raise DataError(f"{path}: failed to import ({type(e).__name__}: {e})") from None
+    fn = getattr(module, factory, None)
+    if not callable(fn):
+        raise DataError(f"{path}: has no callable {factory!r}")
+    try:
+        model = fn()
+    except Exception as e:
+        raise DataError(f"{path}:{factory}() failed ({type(e).__name__}: {e})") from None
+    if not isinstance(model, nn.Module):
+        raise DataError(f"{path}:{factory}() must return a torch.nn.Module, not "
+                        f"{type(model).__name__}")
+    return model.eval()
+
+
+@torch.no_grad()
+def accuracy(model, x, y, batch=512):
+    """Top-1 accuracy (fraction 0..1) of a float torch model."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch):
+        logits = model(torch.from_numpy(np.asarray(x[i:i + batch], dtype=np.float32)))
+        correct += int((logits.argmax(1).numpy() == y[i:i + batch]).sum())
+    return correct / len(x)
