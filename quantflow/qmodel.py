@@ -101,12 +101,13 @@ class QLayer:
         _check(len(self.in_shape) in (1, 3) and len(self.out_shape) in (1, 3),
                f"{where}: shapes must be (C, H, W) or (F,)")
         if self.kind in MAC_KINDS:
-            for attr in ("weight", "bias", "mult", "shift", "w_scale"):
+            needed = ("weight", "bias", "w_scale") + (("mult", "shift") if self.requant else ())
+            for attr in needed:
                 _check(getattr(self, attr) is not None, f"{where}: missing {attr}")
             o = self.out_shape[0]
-            _check(self.bias.shape == (o,) and self.mult.shape == (o,)
-                   and self.shift.shape == (o,), f"{where}: per-channel arrays must have {o}"
-                   " entries")
+            per_channel = [self.bias] + ([self.mult, self.shift] if self.requant else [])
+            _check(all(a.shape == (o,) for a in per_channel),
+                   f"{where}: per-channel arrays must have {o} entries")
             _check(self.w_fmt is not None and self.w_fmt.signed, f"{where}: weight format must"
                    " be signed")
             _check(self.w_fmt.contains(self.weight), f"{where}: weights outside {self.w_fmt}")
@@ -159,7 +160,7 @@ class QuantizedModel:
             _check(layer.in_fmt == fmt, f"layer {i} ({layer.name!r}) expects input {layer.in_fmt},"
                    f" gets {fmt}")
             layer.validate(i)
-            if not layer.requant and i != len(self.layers) - 1:
+            if layer.kind in MAC_KINDS and not layer.requant and i != len(self.layers) - 1:
                 raise ArtifactError(f"layer {i} ({layer.name!r}) returns its accumulator but is"
                                     " not the last layer")
             shape, fmt = tuple(layer.out_shape), layer.out_fmt

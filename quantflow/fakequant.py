@@ -1,0 +1,188 @@
+"""Torch fake-quant model: the trainable twin of the integer reference.
+
+:class:`FakeQuantNet` holds float weights, per-channel weight scales and activation scales as
+torch parameters, and computes on integer-valued float64 tensors. In exact mode (the default)
+it applies the contract's requantization with the derived ``(M, s)`` and reproduces every
+integer of :func:`quantflow.reference.run`; with ``exact=False`` requantization uses the real
+ratio ``s_w * s_in / s_out`` so gradients reach the scales (QAT, LSQ). Rounding uses the
+straight-through estimator throughout. :meth:`FakeQuantNet.export` builds the QuantizedModel
+from the same tensors the forward pass uses, so the two cannot drift apart.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .importers import Act
+from .numerics import QFormat, derive_multiplier, product_bound
+from .qmodel import MAC_KINDS, LayerKind, QLayer, QuantizedModel
+
+__all__ = ["FakeQuantNet", "round_ste", "floor_ste"]
+
+
+def round_ste(x):
+    """Round half to even forward (as numpy's rint), identity gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
+def floor_ste(x):
+    return x + (torch.floor(x) - x).detach()
+
+
+class _FQLayer(nn.Module):
+    def __init__(self, fl, in_fmt, in_scale, w_bits, w_scale, out_fmt, out_scale, mult_bits):
+        super().__init__()
+        self.name, self.kind, self.act = fl.name, fl.kind, fl.act
+        self.in_shape, self.out_shape = tuple(fl.in_shape), tuple(fl.out_shape)
+        self.kernel, self.stride, self.padding = fl.kernel, fl.stride, fl.padding
+        self.in_fmt, self.out_fmt, self.mult_bits = in_fmt, out_fmt, mult_bits
+        self.extra = dict(fl.extra)
+        dt = torch.float64
+        self.in_scale = nn.Parameter(torch.tensor(float(in_scale), dtype=dt))
+        # Only MAC layers and average pooling requantize; the last MAC layer returns its
+        # accumulator (out_fmt None). Max pooling and flatten pass integers through.
+        self.requant = out_fmt is not None and fl.kind in MAC_KINDS + (LayerKind.AVGPOOL,)
+        self.out_scale = nn.Parameter(torch.tensor(float(out_scale or 1.0), dtype=dt),
+                                      requires_grad=self.requant)
+        if fl.kind in MAC_KINDS:
+            self.w_fmt = QFormat.weight(w_bits)
+            self.weight = nn.Parameter(torch.tensor(fl.weight, dtype=dt))
+            self.bias = nn.Parameter(torch.tensor(fl.bias, dtype=dt))
+            self.w_scale = nn.Parameter(torch.tensor(np.asarray(w_scale), dtype=dt))
+        else:
+            self.w_fmt = None
+        self.refresh()
+
+    # -- integers shared by forward and export -------------------------------------------------
+    def int_weight(self):
+        qmax = self.w_fmt.max
+        shape = (-1,) + (1,) * (self.weight.dim() - 1)
+        return torch.clamp(round_ste(self.weight / self.w_scale.reshape(shape)), -qmax, qmax)
+
+    def int_bias(self):
+        bound = product_bound(self.w_fmt, self.in_fmt, self._reduction())
+        return torch.clamp(round_ste(self.bias / (self.w_scale * self.in_scale)), -bound, bound)
+
+    def _reduction(self):
+        return int(np.prod(self.weight.shape[1:]))
+
+    def ratio(self):
+        """Real requantization ratio per output channel (tensor)."""
+        if self.kind in MAC_KINDS:
+            return self.w_scale * self.in_scale / self.out_scale
+        return (self.in_scale / self.out_scale / (self.kernel[0] * self.kernel[1])).reshape(1)
+
+    def clamp_bounds(self):
+        lo, hi = self.out_fmt.min, self.out_fmt.max
+        if self.act is Act.RELU6:
+            hi = min(hi, int(np.floor(6.0 / float(self.out_scale))))
+        return max(lo, 0), hi
+
+    @torch.no_grad()
+    def refresh(self):
+        """Re-derive the fixed-point (M, s) from the current scales."""
+        if not self.requant:
+            return
+        pairs = [derive_multiplier(float(r), self.mult_bits) for r in self.ratio().reshape(-1)]
+        self.register_buffer("mult", torch.tensor([p[0] for p in pairs], dtype=torch.float64),
+                             persistent=False)
+        self.register_buffer("shift", torch.tensor([p[1] for p in pairs], dtype=torch.float64),
+                             persistent=False)
+
+    # -- forward on integer-valued tensors ----------------------------------------------------
+    def forward(self, x, exact=True):
+        k = self.kind
+        if k is LayerKind.FLATTEN:
+            return torch.flatten(x, 1)
+        if k is LayerKind.MAXPOOL:
+            return F.max_pool2d(x, self.kernel, self.stride, self.padding)
+        if k is LayerKind.AVGPOOL:
+            acc = F.avg_pool2d(x, self.kernel, self.stride, self.padding, divisor_override=1)
+        elif k is LayerKind.CONV2D:
+            acc = F.conv2d(x, self.int_weight(), self.int_bias(), self.stride, self.padding)
+        else:
+            acc = F.linear(x, self.int_weight(), self.int_bias())
+        if not self.requant:
+            return acc
+        shape = (1, -1) + (1,) * (acc.dim() - 2)
+        if exact:
+            m, s = self.mult.reshape(shape), self.shift.reshape(shape)
+            rnd = torch.where(s > 0, torch.exp2(s - 1), torch.zeros_like(s))
+            y = floor_ste((acc * m + rnd) / torch.exp2(s))
+        else:
+            y = floor_ste(acc * self.ratio().reshape(shape) + 0.5)
+        lo, hi = self.clamp_bounds()
+        return torch.clamp(y, lo, hi)
+
+    @torch.no_grad()
+    def export(self):
+        if self.kind in MAC_KINDS:
+            w_scale = self.w_scale.numpy().copy()
+            out_scale = (self.out_scale.numpy().reshape(1) if self.requant
+                         else w_scale * float(self.in_scale))
+        else:
+            w_scale, out_scale = None, self.out_scale.numpy().reshape(1)
+        lo, hi = self.clamp_bounds() if self.requant else (0, 0)
+        layer = QLayer(
+            name=self.name, kind=self.kind, in_shape=self.in_shape, out_shape=self.out_shape,
+            in_fmt=self.in_fmt, out_fmt=self.out_fmt, in_scale=float(self.in_scale),
+            out_scale=np.asarray(out_scale, dtype=np.float64),
+            kernel=tuple(self.kernel), stride=tuple(self.stride), padding=tuple(self.padding),
+            w_fmt=self.w_fmt, requant=self.requant or self.kind not in MAC_KINDS, lo=lo, hi=hi,
+            w_scale=w_scale,
+            extra={k: v for k, v in self.extra.items() if isinstance(v, (str, int, bool))})
+        if self.kind in MAC_KINDS:
+            layer.weight = self.int_weight().numpy().astype(np.int64)
+            layer.bias = self.int_bias().numpy().astype(np.int64)
+        if self.requant:
+            layer.mult = self.mult.numpy().astype(np.int64)
+            layer.shift = self.shift.numpy().astype(np.int64)
+        if self.kind in MAC_KINDS and not self.requant:
+            layer.out_fmt = layer.acc_fmt
+        return layer
+
+
+class FakeQuantNet(nn.Module):
+    """Fake-quantized chain built by :func:`quantflow.ptq.quantize`; see the module docstring."""
+
+    def __init__(self, name, input_shape, input_fmt, input_scale, layers):
+        super().__init__()
+        self.name, self.input_shape, self.input_fmt = name, tuple(input_shape), input_fmt
+        self.input_scale = float(input_scale)
+        self.layers = nn.ModuleList(layers)
+
+    def quantize_input(self, x):
+        q = torch.round(torch.as_tensor(x, dtype=torch.float64) / self.input_scale)
+        return torch.clamp(q, self.input_fmt.min, self.input_fmt.max)
+
+    def forward_int(self, x_int, exact=True):
+        """Every layer's integer-valued output for integer inputs (list of float64 tensors)."""
+        outs, x = [], torch.as_tensor(x_int, dtype=torch.float64)
+        for layer in self.layers:
+            x = layer(x, exact=exact)
+            outs.append(x)
+        return outs
+
+    def forward(self, x, exact=True):
+        """Float input -> dequantized logits (accumulator times per-class scale)."""
+        acc = self.forward_int(self.quantize_input(x), exact=exact)[-1]
+        last = self.layers[-1]
+        return acc * (last.w_scale * last.in_scale).reshape(1, -1)
+
+    def refresh(self):
+        for layer in self.layers:
+            layer.refresh()
+
+    def export(self, meta=None):
+        self.refresh()
+        layers = [layer.export() for layer in self.layers]
+        fmt = self.input_fmt
+        for layer in layers:  # in_fmt of pass-through layers follows their producer
+            layer.in_fmt = fmt
+            if layer.kind in (LayerKind.MAXPOOL, LayerKind.FLATTEN):
+                layer.out_fmt = fmt
+            fmt = layer.out_fmt
+        model = QuantizedModel(self.name, self.input_shape, self.input_fmt, self.input_scale,
+                               layers, dict(meta or {}))
+        return model.validate()

@@ -1,0 +1,100 @@
+"""The quantization flow end to end: model + data -> QuantizedModel + accuracy figures.
+
+Used by ``hwgen quantize``, ``hwgen demo`` and ``bench/accuracy.py``. A model is a zoo name
+(``digits-cnn``) or ``path/to/file.py:factory``; data is the embedded digits set or a ``.npz``.
+"""
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import data as data_mod
+from . import importers, ptq, zoo
+from .calibrate import RangeMethod
+from .errors import DataError
+
+__all__ = ["Method", "QuantResult", "load_model", "load_data", "quantize_model",
+           "CALIB_IMAGES"]
+
+#: Calibration images drawn (seeded) from the training data.
+CALIB_IMAGES = 512
+
+
+class Method(enum.Enum):
+    """Range-setting recipe: one method for weights and activations, or the default ``auto``
+    (best weight/activation pair on a validation split of the training data)."""
+
+    AUTO = "auto"
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    MSE = "mse"
+
+
+@dataclass
+class QuantResult:
+    qmodel: object
+    fakequant: object
+    float_accuracy: float
+    quant_accuracy: float
+    choices: list
+
+    def summary(self, method):
+        recipe = self.qmodel.meta.get("recipe", {})
+        return {
+            "model": self.qmodel.name, "wbits": recipe.get("wbits"),
+            "abits": recipe.get("abits"), "input_bits": recipe.get("input_bits"),
+            "method": method.value, "w_method": recipe.get("w_method"),
+            "a_method": recipe.get("a_method"), "float_accuracy": self.float_accuracy,
+            "quant_accuracy": self.quant_accuracy,
+        }
+
+
+def load_data(path=None):
+    return data_mod.digits() if path is None else data_mod.load_npz(path)
+
+
+def load_model(spec, ds, progress=None):
+    """(name, float nn.Module) for a zoo name or a ``file.py:factory`` spec."""
+    try:
+        which = zoo.ZooModel(spec)
+    except ValueError:
+        which = None
+    if which is not None:
+        if ds.name != "digits":
+            raise DataError(f"zoo model {spec!r} is trained on the embedded digits data; do not"
+                            " pass --data with it")
+        return which.value, zoo.load_or_train(which, ds, progress)
+    if ":" not in str(spec):
+        names = ", ".join(m.value for m in zoo.ZooModel)
+        raise DataError(f"{spec!r} is not a zoo model ({names}) nor path/to/file.py:factory")
+    model = zoo.load_user_model(spec)
+    return str(spec).rpartition(":")[0].rpartition("/")[2].removesuffix(".py"), model
+
+
+def calibration_set(ds, n=CALIB_IMAGES, seed=0):
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(ds.x_train), min(n, len(ds.x_train)), replace=False)
+    return ds.x_train[np.sort(idx)]
+
+
+def quantize_model(name, net, ds, cfg, method, progress=None):
+    """Capture, quantize with ``method`` (a :class:`Method`), evaluate on the test split."""
+    layers = importers.capture(net, ds.input_shape)
+    x_cal = calibration_set(ds)
+    if method is Method.AUTO:
+        x_val, y_val = data_mod.validation_split(ds)
+        fq, qm, choices = ptq.quantize_auto(layers, name, ds.input_shape, x_cal, x_val, y_val,
+                                            cfg, progress)
+    else:
+        rm = RangeMethod(method.value)
+        cfg = ptq.PTQConfig(cfg.wbits, cfg.abits, cfg.input_bits, rm, rm, cfg.mult_bits,
+                            cfg.layer_bits)
+        fq = ptq.quantize(layers, name, ds.input_shape, x_cal, cfg)
+        qm = fq.export({"recipe": cfg.describe()})
+        choices = []
+    qm.meta.update({"method": method.value, "dataset": ds.name})
+    float_acc = zoo.accuracy(net, ds.x_test, ds.y_test)
+    quant_acc = ptq.accuracy(qm, ds.x_test, ds.y_test)
+    qm.meta.update({"float_accuracy": float_acc, "quant_accuracy": quant_acc})
+    return QuantResult(qm, fq, float_acc, quant_acc, choices)
