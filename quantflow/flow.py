@@ -29,6 +29,7 @@ class Method(enum.Enum):
     MINMAX = "minmax"
     PERCENTILE = "percentile"
     MSE = "mse"
+    MSE_OUTPUT = "mse-out"
 
 
 @dataclass
@@ -87,8 +88,9 @@ def quantize_model(name, net, ds, cfg, method, progress=None):
         fq, qm, choices = ptq.quantize_auto(layers, name, ds.input_shape, x_cal, x_val, y_val,
                                             cfg, progress)
     else:
-        rm = RangeMethod(method.value)
-        cfg = ptq.PTQConfig(cfg.wbits, cfg.abits, cfg.input_bits, rm, rm, cfg.mult_bits,
+        w_m = RangeMethod(method.value)
+        a_m = RangeMethod.MSE if w_m is RangeMethod.MSE_OUTPUT else w_m
+        cfg = ptq.PTQConfig(cfg.wbits, cfg.abits, cfg.input_bits, w_m, a_m, cfg.mult_bits,
                             cfg.layer_bits)
         fq = ptq.quantize(layers, name, ds.input_shape, x_cal, cfg)
         qm = fq.export({"recipe": cfg.describe()})
