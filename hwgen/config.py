@@ -1,0 +1,265 @@
+"""AccelConfig: the one frozen description of an overlay, and every size derived from it.
+
+One generated design per configuration runs any network whose buffers fit (an overlay); the
+Program compiler (:mod:`quantflow.program`), the gateware and the host driver all read their
+sizes from here. Stored fields are the free parameters; everything else is a property computed
+with integers (STYLE rules 1 and 3).
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from quantflow.numerics import DEFAULT_MULT_BITS, MAX_BITS, MIN_BITS, QFormat, acc_bits
+
+from .errors import DoesNotFitError
+
+__all__ = ["AccelConfig", "DEFAULT_ARRAY"]
+
+#: Default MAC-array shape (PE output lanes x SIMD input lanes).
+DEFAULT_ARRAY = (8, 8)
+
+# Fixed pipeline depths of the datapath, mirrored by the components' ``latency`` properties
+# (tests check each component against these).
+_MULT_LATENCY = 1   # registered product
+_TREE_LATENCY = 1   # registered adder tree over the SIMD lanes
+_ACC_LATENCY = 1    # accumulator register
+_POOL_LATENCY = 1   # lane-wise max/sum register
+_REQUANT_LATENCY = 2  # product + rounding, then shift + clamp
+_MEM_LATENCY = 1    # synchronous block-RAM read
+
+
+def _int(name, value, lo, hi=None):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be an integer in {rng}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Word lengths, array shape and buffer depths of one overlay.
+
+    Parameters
+    ----------
+    weight_bits : int
+        ``b_w``, signed weights, 2..8.
+    act_bits : int
+        ``b_a``, unsigned activations between layers, 2..8; also the SIMD lane width.
+    input_bits : int
+        Width of the unsigned network input (default 8). When it exceeds ``act_bits`` the
+        first layer reads the input as ``digits`` digits of ``act_bits`` each, packed in
+        adjacent SIMD lanes and shifted back into place in the adder tree (see README).
+    mult_bits : int
+        Width of the unsigned requantization multiplier ``M``.
+    rows, cols : int
+        MAC-array shape: ``rows`` output channels (PEs) x ``cols`` input lanes (SIMD).
+    max_reduction : int
+        Largest reduction length ``K`` any layer may have; sizes the accumulator.
+    weight_depth, act_depth, param_depth, acc_depth, max_layers : int
+        Words in the weight memory, in each ping-pong activation memory, entries in the
+        bias / requantization-parameter memories, in the logits (accumulator) memory, and layer
+        descriptors in the program memory.
+    max_dim : int
+        Largest feature-map height/width, kernel size, stride or padding.
+    host_bits : int
+        Width of a word on the host streams.
+    counter_bits : int
+        Width of the per-layer cycle counters.
+    """
+
+    weight_bits: int = 4
+    act_bits: int = 4
+    input_bits: int = 8
+    mult_bits: int = DEFAULT_MULT_BITS
+    rows: int = DEFAULT_ARRAY[0]
+    cols: int = DEFAULT_ARRAY[1]
+    max_reduction: int = 4096
+    weight_depth: int = 1024
+    act_depth: int = 1024
+    param_depth: int = 256
+    acc_depth: int = 256
+    max_layers: int = 32
+    max_dim: int = 64
+    host_bits: int = 32
+    counter_bits: int = 32
+
+    def __post_init__(self):
+        _int("Weight bits", self.weight_bits, MIN_BITS, MAX_BITS)
+        _int("Activation bits", self.act_bits, MIN_BITS, MAX_BITS)
+        _int("Input bits", self.input_bits, 1, 16)
+        _int("Multiplier bits", self.mult_bits, 2, 31)
+        _int("Array rows", self.rows, 1, 64)
+        _int("Array columns", self.cols, 1, 64)
+        _int("Maximum reduction", self.max_reduction, 1, 1 << 20)
+        for name, value in (("Weight depth", self.weight_depth),
+                            ("Activation depth", self.act_depth),
+                            ("Parameter depth", self.param_depth),
+                            ("Accumulator depth", self.acc_depth),
+                            ("Maximum layers", self.max_layers)):
+            _int(name, value, 2, 1 << 20)
+        _int("Maximum dimension", self.max_dim, 1, 4096)
+        _int("Host word bits", self.host_bits, 8, 64)
+        if self.host_bits % 8:
+            raise ValueError(f"Host word bits must be a multiple of 8, not {self.host_bits!r}")
+        _int("Counter bits", self.counter_bits, 8, 64)
+        if self.cols < self.digits_max:
+            raise ValueError(
+                f"Array columns must be at least the {self.digits_max} digits of a "
+                f"{self.input_bits}-bit input at {self.act_bits} activation bits, "
+                f"not {self.cols!r}")
+
+    # -- construction from a model ------------------------------------------------------------
+
+    @classmethod
+    def for_model(cls, qmodel, array=DEFAULT_ARRAY, **overrides):
+        """A configuration whose word lengths match ``qmodel`` (weight, activation, input)."""
+        rows, cols = array
+        fields = dict(weight_bits=qmodel.wbits,
+                      act_bits=max(MIN_BITS, min(MAX_BITS, qmodel.abits)),
+                      input_bits=qmodel.input_fmt.bits, rows=rows, cols=cols)
+        k = max(layer.reduction for layer in qmodel.layers)
+        fields["max_reduction"] = max(cls.max_reduction, 1 << (k - 1).bit_length())
+        fields.update(overrides)
+        return cls(**fields)
+
+    # -- formats and widths ------------------------------------------------------------------
+
+    @property
+    def w_fmt(self):
+        return QFormat(self.weight_bits, True)
+
+    @property
+    def a_fmt(self):
+        return QFormat(self.act_bits, False)
+
+    @property
+    def in_fmt(self):
+        return QFormat(self.input_bits, False)
+
+    @property
+    def digits_max(self):
+        """Digits of ``act_bits`` needed to carry one network input (1 when it fits a lane)."""
+        return max(1, -(-self.input_bits // self.act_bits))
+
+    @property
+    def product_bits(self):
+        """Signed width of one lane product after the digit shift."""
+        return self.weight_bits + self.act_bits + 1 + self.act_bits * (self.digits_max - 1)
+
+    @property
+    def acc_bits(self):
+        """Signed accumulator width: products of the widest activation over ``max_reduction``."""
+        widest = QFormat(max(self.act_bits, self.input_bits), False)
+        return acc_bits(self.w_fmt, widest, self.max_reduction)
+
+    @property
+    def shift_max(self):
+        """Largest requantization shift the hardware applies; any larger shift gives 0."""
+        return self.acc_bits + self.mult_bits - 1
+
+    @property
+    def shift_bits(self):
+        return self.shift_max.bit_length()
+
+    @property
+    def act_word_bits(self):
+        return self.cols * self.act_bits
+
+    @property
+    def weight_word_bits(self):
+        return self.rows * self.cols * self.weight_bits
+
+    @property
+    def array_macs(self):
+        return self.rows * self.cols
+
+    @property
+    def lanes_max(self):
+        """Entries of the vector the array or the pool unit hands to the drain."""
+        return max(self.rows, self.cols)
+
+    def addr_bits(self, depth):
+        return max(1, (depth - 1).bit_length())
+
+    @property
+    def dim_bits(self):
+        return self.max_dim.bit_length()
+
+    @property
+    def count_bits(self):
+        """Width of group, tile and channel counts (never more than an act memory holds)."""
+        return (self.act_depth * max(self.cols, self.rows)).bit_length()
+
+    @property
+    def step_bits(self):
+        return max(self.max_reduction, self.lanes_max).bit_length()
+
+    @property
+    def digit_bits(self):
+        return self.digits_max.bit_length()
+
+    # -- latencies (cycles) ------------------------------------------------------------------
+
+    @property
+    def mac_latency(self):
+        """MAC array: operands in -> accumulator vector valid."""
+        return _MULT_LATENCY + _TREE_LATENCY + _ACC_LATENCY
+
+    @property
+    def pool_latency(self):
+        return _POOL_LATENCY
+
+    @property
+    def requant_latency(self):
+        return _REQUANT_LATENCY
+
+    @property
+    def mem_latency(self):
+        return _MEM_LATENCY
+
+    @property
+    def drain_latency(self):
+        """Drain: element selected -> written (parameter read, bias add, requantizer, write)."""
+        return _MEM_LATENCY + 1 + _REQUANT_LATENCY
+
+    @property
+    def layer_setup_cycles(self):
+        """Descriptor fetch, latch and counter initialisation before the first issue slot."""
+        return 3
+
+    @property
+    def layer_flush_cycles(self):
+        """From the last issue slot until the last element is written, plus the DONE state."""
+        return 1 + _MEM_LATENCY + self.mac_latency + 1 + self.lanes_max + self.drain_latency + 1
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    @property
+    def digest(self):
+        """Stable short hash of the configuration (names build and output folders)."""
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_json(self):
+        return asdict(self)
+
+    def derived_json(self):
+        names = ("digits_max", "product_bits", "acc_bits", "shift_max", "shift_bits",
+                 "act_word_bits", "weight_word_bits", "array_macs", "mac_latency",
+                 "pool_latency", "requant_latency", "mem_latency", "drain_latency",
+                 "layer_setup_cycles", "layer_flush_cycles")
+        return {name: getattr(self, name) for name in names}
+
+    def check_fits(self, qmodel):
+        """Raise :class:`DoesNotFitError` naming the buffer, the need and the capacity."""
+        from quantflow.program import compile_program
+        compile_program(qmodel, self)  # raises UnsupportedOpError / DoesNotFit via _need
+        return True
+
+    def need(self, what, needed, have):
+        """Raise :class:`DoesNotFitError` when ``needed > have`` (used by the compiler)."""
+        if needed > have:
+            raise DoesNotFitError(f"{what} does not fit: needs {needed}, has {have}"
+                                  f" (configuration {self.digest})")

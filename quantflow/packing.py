@@ -1,0 +1,62 @@
+"""Pack integer tensors into buffer words and back (shared by the compiler, hwgen and tests).
+
+A word is a Python ``int`` holding ``lanes`` fields of ``bits`` each, lane 0 in the least
+significant bits, two's complement for signed fields. Host words are the ``chunk_bits``-wide
+pieces of a memory word, least significant first. Pure Python/numpy.
+"""
+
+import numpy as np
+
+__all__ = ["pack_lanes", "unpack_lanes", "to_chunks", "from_chunks", "sign_extend",
+           "chunks_per_word"]
+
+
+def pack_lanes(values, bits):
+    """(n, lanes) integers -> list of n words, lane ``i`` at bits ``[i*bits, (i+1)*bits)``."""
+    values = np.asarray(values, dtype=np.int64)
+    if values.ndim != 2:
+        raise ValueError(f"Values must be a 2-D array (words, lanes), not shape {values.shape!r}")
+    mask = (1 << bits) - 1
+    words = []
+    for row in values.tolist():
+        word = 0
+        for i, v in enumerate(row):
+            word |= (int(v) & mask) << (i * bits)
+        words.append(word)
+    return words
+
+
+def unpack_lanes(words, lanes, bits, signed=False):
+    """List of words -> (n, lanes) int64 array; the inverse of :func:`pack_lanes`."""
+    mask = (1 << bits) - 1
+    out = np.zeros((len(words), lanes), dtype=np.int64)
+    for n, word in enumerate(words):
+        for i in range(lanes):
+            v = (int(word) >> (i * bits)) & mask
+            out[n, i] = sign_extend(v, bits) if signed else v
+    return out
+
+
+def sign_extend(value, bits):
+    """Interpret the low ``bits`` of ``value`` as two's complement."""
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def chunks_per_word(width, chunk_bits):
+    return max(1, -(-width // chunk_bits))
+
+
+def to_chunks(word, width, chunk_bits):
+    """A ``width``-bit word -> host words of ``chunk_bits``, least significant first."""
+    word = int(word) & ((1 << width) - 1)
+    mask = (1 << chunk_bits) - 1
+    return [(word >> (i * chunk_bits)) & mask for i in range(chunks_per_word(width, chunk_bits))]
+
+
+def from_chunks(chunks, width, chunk_bits):
+    """Host words (least significant first) -> the ``width``-bit word they carry."""
+    word = 0
+    for i, c in enumerate(chunks):
+        word |= (int(c) & ((1 << chunk_bits) - 1)) << (i * chunk_bits)
+    return word & ((1 << width) - 1)
