@@ -1,0 +1,1 @@
+"""cocotb testbenches for the generated Verilog, and the pytest files that run them."""

