@@ -23,6 +23,6 @@ async def fifo_passes_every_word(dut, idle, backpressure):
     got = cocotb.start_soon(sink.recv(len(words), timeout_cycles=1000))
     await Combine(send, got)
     received = got.result()
-    first = next((i for i, (a, b) in enumerate(zip(words, received)) if a != b), None)
+    first = next((i for i, (a, b) in enumerate(zip(words, received, strict=False)) if a != b), None)
     assert received == words, (f"seed {seed}: first mismatch at {first}: expected "
                                 f"{words[first]}, got {received[first]}")
