@@ -1,0 +1,151 @@
+"""The Core: MAC array + pool unit + buffers + drain (bias, requantizer) + sequencer."""
+
+from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from quantflow.program import Op
+
+from .array import MACArray
+from .buffers import BufferMemory
+from .drain import Drain, drain_in_layout
+from .layouts import (Mem, act_layout, layer_bits, mem_depth, mem_shape, mem_width, meta_layout,
+                      operand_layout)
+from .pool import PoolUnit
+from .sequencer import Sequencer
+
+__all__ = ["Core", "host_addr_bits", "host_data_bits"]
+
+
+def host_addr_bits(cfg):
+    return max(cfg.addr_bits(mem_depth(cfg, mem)) for mem in Mem)
+
+
+def host_data_bits(cfg):
+    return max(mem_width(cfg, mem) for mem in Mem)
+
+
+def _delay(m, sig, cycles, name):
+    for n in range(cycles):
+        nxt = Signal.like(sig, name=f"{name}_d{n}")
+        m.d.sync += nxt.eq(sig)
+        sig = nxt
+    return sig
+
+
+class Core(wiring.Component):
+    """Runs descriptors ``first..last`` from its own memories; host access while idle.
+
+    Datapath per issue slot: sequencer addresses -> memories (latency 1) -> array (or pool
+    unit, delayed to the same latency) -> drain -> activation / logits memory.
+
+    Members
+    -------
+    host_mem : In(3) — :class:`hwgen.layouts.Mem`; host_addr, host_wdata, host_we : In;
+    host_rdata : Out — read data one cycle after ``host_addr`` (only while not busy).
+    start : In(1); first, last : In(layer_bits); busy : Out(1); total : Out(counter_bits).
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        lb = layer_bits(cfg)
+        super().__init__({
+            "host_mem": In(3), "host_addr": In(host_addr_bits(cfg)),
+            "host_wdata": In(host_data_bits(cfg)), "host_we": In(1),
+            "host_rdata": Out(host_data_bits(cfg)),
+            "start": In(1), "first": In(lb), "last": In(lb),
+            "busy": Out(1), "total": Out(cfg.counter_bits),
+        })
+
+    @property
+    def latency(self):
+        """Issue slot -> result vector at the drain (sequencer + memory + array)."""
+        return 1 + self._cfg.mem_latency + self._cfg.mac_latency
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        mems = {}
+        for mem in Mem:
+            lanes = mem in (Mem.ACT0, Mem.ACT1)
+            mems[mem] = m.submodules[f"mem_{mem.name.lower()}"] = BufferMemory(
+                mem_shape(cfg, mem), mem_depth(cfg, mem), lanes=lanes)
+        seq = m.submodules.seq = Sequencer(cfg)
+        array = m.submodules.array = MACArray(cfg)
+        pool = m.submodules.pool = PoolUnit(cfg)
+        drain = m.submodules.drain = Drain(cfg)
+        d = seq.desc
+        busy = seq.busy
+        m.d.comb += [seq.start.eq(self.start), seq.first.eq(self.first), seq.last.eq(self.last),
+                     self.busy.eq(busy), self.total.eq(seq.total)]
+
+        # Host access (idle only) or the engine's ports.
+        mem_sel_d = Signal(3)
+        m.d.sync += mem_sel_d.eq(self.host_mem)
+        with m.Switch(mem_sel_d):
+            for mem in Mem:
+                with m.Case(mem):
+                    m.d.comb += self.host_rdata.eq(Value.cast(mems[mem].r_data))
+        for mem in Mem:
+            buf = mems[mem]
+            host_we = ~busy & self.host_we & (self.host_mem == mem)
+            m.d.comb += [buf.r_addr.eq(self.host_addr), buf.w_addr.eq(self.host_addr),
+                         buf.w_data.eq(self.host_wdata)]
+            m.d.comb += buf.w_en.eq(Mux(host_we, (1 << len(buf.w_en)) - 1, 0))
+
+        with m.If(busy):
+            m.d.comb += [
+                mems[Mem.PROG].r_addr.eq(seq.desc_addr),
+                mems[Mem.WEIGHT].r_addr.eq(seq.w_addr),
+                mems[Mem.ACT0].r_addr.eq(seq.act_addr),
+                mems[Mem.ACT1].r_addr.eq(seq.act_addr),
+                mems[Mem.BIAS].r_addr.eq(drain.p_addr),
+                mems[Mem.RQ].r_addr.eq(drain.p_addr),
+                mems[Mem.CYCLES].w_addr.eq(seq.cnt_addr),
+                mems[Mem.CYCLES].w_data.eq(seq.cnt_data),
+                mems[Mem.CYCLES].w_en.eq(seq.cnt_we),
+                mems[Mem.ACC].w_addr.eq(drain.acc_addr),
+                mems[Mem.ACC].w_data.eq(drain.acc_data),
+                mems[Mem.ACC].w_en.eq(drain.acc_en),
+            ]
+            for buf_mem, sel in ((Mem.ACT0, 0), (Mem.ACT1, 1)):
+                buf = mems[buf_mem]
+                m.d.comb += [buf.w_addr.eq(drain.act_addr), buf.w_data.eq(drain.act_data),
+                             buf.w_en.eq(Mux(d.dst_buf == sel, drain.act_en, 0))]
+        m.d.comb += seq.desc_data.eq(mems[Mem.PROG].r_data)
+
+        # Operands: one memory latency after the sequencer's addresses.
+        step = _delay(m, seq.step, cfg.mem_latency, "step")
+        meta = _delay(m, seq.meta, cfg.mem_latency, "meta")
+        act = Signal(act_layout(cfg))
+        raw = Mux(d.src_buf, Value.cast(mems[Mem.ACT1].r_data), Value.cast(mems[Mem.ACT0].r_data))
+        m.d.comb += act.eq(Mux(step.pad, 0, raw))
+        operands = Signal(operand_layout(cfg))
+        m.d.comb += [operands.act.eq(act), operands.weight.eq(mems[Mem.WEIGHT].r_data),
+                     operands.first.eq(step.first), operands.last.eq(step.last)]
+        is_mac = d.op == Op.MAC.value
+        m.d.comb += [array.i.valid.eq(step.valid & is_mac), array.i.payload.eq(operands),
+                     array.digits.eq(d.digits)]
+        # The pool unit is shallower than the array: delay its operands to the same latency.
+        pool_ops = _delay(m, operands, array.latency - pool.latency, "pool_ops")
+        pool_valid = _delay(m, step.valid & ~is_mac, array.latency - pool.latency, "pool_v")
+        m.d.comb += [pool.i.valid.eq(pool_valid), pool.i.payload.eq(pool_ops),
+                     pool.sum.eq(d.op == Op.SUM.value)]
+
+        meta_out = Signal(meta_layout(cfg))
+        m.d.comb += meta_out.eq(_delay(m, meta, array.latency, "meta_arr"))
+        vec = Signal(drain_in_layout(cfg))
+        with m.If(is_mac):
+            m.d.comb += [vec.acc[r].eq(array.o.payload[r]) for r in range(cfg.rows)]
+        with m.Else():
+            m.d.comb += [vec.acc[c].eq(pool.o.payload[c]) for c in range(cfg.cols)]
+        m.d.comb += [
+            vec.meta.eq(meta_out),
+            drain.i.valid.eq(array.o.valid | pool.o.valid), drain.i.payload.eq(vec),
+            drain.bias_en.eq(d.bias_en), drain.requant_en.eq(d.requant_en),
+            drain.to_acc.eq(d.to_acc), drain.p_base.eq(d.p_base), drain.lo.eq(d.lo),
+            drain.hi.eq(d.hi),
+            drain.bias.eq(mems[Mem.BIAS].r_data), drain.rq.eq(mems[Mem.RQ].r_data),
+        ]
+
+        return m

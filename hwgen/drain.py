@@ -1,0 +1,126 @@
+"""The drain: result vectors out of the array or pool unit, one element per cycle, to memory.
+
+Each element gets its channel's bias (MAC layers), goes through the single requantizer (one
+wide ``acc x M`` multiplier for the whole design instead of one per PE) or bypasses it (max
+pooling, logits), and is written to its lane of an activation word or to the logits memory.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import (acc_shape, acc_vector_layout, act_addr_bits, act_layout, lane_bits,
+                      meta_layout, rq_layout)
+from .requant import Requantizer
+
+__all__ = ["Drain", "drain_in_layout"]
+
+
+def drain_in_layout(cfg):
+    return data.StructLayout({"acc": acc_vector_layout(cfg, cfg.lanes_max),
+                              "meta": meta_layout(cfg)})
+
+
+class Drain(wiring.Component):
+    """Serialize ``meta.n`` results; bias, requantize, write. Latency ``drain_latency``.
+
+    Members
+    -------
+    i : In(stream.Signature(drain_in_layout, always_ready=True)) — a vector arrives at most
+        every ``max(steps, n)`` cycles, and its first element leaves in the cycle it arrives,
+        so the drain is always free when the next one comes.
+    bias_en, requant_en, to_acc : In(1); p_base : In(param address); lo, hi : In(act_bits) —
+        layer constants from the descriptor.
+    p_addr : Out — bias / requantization parameter address; bias, rq : In — their data.
+    act_addr, act_en (one per lane), act_data : Out — activation write (dst buffer chosen
+        by the core); acc_addr, acc_data, acc_en : Out — logits write.
+    busy : Out(1) — elements still in flight.
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        pbits = cfg.addr_bits(cfg.param_depth)
+        super().__init__({
+            "i": In(stream.Signature(drain_in_layout(cfg), always_ready=True)),
+            "bias_en": In(1), "requant_en": In(1), "to_acc": In(1),
+            "p_base": In(pbits), "lo": In(cfg.act_bits), "hi": In(cfg.act_bits),
+            "p_addr": Out(pbits), "bias": In(acc_shape(cfg)), "rq": In(rq_layout(cfg)),
+            "act_addr": Out(cfg.addr_bits(cfg.act_depth)), "act_en": Out(cfg.cols),
+            "act_data": Out(act_layout(cfg)),
+            "acc_addr": Out(cfg.addr_bits(cfg.acc_depth)), "acc_en": Out(1),
+            "acc_data": Out(acc_shape(cfg)),
+            "busy": Out(1),
+        })
+
+    @property
+    def latency(self):
+        return self._cfg.drain_latency
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        n_lanes = cfg.lanes_max
+        abits = act_addr_bits(cfg)
+        vec = Signal(acc_vector_layout(cfg, n_lanes))
+        cnt = Signal(cfg.lanes_max.bit_length())
+        ch = Signal(cfg.count_bits)
+        word = Signal(abits)
+        lane = Signal(lane_bits(cfg))
+        acc_addr = Signal(abits)
+
+        # The element leaving this cycle: straight from an arriving vector, or from the register.
+        e_valid, e_val = Signal(), Signal(acc_shape(cfg))
+        e_ch, e_word, e_lane, e_acc = (Signal.like(ch), Signal.like(word), Signal.like(lane),
+                                       Signal.like(acc_addr))
+        src = Signal(acc_vector_layout(cfg, n_lanes))
+        meta = self.i.payload.meta
+        with m.If(self.i.valid):
+            m.d.comb += [e_valid.eq(meta.n != 0), src.eq(self.i.payload.acc), e_ch.eq(meta.ch),
+                         e_word.eq(meta.word), e_lane.eq(meta.lane), e_acc.eq(meta.acc_addr)]
+            m.d.sync += cnt.eq(Mux(meta.n != 0, meta.n - 1, 0))
+        with m.Else():
+            m.d.comb += [e_valid.eq(cnt != 0), src.eq(vec), e_ch.eq(ch), e_word.eq(word),
+                         e_lane.eq(lane), e_acc.eq(acc_addr)]
+            with m.If(cnt != 0):
+                m.d.sync += cnt.eq(cnt - 1)
+        m.d.comb += e_val.eq(src[0])
+        last_lane = e_lane == cfg.cols - 1
+        m.d.sync += [
+            vec.eq(Cat(*[src[j + 1] for j in range(n_lanes - 1)], src[n_lanes - 1])),
+            ch.eq(e_ch + 1),
+            lane.eq(Mux(last_lane, 0, e_lane + 1)),
+            word.eq(Mux(last_lane, e_word + 1, e_word)),
+            acc_addr.eq(e_acc + 1),
+        ]
+        m.d.comb += self.p_addr.eq(self.p_base + e_ch)
+
+        # Stage 1: parameters arrive (memory latency 1); add the bias, feed the requantizer.
+        s1_valid, s1_val = Signal(), Signal(acc_shape(cfg))
+        s1_word, s1_lane, s1_acc = Signal.like(word), Signal.like(lane), Signal.like(acc_addr)
+        m.d.sync += [s1_valid.eq(e_valid), s1_val.eq(e_val), s1_word.eq(e_word),
+                     s1_lane.eq(e_lane), s1_acc.eq(e_acc)]
+        s1_sum = Signal(acc_shape(cfg))  # fits: the reference bounds acc + bias by acc_bits
+        m.d.comb += s1_sum.eq(s1_val + Mux(self.bias_en, self.bias, 0))
+        m.submodules.requant = rq = Requantizer(cfg)
+        m.d.comb += [rq.i.valid.eq(s1_valid), rq.i.payload.acc.eq(s1_sum),
+                     rq.i.payload.mult.eq(self.rq.mult), rq.i.payload.shift.eq(self.rq.shift),
+                     rq.lo.eq(self.lo), rq.hi.eq(self.hi)]
+
+        # Bypass path delayed alongside the requantizer.
+        pipe = [(s1_valid, s1_sum, s1_word, s1_lane, s1_acc)]
+        for n in range(rq.latency):
+            prev = pipe[-1]
+            nxt = tuple(Signal.like(s, name=f"d{n}_{i}") for i, s in enumerate(prev))
+            m.d.sync += [a.eq(b) for a, b in zip(nxt, prev, strict=True)]
+            pipe.append(nxt)
+        w_valid, w_sum, w_word, w_lane, w_acc = pipe[-1]
+        value = Mux(self.requant_en, rq.o.payload, w_sum[:cfg.act_bits])
+        m.d.comb += [
+            self.act_addr.eq(w_word), self.act_en.eq(Mux(w_valid & ~self.to_acc, 1 << w_lane, 0)),
+            self.acc_addr.eq(w_acc), self.acc_data.eq(w_sum),
+            self.acc_en.eq(w_valid & self.to_acc),
+        ]
+        for j in range(cfg.cols):
+            m.d.comb += self.act_data[j].eq(value)
+        m.d.comb += self.busy.eq(self.i.valid | (cnt != 0) | Cat(*(p[0] for p in pipe)).any())
+        return m

@@ -1,0 +1,156 @@
+"""Host side: memory images for a Program, and the Driver that runs it over any Link.
+
+The same :class:`Driver` code drives the Amaranth simulation (:class:`AmaranthLink`), cocotb
+(a Link over its stream drivers) and a board over UART: it only calls ``await link.send(words)``
+and ``await link.recv(count)`` (STYLE rule 18). Every method is async so that simulator links
+can advance time while waiting; a blocking link (UART) wraps its calls in ``async def``.
+"""
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from quantflow.packing import from_chunks, pack_lanes, sign_extend, to_chunks, unpack_lanes
+from quantflow.program import Buffer, pack_input, read_loc
+
+from .layouts import Command, Mem, encode_desc, mem_width
+
+__all__ = ["Link", "AmaranthLink", "Driver", "Inference", "program_images"]
+
+
+class Link(abc.ABC):
+    """A word pipe to a :class:`hwgen.top.Top`: host words of ``config.host_bits``."""
+
+    @abc.abstractmethod
+    async def send(self, words):
+        """Send a list of host words, in order."""
+
+    @abc.abstractmethod
+    async def recv(self, count):
+        """Receive exactly ``count`` host words; return them as a list of ints."""
+
+
+class AmaranthLink(Link):
+    """Drive a Top's streams from an Amaranth testbench (``sim.add_testbench(async ...)``)."""
+
+    def __init__(self, ctx, top):
+        self.ctx, self.top = ctx, top
+
+    async def send(self, words):
+        ctx, i = self.ctx, self.top.i
+        for w in words:
+            ctx.set(i.payload, int(w))
+            ctx.set(i.valid, 1)
+            await ctx.tick().until(i.ready)
+        ctx.set(i.valid, 0)
+
+    async def recv(self, count):
+        ctx, o = self.ctx, self.top.o
+        out = []
+        ctx.set(o.ready, 1)
+        for _ in range(count):
+            (payload,) = await ctx.tick().sample(o.payload).until(o.valid)
+            out.append(int(payload))
+        ctx.set(o.ready, 0)
+        return out
+
+
+def program_images(program, cfg):
+    """{Mem: list of memory words} for the program, weights, biases and requant parameters."""
+    n = len(program.weights)
+    rq = [int(mu) | (int(s) << cfg.mult_bits)
+          for mu, s in zip(program.mult, program.shift, strict=True)]
+    return {
+        Mem.PROG: [encode_desc(cfg, d) for d in program.descs],
+        Mem.WEIGHT: pack_lanes(program.weights.reshape(n, cfg.rows * cfg.cols),
+                               cfg.weight_bits),
+        Mem.BIAS: [int(b) & ((1 << cfg.acc_bits) - 1) for b in program.bias],
+        Mem.RQ: rq,
+    }
+
+
+@dataclass
+class Inference:
+    """One input's results: every layer's output (reference layout) and the cycle counters."""
+    outputs: list
+    layer_cycles: list
+    total_cycles: int
+    extra: dict = field(default_factory=dict)
+
+
+class Driver:
+    """Load a Program into the overlay, run inputs, read every layer back."""
+
+    def __init__(self, cfg, link):
+        self.cfg, self.link = cfg, link
+
+    def _chunks(self, mem):
+        return -(-mem_width(self.cfg, mem) // self.cfg.host_bits)
+
+    async def write(self, mem, addr, words):
+        if not words:
+            return
+        hb, width = self.cfg.host_bits, mem_width(self.cfg, mem)
+        msg = [Command.WRITE | (mem << 8), addr, len(words)]
+        for w in words:
+            msg += to_chunks(w, width, hb)
+        await self.link.send(msg)
+
+    async def read(self, mem, addr, count):
+        if count == 0:
+            return []
+        hb, width, n = self.cfg.host_bits, mem_width(self.cfg, mem), self._chunks(mem)
+        await self.link.send([Command.READ | (mem << 8), addr, count])
+        raw = await self.link.recv(count * n)
+        return [from_chunks(raw[i * n:(i + 1) * n], width, hb) for i in range(count)]
+
+    async def run(self, first, last):
+        """Run descriptors ``first..last``; return their cycles (from the hardware)."""
+        await self.link.send([Command.RUN, first, last])
+        (cycles,) = await self.link.recv(1)
+        return cycles
+
+    async def load(self, program):
+        for mem, words in program_images(program, self.cfg).items():
+            await self.write(mem, 0, words)
+
+    async def load_input(self, program, x):
+        lanes = pack_input(program, self.cfg, x)
+        await self.write(Mem(Mem.ACT0.value + program.input_loc.buf.value), 0,
+                         pack_lanes(lanes, self.cfg.act_bits))
+
+    async def read_tensor(self, loc):
+        """One tensor (a layer output) in the reference's layout, from the hardware."""
+        cfg = self.cfg
+        act = [np.zeros((0, cfg.cols), np.int64)] * 2
+        acc = np.zeros(0, np.int64)
+        if loc.buf is Buffer.ACC:
+            words = await self.read(Mem.ACC, loc.base, loc.words)
+            acc = np.zeros(loc.base + loc.words, np.int64)
+            acc[loc.base:] = [sign_extend(w, cfg.acc_bits) for w in words]
+        else:
+            words = await self.read(Mem(Mem.ACT0.value + loc.buf.value), loc.base, loc.words)
+            act = [np.zeros((loc.base + loc.words, cfg.cols), np.int64) for _ in range(2)]
+            act[loc.buf.value][loc.base:] = unpack_lanes(words, cfg.cols, cfg.act_bits)
+        return read_loc(loc, cfg, act, acc)
+
+    async def infer(self, program, x, every_layer=True):
+        """Run one input (``input_shape``). With ``every_layer`` each descriptor runs alone and
+        every layer output is read back (for layer-by-layer mismatch reports); otherwise the
+        whole program runs at once and only the last output is read (others are ``None``)."""
+        await self.load_input(program, x)
+        n = len(program.descs)
+        outputs = [None] * len(program.outputs)
+        if every_layer:
+            total = 0
+            for i, loc in enumerate(program.outputs):
+                di = program.layer_desc[i]
+                if di is not None:
+                    total += await self.run(di, di)
+                outputs[i] = await self.read_tensor(loc)
+        else:
+            total = await self.run(0, n - 1)
+            outputs[-1] = await self.read_tensor(program.outputs[-1])
+        cycles = await self.read(Mem.CYCLES, 0, n)
+        return Inference(outputs, cycles, total)

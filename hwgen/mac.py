@@ -1,0 +1,116 @@
+"""The processing element: one SIMD row of ``b_a x b_w`` products summed and accumulated.
+
+A PE owns ``cols`` multipliers (one :class:`Multiplier` each, factored out so synthesis maps
+the same small multiplier everywhere), an adder tree over the lanes and one accumulator.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import act_layout, weight_row_layout
+
+__all__ = ["Multiplier", "PE"]
+
+
+class Multiplier(wiring.Component):
+    """One unsigned ``act_bits`` x signed ``weight_bits`` product, registered. Latency 1.
+
+    Members
+    -------
+    a : In(unsigned(act_bits))
+    w : In(signed(weight_bits))
+    p : Out(signed(act_bits + weight_bits + 1)) — ``a * w`` one cycle later.
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "a": In(unsigned(cfg.act_bits)),
+            "w": In(signed(cfg.weight_bits)),
+            "p": Out(signed(cfg.act_bits + cfg.weight_bits + 1)),
+        })
+
+    @property
+    def latency(self):
+        return 1
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.p.eq(self.a * self.w)
+        return m
+
+
+def _tree_sum(values):
+    """Balanced adder tree (depth ``ceil(log2(n))``), exact: Amaranth widens each add."""
+    while len(values) > 1:
+        pairs = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
+        values = pairs + ([values[-1]] if len(values) % 2 else [])
+        # keep the tree balanced: ``values`` stays a plain list of expressions
+    return values[0]
+
+
+class PE(wiring.Component):
+    """One output lane: ``sum_l (a_l * w_l) << digit_shift(l)`` accumulated. Latency 3.
+
+    Stage 1 registers the products, stage 2 the shifted lane sum, stage 3 the accumulator.
+    When ``digits > 1`` lane ``l`` carries digit ``l % digits`` of a wide network input and
+    its product is shifted left by ``act_bits * (l % digits)`` (README: wide inputs).
+
+    Members
+    -------
+    a : In(act_layout) — activation word (broadcast to every PE).
+    w : In(weight_row_layout) — this PE's weights.
+    en, first, last : In(1) — operands valid; first/last step of the output pixel.
+    digits : In(digit_bits) — digits per input channel (layer constant, 1..digits_max).
+    acc : Out(signed(acc_bits)) — the accumulator; final when ``valid``.
+    valid : Out(1) — one cycle after the last step's sum was added.
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "a": In(act_layout(cfg)),
+            "w": In(weight_row_layout(cfg)),
+            "en": In(1), "first": In(1), "last": In(1),
+            "digits": In(cfg.digit_bits),
+            "acc": Out(signed(cfg.acc_bits)),
+            "valid": Out(1),
+        })
+
+    @property
+    def latency(self):
+        return self._cfg.mac_latency
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        products = []
+        for lane in range(cfg.cols):
+            mul = m.submodules[f"mul{lane}"] = Multiplier(cfg)
+            m.d.comb += [mul.a.eq(self.a[lane]), mul.w.eq(self.w[lane])]
+            products.append(mul.p)
+        ctrl1 = Signal(3)
+        m.d.sync += ctrl1.eq(Cat(self.en, self.first, self.last))
+        shifted = []
+        for lane, p in enumerate(products):
+            s = Signal(signed(cfg.product_bits), name=f"shifted{lane}")
+            if cfg.digits_max == 1:
+                m.d.comb += s.eq(p)
+            else:
+                with m.Switch(self.digits):
+                    for d in range(2, cfg.digits_max + 1):
+                        with m.Case(d):
+                            m.d.comb += s.eq(p << (cfg.act_bits * (lane % d)))
+                    # digits == 1 (and 0, never emitted: the compiler writes 1..digits_max)
+                    with m.Default():
+                        m.d.comb += s.eq(p)
+            shifted.append(s)
+        total = Signal(signed(cfg.acc_bits))
+        ctrl2 = Signal(3)
+        m.d.sync += [total.eq(_tree_sum(shifted)), ctrl2.eq(ctrl1)]
+        en2, first2, last2 = ctrl2[0], ctrl2[1], ctrl2[2]
+        with m.If(en2):
+            m.d.sync += self.acc.eq(Mux(first2, 0, self.acc) + total)
+        m.d.sync += self.valid.eq(en2 & last2)
+        return m

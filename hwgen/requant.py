@@ -1,0 +1,65 @@
+"""The requantizer: ``quantflow.numerics.requantize`` in gateware, exactly."""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import requant_in_layout
+
+__all__ = ["Requantizer"]
+
+
+class Requantizer(wiring.Component):
+    """``clamp((acc * M + round_term(s)) >> s, lo, hi)``, floor shift. Latency 2.
+
+    Implements :func:`quantflow.numerics.requantize` bit for bit: ``round_term(s)`` is
+    ``2**(s-1)`` for ``s > 0`` and 0 for ``s == 0``; ``>>`` is arithmetic (floor). Stage 1
+    registers ``acc * M + round_term(s)``, stage 2 the shifted and clamped value. ``M`` is
+    unsigned ``mult_bits`` wide and ``s`` lies in ``0..shift_max`` (the compiler encodes any
+    larger shift, whose result is exactly 0 before clamping, as ``M = 0, s = 0``).
+
+    Members
+    -------
+    i : In(stream.Signature(requant_in_layout, always_ready=True)) — a fixed pipeline with
+        no stalls: its consumer is a memory write port, which always accepts.
+    lo, hi : In(unsigned(act_bits)) — clamp bounds (layer constants).
+    o : Out(stream.Signature(unsigned(act_bits), always_ready=True))
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "i": In(stream.Signature(requant_in_layout(cfg), always_ready=True)),
+            "lo": In(unsigned(cfg.act_bits)),
+            "hi": In(unsigned(cfg.act_bits)),
+            "o": Out(stream.Signature(unsigned(cfg.act_bits), always_ready=True)),
+        })
+
+    @property
+    def latency(self):
+        return self._cfg.requant_latency
+
+    @property
+    def product_bits(self):
+        """Signed width of ``acc * M + round_term``: ``round_term < 2**(shift_max-1)`` fits."""
+        return self._cfg.acc_bits + self._cfg.mult_bits + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.i.payload
+        # (1 << s) >> 1 is round_term(s): 2**(s-1), and 0 for s == 0, without a comparator.
+        round_term = Signal(unsigned(self.product_bits - 1))
+        m.d.comb += round_term.eq((Const(1, 1) << p.shift)[1:])
+        prod = Signal(signed(self.product_bits))
+        shift1 = Signal.like(p.shift)
+        valid1 = Signal()
+        m.d.sync += [prod.eq(p.acc * p.mult + round_term), shift1.eq(p.shift),
+                     valid1.eq(self.i.valid)]
+        shifted = Signal(signed(self.product_bits))
+        m.d.comb += shifted.eq(prod >> shift1)
+        m.d.sync += [
+            self.o.payload.eq(Mux(shifted < self.lo, self.lo,
+                                  Mux(shifted > self.hi, self.hi, shifted))),
+            self.o.valid.eq(valid1),
+        ]
+        return m
