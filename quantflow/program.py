@@ -181,6 +181,11 @@ def _lane_channels(cols, groups, digits, per_word, channels):
 def _input_loc(model, cfg):
     shape = tuple(model.input_shape)
     stored = shape if len(shape) == 3 else (shape[0], 1, 1)
+    if model.layers[0].kind is LayerKind.FLATTEN:
+        # The host packs the input, so a network that starts by flattening gets its input
+        # stored as a vector: the first linear layer then fills every lane (C*H*W channels)
+        # instead of only the C channels of one pixel.
+        stored = (int(np.prod(shape)), 1, 1)
     bits = model.input_fmt.bits
     if model.input_fmt.signed:
         raise UnsupportedOpError("the network input must be unsigned, not"
@@ -402,7 +407,7 @@ def pack_input(program, cfg, x):
     """One input (``input_shape``) -> (words, cols) lane values of the activation memory."""
     loc = program.input_loc
     c, h, w = loc.stored
-    x = np.asarray(x, dtype=np.int64).reshape(c, h * w)
+    x = np.asarray(x, dtype=np.int64).reshape(c, h * w)  # torch order: a flatten is a reshape
     lanes = _lane_channels(cfg.cols, loc.groups, loc.digits, loc.per_word, c)  # (G, cols)
     digit = np.arange(cfg.cols) % loc.digits
     xpad = np.concatenate([x, np.zeros((1, h * w), np.int64)])              # row -1 = zero

@@ -1,0 +1,63 @@
+"""`hwgen generate`: Verilog + manifest.json of the overlay a QuantizedModel needs."""
+
+import argparse
+import json
+
+NAME = "generate"
+HELP = "generate the overlay's Verilog and manifest.json for a QuantizedModel folder"
+
+__all__ = ["NAME", "HELP", "add_arguments", "run", "array_shape"]
+
+
+def array_shape(value):
+    """argparse type: ``ROWSxCOLS`` with positive integers."""
+    parts = value.lower().split("x")
+    try:
+        rows, cols = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an array shape ROWSxCOLS") from None
+    if rows < 1 or cols < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an array shape of positive sizes")
+    return rows, cols
+
+
+def add_arguments(p):
+    from hwgen.config import DEFAULT_ARRAY
+
+    p.add_argument("qdir", metavar="QDIR", help="QuantizedModel folder (hwgen quantize --out)")
+    p.add_argument("--array", metavar="ROWSxCOLS", type=array_shape, default=DEFAULT_ARRAY,
+                   help="MAC-array shape: output-channel PEs x input SIMD lanes (%(default)s)")
+    p.add_argument("--out", metavar="DIR", required=True, help="folder to write (replaced)")
+    p.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
+
+
+def run(args):
+    from hwgen.config import AccelConfig
+    from hwgen.emit import emit
+    from hwgen.errors import ConfigError
+    from quantflow.program import compile_program
+    from quantflow.serialize import load
+
+    model = load(args.qdir)
+    try:
+        cfg = AccelConfig.for_model(model, array=tuple(args.array))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    program = compile_program(model, cfg)  # raises DoesNotFitError / UnsupportedOpError
+    vpath, mpath = emit(cfg, args.out, program)
+    summary = {"verilog": str(vpath), "manifest": str(mpath), "digest": cfg.digest,
+               "array": [cfg.rows, cfg.cols], "acc_bits": cfg.acc_bits,
+               "cycles_per_inference": sum(program.cycles)}
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        util = sum(program.macs) / (sum(program.cycles) * cfg.array_macs)
+        print(f"wrote {vpath} and {mpath} (config {cfg.digest}, array {cfg.rows}x{cfg.cols},"
+              f" {cfg.weight_bits}-bit weights, {cfg.act_bits}-bit activations,"
+              f" {cfg.acc_bits}-bit accumulators)")
+        print(f"analytical cycles per inference: {sum(program.cycles)}, MAC utilisation"
+              f" {util:.1%}")
+        for row in program.cycle_report(cfg.array_macs):
+            print(f"  desc {row['desc']:2d} {row['op']:3s} cycles {row['cycles']:7d}"
+                  f"  macs {row['macs']:8d}  utilisation {row['utilization']:.1%}")
+    return 0

@@ -1,0 +1,74 @@
+"""Verilog and manifest for one overlay configuration, written together and atomically.
+
+``verilog.convert(top, name=...)`` is called with no port list: the ports come from the Top's
+signature. ``manifest.json`` beside it is the only way ``rtl_tests`` and board scripts learn
+about the design (config, derived widths, latencies, ports, memories, program memory map,
+digest). Source locations are not emitted, so identical inputs give byte-identical files.
+"""
+
+import json
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Shape
+from amaranth.lib import data, wiring
+
+from quantflow.packing import chunks_per_word
+from quantflow.serialize import atomic_dir
+
+from .layouts import Command, Mem, mem_depth, mem_width
+from .top import Top
+
+__all__ = ["TOP_NAME", "MANIFEST_VERSION", "manifest", "emit_verilog", "emit"]
+
+TOP_NAME = "hwgen_top"
+MANIFEST_VERSION = 1
+
+
+def _ports(top):
+    ports = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
+    for path, member, _value in top.signature.flatten(top):
+        shape = member.shape
+        width = shape.size if isinstance(shape, data.Layout) else Shape.cast(shape).width
+        ports.append({"name": "__".join(str(p) for p in path),
+                      "dir": "in" if member.flow is wiring.In else "out", "width": width})
+    return ports
+
+
+def manifest(cfg, top=None, program=None):
+    """The manifest document (a dict) for ``cfg``; ``program`` adds its memory map and cycles."""
+    top = top if top is not None else Top(cfg)
+    doc = {
+        "format": "hwgen.manifest", "version": MANIFEST_VERSION, "top": TOP_NAME,
+        "digest": cfg.digest, "config": cfg.to_json(), "derived": cfg.derived_json(),
+        "ports": _ports(top),
+        "memories": [{"id": int(mem), "name": mem.name, "width": mem_width(cfg, mem),
+                      "depth": mem_depth(cfg, mem),
+                      "chunks": chunks_per_word(mem_width(cfg, mem), cfg.host_bits)}
+                     for mem in Mem],
+        "commands": {c.name: int(c) for c in Command},
+    }
+    if program is not None:
+        doc["program"] = {
+            "name": program.name, "memory_map": program.memory_map(),
+            "descriptors": [d.fields() for d in program.descs],
+            "layer_descriptor": program.layer_desc,
+            "cycles": program.cycles, "macs": program.macs,
+        }
+    return doc
+
+
+def emit_verilog(cfg):
+    top = Top(cfg)
+    return top, verilog.convert(top, name=TOP_NAME, emit_src=False)
+
+
+def emit(cfg, out_dir, program=None):
+    """Write ``<TOP_NAME>.v`` and ``manifest.json`` into ``out_dir`` atomically; return paths."""
+    top, text = emit_verilog(cfg)
+    doc = manifest(cfg, top, program)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        (tmp / f"{TOP_NAME}.v").write_text(text)
+        (tmp / "manifest.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return out_dir / f"{TOP_NAME}.v", out_dir / "manifest.json"
