@@ -98,8 +98,10 @@ class QLayer:
 
     def validate(self, index):
         where = f"layer {index} ({self.name!r}, {self.kind.value})"
-        _check(len(self.in_shape) in (1, 3) and len(self.out_shape) in (1, 3),
-               f"{where}: shapes must be (C, H, W) or (F,)")
+        _check(len(self.in_shape) in (1, 3) and len(self.out_shape) in (1, 3)
+               and all(_is_int(n) and n >= 1 for n in (*self.in_shape, *self.out_shape)),
+               f"{where}: shapes must be (C, H, W) or (F,) of positive integers")
+        self._validate_geometry(where)
         if self.kind in MAC_KINDS:
             needed = ("weight", "bias", "w_scale") + (("mult", "shift") if self.requant else ())
             for attr in needed:
@@ -110,16 +112,17 @@ class QLayer:
                    f"{where}: per-channel arrays must have {o} entries")
             _check(self.w_fmt is not None and self.w_fmt.signed, f"{where}: weight format must"
                    " be signed")
-            _check(self.w_fmt.contains(self.weight), f"{where}: weights outside {self.w_fmt}")
-            bound = product_bound(self.w_fmt, self.in_fmt, self.reduction)
-            _check(bool(np.all(np.abs(self.bias) <= bound)), f"{where}: bias outside the"
-                   " accumulator bound")
             if self.kind is LayerKind.CONV2D:
                 want = (o, self.in_shape[0], *self.kernel)
             else:
                 want = (o, int(np.prod(self.in_shape)))
+            # Shape first: the reduction length (and so the bound) is read from it.
             _check(tuple(self.weight.shape) == want,
                    f"{where}: weight shape {tuple(self.weight.shape)} != expected {want}")
+            _check(self.w_fmt.contains(self.weight), f"{where}: weights outside {self.w_fmt}")
+            bound = product_bound(self.w_fmt, self.in_fmt, self.reduction)
+            _check(bool(np.all(np.abs(self.bias) <= bound)), f"{where}: bias outside the"
+                   " accumulator bound")
         if self.kind in MAC_KINDS + (LayerKind.AVGPOOL,) and self.requant:
             _check(self.mult is not None and bool(np.all(self.mult >= 0)),
                    f"{where}: multipliers must be non-negative")
@@ -127,6 +130,32 @@ class QLayer:
                    f"{where}: shifts must be in 0..63")
             _check(self.out_fmt.min <= self.lo <= self.hi <= self.out_fmt.max,
                    f"{where}: clamp bounds {self.lo}..{self.hi} outside {self.out_fmt}")
+
+    def _validate_geometry(self, where):
+        """Windows are two positive ints (padding >= 0) and the output shape follows from them."""
+        if self.kind in (LayerKind.CONV2D, LayerKind.MAXPOOL, LayerKind.AVGPOOL):
+            for attr, least in (("kernel", 1), ("stride", 1), ("padding", 0)):
+                v = getattr(self, attr)
+                _check(isinstance(v, tuple) and len(v) == 2
+                       and all(_is_int(e) and e >= least for e in v),
+                       f"{where}: {attr} must be two integers >= {least}, not {v!r}")
+            _check(len(self.in_shape) == 3, f"{where}: input must be (C, H, W), not"
+                   f" {tuple(self.in_shape)}")
+            spatial = tuple((n + 2 * p - k) // s + 1 for n, k, s, p in
+                            zip(self.in_shape[1:], self.kernel, self.stride, self.padding,
+                                strict=True))
+            channels = self.out_shape[0] if self.kind is LayerKind.CONV2D else self.in_shape[0]
+            want = (channels, *spatial)
+        elif self.kind is LayerKind.FLATTEN:
+            want = (int(np.prod(self.in_shape)),)
+        else:
+            want = (self.out_shape[0],)
+        _check(tuple(self.out_shape) == want and all(n >= 1 for n in want),
+               f"{where}: output shape {tuple(self.out_shape)} != expected {want}")
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check(cond, message):

@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 
-__all__ = ["node_rng", "digits", "trained", "captured", "quantized", "calib_set"]
+__all__ = ["node_rng", "digits", "trained", "captured", "quantized", "calib_set", "tiny_model"]
 
 
 def node_rng(request):
@@ -62,3 +62,40 @@ def quantized(name, wbits, abits, method="minmax"):
                         a_method=RangeMethod.MSE if m is RangeMethod.MSE_OUTPUT else m)
     net = ptq.quantize(captured(name), name, digits().input_shape, calib_set(), cfg)
     return net, net.export({"recipe": cfg.describe()})
+
+
+def tiny_model():
+    """A hand-sized QuantizedModel touching every layer kind: conv (pad 1) -> maxpool 2 ->
+    avgpool 2 (stride 1) -> flatten -> linear (logits at accumulator scale).
+
+    Input 1x4x4 in 4-bit unsigned; 3-bit weights and activations."""
+    from quantflow.numerics import QFormat
+    from quantflow.qmodel import LayerKind, QLayer, QuantizedModel
+
+    a4, a3, w3 = QFormat(4, False), QFormat(3, False), QFormat(3, True)
+    conv = QLayer(name="conv", kind=LayerKind.CONV2D, in_shape=(1, 4, 4), out_shape=(2, 4, 4),
+                  in_fmt=a4, out_fmt=a3, in_scale=0.1, out_scale=np.array([0.5]),
+                  kernel=(3, 3), stride=(1, 1), padding=(1, 1), w_fmt=w3,
+                  weight=np.array([[[[1, 0, -1], [2, 0, -2], [1, 0, -1]]],
+                                   [[[-4, 3, 0], [1, 1, 1], [0, -1, 2]]]], dtype=np.int64),
+                  bias=np.array([3, -5], dtype=np.int64), mult=np.array([3, 5], dtype=np.int64),
+                  shift=np.array([3, 4], dtype=np.int64), lo=0, hi=7,
+                  w_scale=np.array([0.01, 0.02]))
+    pool = QLayer(name="pool", kind=LayerKind.MAXPOOL, in_shape=(2, 4, 4), out_shape=(2, 2, 2),
+                  in_fmt=a3, out_fmt=a3, in_scale=0.5, out_scale=np.array([0.5]),
+                  kernel=(2, 2), stride=(2, 2), requant=False)
+    avg = QLayer(name="avg", kind=LayerKind.AVGPOOL, in_shape=(2, 2, 2), out_shape=(2, 1, 1),
+                 in_fmt=a3, out_fmt=a3, in_scale=0.5, out_scale=np.array([0.5]),
+                 kernel=(2, 2), stride=(1, 1), mult=np.array([1], dtype=np.int64),
+                 shift=np.array([2], dtype=np.int64), lo=0, hi=7)
+    flat = QLayer(name="flat", kind=LayerKind.FLATTEN, in_shape=(2, 1, 1), out_shape=(2,),
+                  in_fmt=a3, out_fmt=a3, in_scale=0.5, out_scale=np.array([0.5]),
+                  requant=False)
+    fc = QLayer(name="fc", kind=LayerKind.LINEAR, in_shape=(2,), out_shape=(3,), in_fmt=a3,
+                out_fmt=a3, in_scale=0.5, out_scale=np.array([0.1, 0.2, 0.3]), w_fmt=w3,
+                weight=np.array([[1, -2], [3, 0], [-4, 3]], dtype=np.int64),
+                bias=np.array([-7, 0, 6], dtype=np.int64), requant=False,
+                w_scale=np.array([0.2, 0.4, 0.6]))
+    fc.out_fmt = fc.acc_fmt
+    return QuantizedModel(name="tiny", input_shape=(1, 4, 4), input_fmt=a4, input_scale=0.1,
+                          layers=[conv, pool, avg, flat, fc], meta={"note": "hand-built"})
