@@ -1,0 +1,82 @@
+"""Layers of random shape through the Top/Core in Amaranth simulation, bit-exact and exactly as
+many cycles as the compiler's model; full zoo-shaped networks through the host Driver."""
+
+import numpy as np
+import pytest
+
+from factories import digits_cnn, digits_mlp, random_input, random_model
+from hwgen.config import AccelConfig
+from simtop import first_mismatch, run_top
+
+SMALL = dict(act_depth=256, weight_depth=2048, param_depth=128, acc_depth=64, max_layers=8,
+             max_dim=16)
+
+
+def _layer_case(seed):
+    rng = np.random.default_rng(seed)
+    wb, ab = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+    inb = int(rng.choice([ab, 8]))
+    k = [1, 3, 5][seed % 3]
+    stride = 1 + (seed // 3) % 2
+    pad = int(rng.integers(0, k // 2 + 1))
+    h = int(rng.integers(k + 2, k + 5))
+    spec = [("conv", int(rng.integers(1, 7)), k, stride, pad),
+            [("maxpool", 2, 2), ("maxpool", 3, 1, 1), ("avgpool", 2, 1), ("gap",)][seed % 4],
+            ("flatten",), ("linear", int(rng.integers(1, 7)))]
+    model = random_model(rng, spec, (int(rng.integers(1, 6)), h, h), wb, ab, in_bits=inb)
+    cols = max(int(rng.integers(1, 5)), -(-inb // ab))
+    cfg = AccelConfig.for_model(model, array=(int(rng.integers(1, 5)), cols), **SMALL)
+    return rng, model, cfg
+
+
+@pytest.mark.parametrize("seed", range(18))
+def test_random_layers(seed):
+    rng, model, cfg = _layer_case(seed)
+    xs = random_input(rng, model, 1)
+    program, results = run_top(cfg, model, xs)
+    mismatch = first_mismatch(model, xs, results)
+    assert mismatch is None, f"seed {seed} {cfg}: (input, layer, index, expected, got)" \
+                             f" = {mismatch}"
+    assert results[0].layer_cycles == program.cycles, f"seed {seed}: cycle model"
+
+
+@pytest.mark.parametrize("bits", [2, 8])
+def test_mlp_whole_program(bits):
+    """One RUN over every descriptor, then logits and counters (the fast path)."""
+    rng = np.random.default_rng(bits)
+    model = digits_mlp(rng, bits, bits)
+    cfg = AccelConfig.for_model(model, array=(4, 4), weight_depth=2048)
+    xs = random_input(rng, model, 2)
+    program, results = run_top(cfg, model, xs, every_layer=False)
+    assert first_mismatch(model, xs, results) is None, f"seed {bits}"
+    for res in results:
+        assert res.layer_cycles == program.cycles
+        assert res.total_cycles == sum(program.cycles)
+
+
+def _cnn(bits, seed):
+    rng = np.random.default_rng(seed)
+    model = digits_cnn(rng, bits, bits)
+    cfg = AccelConfig.for_model(model)
+    xs = random_input(rng, model, 1)
+    program, results = run_top(cfg, model, xs)
+    mismatch = first_mismatch(model, xs, results)
+    assert mismatch is None, f"seed {seed} bits {bits}: {mismatch}"
+    assert results[0].layer_cycles == program.cycles
+    return program, results
+
+
+def test_digits_cnn_4bit():
+    _cnn(4, 11)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bits", [2, 3, 5, 6, 7, 8])
+def test_digits_cnn_bits(bits):
+    _cnn(bits, 100 + bits)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(18, 120))
+def test_random_layers_sweep(seed):
+    test_random_layers(seed)

@@ -1,0 +1,99 @@
+"""Program compiler and its software model against quantflow.reference, exactly."""
+
+import numpy as np
+import pytest
+
+from factories import CNN_SPEC, digits_cnn, digits_mlp, random_input, random_model
+from hwgen.config import AccelConfig
+from quantflow import reference
+from quantflow.errors import UnsupportedOpError
+from quantflow.program import Op, compile_program, execute, layer_cycles
+
+
+def _check(model, cfg, xs, seed):
+    program = compile_program(model, cfg)
+    ref = reference.run(model, xs)
+    for n, x in enumerate(xs):
+        got = execute(program, cfg, x)
+        for i, g in enumerate(got):
+            want = ref[i][n]
+            assert g.shape == want.shape, f"seed {seed} layer {i}: shape {g.shape} {want.shape}"
+            bad = np.argwhere(g != want)
+            assert not len(bad), (f"seed {seed} {cfg}: first mismatch layer {i}, index"
+                                  f" {tuple(bad[0])}, expected {want[tuple(bad[0])]},"
+                                  f" got {g[tuple(bad[0])]}")
+    return program
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("array", [(8, 8), (3, 5), (16, 4)])
+def test_zoo_shapes_match_reference(bits, array):
+    seed = bits * 1000 + array[0] * 10 + array[1]
+    rng = np.random.default_rng(seed)
+    for make in (digits_cnn, digits_mlp):
+        model = make(rng, bits, bits)
+        cfg = AccelConfig.for_model(model, array=array, weight_depth=4096)
+        _check(model, cfg, random_input(rng, model, 2), seed)
+
+
+def _random_spec(rng):
+    k = int(rng.choice([1, 3, 5]))
+    spec = [("conv", int(rng.integers(1, 11)), k, int(rng.choice([1, 2])),
+             int(rng.integers(0, k // 2 + 1)))]
+    pool = rng.integers(0, 4)
+    spec.append([("maxpool", 2, 2), ("maxpool", 3, 1, 1), ("avgpool", 2, 1), ("gap",)][pool])
+    if rng.random() < 0.5:
+        spec.append(("conv", int(rng.integers(1, 11)), 1, 1, 0))
+    spec += [("flatten",), ("linear", int(rng.integers(1, 12)))]
+    return spec
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_layers_match_reference(seed):
+    rng = np.random.default_rng(seed)
+    wb, ab = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+    inb = int(rng.choice([ab, 8]))
+    spec = _random_spec(rng)
+    h = int(rng.integers(7, 11))  # every spec keeps a non-empty map
+    model = random_model(rng, spec, (int(rng.integers(1, 7)), h, h), wb, ab, in_bits=inb)
+    cols = max(int(rng.integers(1, 9)), -(-inb // ab))
+    cfg = AccelConfig.for_model(model, array=(int(rng.integers(1, 9)), cols),
+                                weight_depth=1 << 14, param_depth=1024)
+    _check(model, cfg, random_input(rng, model, 2), seed)
+
+
+def test_all_zero_input_and_k1():
+    rng = np.random.default_rng(5)
+    model = random_model(rng, [("conv", 3, 1, 1, 0), ("flatten",), ("linear", 1)], (1, 1, 1))
+    cfg = AccelConfig.for_model(model, array=(1, 2))
+    _check(model, cfg, np.zeros((1, 1, 1, 1), np.int64), 5)
+
+
+def test_deterministic_images():
+    model = digits_cnn(np.random.default_rng(3))
+    cfg = AccelConfig.for_model(model)
+    a, b = compile_program(model, cfg), compile_program(model, cfg)
+    assert a.descs == b.descs
+    for name in ("weights", "bias", "mult", "shift"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_cycle_model_and_utilisation():
+    """digits-cnn on the default array: conv layers >= 80% of the array's peak."""
+    model = digits_cnn(np.random.default_rng(0))
+    cfg = AccelConfig.for_model(model)
+    program = compile_program(model, cfg)
+    assert program.cycles == [layer_cycles(d, cfg) for d in program.descs]
+    conv = [i for i, d in enumerate(program.descs) if d.op is Op.MAC and d.out_h * d.out_w > 1]
+    useful = sum(program.macs[i] for i in conv)
+    cycles = sum(program.cycles[i] for i in conv)
+    assert useful / (cycles * cfg.array_macs) >= 0.8
+
+
+def test_pooling_the_wide_input_is_unsupported():
+    rng = np.random.default_rng(0)
+    model = random_model(rng, [("maxpool", 2, 2)] + CNN_SPEC[3:], (4, 4, 4), 4, 4)
+    with pytest.raises(UnsupportedOpError, match=r"^layer 0 \('maxpool0'\): pooling the 8-bit"
+                                                 r" network input needs activation lanes of"
+                                                 r" that width, not 4$"):
+        compile_program(model, AccelConfig.for_model(model))
