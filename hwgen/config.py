@@ -29,6 +29,12 @@ _REQUANT_LATENCY = 2  # product + rounding, then shift + clamp
 _MEM_LATENCY = 1    # synchronous block-RAM read
 
 
+#: Depth fields and the Program usage entry each one must hold.
+_DEPTHS = {"weight_depth": "weight_words", "act_depth": "act_words",
+           "param_depth": "param_entries", "acc_depth": "acc_words",
+           "max_layers": "descriptors"}
+
+
 def _int(name, value, lo, hi=None):
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer, not {value!r}")
@@ -114,13 +120,31 @@ class AccelConfig:
 
     @classmethod
     def for_model(cls, qmodel, array=DEFAULT_ARRAY, **overrides):
-        """A configuration whose word lengths match ``qmodel`` (weight, activation, input)."""
+        """A configuration whose word lengths match ``qmodel`` (weight, activation, input).
+
+        Buffer depths start at the class defaults and grow to the next power of two the model
+        needs, so the overlay always runs ``qmodel``; ``overrides`` (any field) win, and then
+        :meth:`check_fits` reports what does not fit.
+        """
+        from quantflow.program import compile_program
+
         rows, cols = array
         fields = dict(weight_bits=qmodel.wbits,
                       act_bits=max(MIN_BITS, min(MAX_BITS, qmodel.abits)),
                       input_bits=qmodel.input_fmt.bits, rows=rows, cols=cols)
         k = max(layer.reduction for layer in qmodel.layers)
         fields["max_reduction"] = max(cls.max_reduction, 1 << (k - 1).bit_length())
+        dims = [d for layer in qmodel.layers
+                for d in (*layer.in_shape[1:], *layer.kernel, *layer.padding)]
+        fields["max_dim"] = max(cls.max_dim, (1 << max(dims).bit_length()) - 1)
+        probe_fields = {**fields, **{name: 1 << 20 for name in _DEPTHS}, **overrides}
+        try:
+            usage = compile_program(qmodel, cls(**probe_fields)).usage
+        except DoesNotFitError:
+            usage = {}  # an override is too small: check_fits will say which
+        for name, key in _DEPTHS.items():
+            need = usage.get(key, 0)
+            fields[name] = max(getattr(cls, name), 1 << max(need - 1, 0).bit_length())
         fields.update(overrides)
         return cls(**fields)
 

@@ -32,14 +32,26 @@ class Link(abc.ABC):
 
 
 class AmaranthLink(Link):
-    """Drive a Top's streams from an Amaranth testbench (``sim.add_testbench(async ...)``)."""
+    """Drive a Top's streams from an Amaranth testbench (``sim.add_testbench(async ...)``).
 
-    def __init__(self, ctx, top):
+    ``idle`` and ``backpressure`` are probabilities of an idle cycle before each sent word and
+    of a not-ready cycle before each received word, drawn from ``rng`` (stream stall tests).
+    """
+
+    def __init__(self, ctx, top, idle=0.0, backpressure=0.0, rng=None):
         self.ctx, self.top = ctx, top
+        self.idle, self.backpressure = idle, backpressure
+        self.rng = rng
+
+    def _stall(self, p):
+        return p > 0 and self.rng.random() < p
 
     async def send(self, words):
         ctx, i = self.ctx, self.top.i
         for w in words:
+            while self._stall(self.idle):
+                ctx.set(i.valid, 0)
+                await ctx.tick()
             ctx.set(i.payload, int(w))
             ctx.set(i.valid, 1)
             await ctx.tick().until(i.ready)
@@ -48,8 +60,11 @@ class AmaranthLink(Link):
     async def recv(self, count):
         ctx, o = self.ctx, self.top.o
         out = []
-        ctx.set(o.ready, 1)
         for _ in range(count):
+            while self._stall(self.backpressure):
+                ctx.set(o.ready, 0)
+                await ctx.tick()
+            ctx.set(o.ready, 1)
             (payload,) = await ctx.tick().sample(o.payload).until(o.valid)
             out.append(int(payload))
         ctx.set(o.ready, 0)

@@ -11,14 +11,16 @@ from quantflow.program import compile_program
 __all__ = ["run_top", "first_mismatch"]
 
 
-def run_top(cfg, model, xs, every_layer=True, vcd=None):
+def run_top(cfg, model, xs, every_layer=True, vcd=None, idle=0.0, backpressure=0.0,
+            seed=0):
     """Compile ``model`` for ``cfg``, load it once, infer each input; list of Inference."""
     program = compile_program(model, cfg)
     top = Top(cfg)
     results = []
 
     async def bench(ctx):
-        drv = Driver(cfg, AmaranthLink(ctx, top))
+        link = AmaranthLink(ctx, top, idle, backpressure, np.random.default_rng(seed))
+        drv = Driver(cfg, link)
         await drv.load(program)
         for x in xs:
             results.append(await drv.infer(program, x, every_layer=every_layer))

@@ -54,6 +54,16 @@ def test_mlp_whole_program(bits):
         assert res.total_cycles == sum(program.cycles)
 
 
+@pytest.mark.parametrize("idle,backpressure", [(0.5, 0.0), (0.0, 0.7), (0.3, 0.3)])
+def test_stream_stalls(idle, backpressure):
+    """Idle cycles on the command stream and backpressure on the reply stream change nothing."""
+    rng, model, cfg = _layer_case(4)
+    xs = random_input(rng, model, 1)
+    program, results = run_top(cfg, model, xs, idle=idle, backpressure=backpressure, seed=9)
+    assert first_mismatch(model, xs, results) is None, f"seed 4 idle {idle} bp {backpressure}"
+    assert results[0].layer_cycles == program.cycles
+
+
 def _cnn(bits, seed):
     rng = np.random.default_rng(seed)
     model = digits_cnn(rng, bits, bits)
