@@ -3,6 +3,7 @@
 Pure numpy. Arrays are float32 images ``(N, 1, 8, 8)`` in 0..1 and int64 labels.
 """
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +58,17 @@ def load_npz(path):
     """A user's data file: ``x_train, y_train, x_test, y_test`` arrays (no pickle)."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+        # Open the file here: np.load leaks its own handle when the zip is truncated.
+        with open(path, "rb") as fh:
+            f = np.load(fh, allow_pickle=False)
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise DataError(f"{path}: not a readable .npz file (a single array, not an"
+                                " archive of named arrays)")
+            with f:
+                arrays = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise DataError(f"{path}: no such data file") from None
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a readable .npz file ({e})") from None
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:

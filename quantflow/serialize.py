@@ -120,7 +120,7 @@ def load(path):
             name=str(doc["name"]), input_shape=tuple(doc["input_shape"]),
             input_fmt=QFormat.from_json(doc["input_fmt"]), input_scale=float(doc["input_scale"]),
             layers=layers, meta=dict(doc.get("meta", {})))
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ArtifactError(f"{path}: malformed model.json ({type(e).__name__}: {e})") from None
     try:
         return model.validate()
@@ -147,7 +147,8 @@ def _read_npz(file):
     if not file.exists():
         raise ArtifactError(f"{file.parent}: tensors.npz is missing")
     try:
-        with np.load(file, allow_pickle=False) as npz:
+        # Open the file here: np.load leaks its own handle when the zip is truncated.
+        with open(file, "rb") as f, np.load(f, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise ArtifactError(f"{file}: unreadable or truncated ({e})") from None

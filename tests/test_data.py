@@ -1,0 +1,133 @@
+"""Data sets: the embedded digits split and a user's .npz file, with every error message."""
+
+import re
+
+import numpy as np
+import pytest
+from flowkit import digits
+
+from quantflow import data
+from quantflow.errors import DataError, UserError
+
+
+def test_digits_split():
+    ds = digits()
+    assert ds.name == "digits"
+    assert (len(ds.x_train), len(ds.x_test)) == (1347, 450)
+    assert ds.x_train.shape == (1347, 1, 8, 8) and ds.x_test.shape == (450, 1, 8, 8)
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
+    assert ds.input_shape == (1, 8, 8) and ds.classes == 10
+    assert float(ds.x_train.min()) == 0.0 and float(ds.x_train.max()) == 1.0
+    assert np.all(ds.x_train * 16 == np.round(ds.x_train * 16)), "pixels are k/16"
+    # stratified: every class in both splits, in proportion
+    counts = np.bincount(ds.y_test, minlength=10)
+    total = counts + np.bincount(ds.y_train, minlength=10)
+    assert np.all(np.abs(counts - total / 4) <= 1), (counts, total)
+
+
+def test_digits_split_is_the_documented_one():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    _, x_te, _, y_te = train_test_split(d.data, d.target, test_size=0.25, random_state=0,
+                                        stratify=d.target)
+    ds = digits()
+    assert np.array_equal(ds.x_test.reshape(450, 64) * 16, x_te)
+    assert np.array_equal(ds.y_test, y_te)
+
+
+def test_validation_split_comes_from_training_data():
+    ds = digits()
+    x_val, y_val = data.validation_split(ds)
+    assert len(x_val) == len(y_val) == 337  # 25% of 1347, rounded up by scikit-learn
+    train_rows = {r.tobytes() for r in ds.x_train}
+    assert all(r.tobytes() in train_rows for r in x_val)
+    x2, y2 = data.validation_split(ds)
+    assert np.array_equal(x_val, x2) and np.array_equal(y_val, y2)
+
+
+def _write(path, **arrays):
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def _good(n_train=6, n_test=4, shape=(1, 2, 2)):
+    return {"x_train": np.zeros((n_train, *shape)), "y_train": np.arange(n_train) % 3,
+            "x_test": np.ones((n_test, *shape)), "y_test": np.arange(n_test) % 3}
+
+
+def test_load_npz_ok(tmp_path):
+    ds = data.load_npz(_write(tmp_path / "mine.npz", **_good()))
+    assert ds.name == "mine" and ds.input_shape == (1, 2, 2) and ds.classes == 3
+    assert ds.x_train.dtype == np.float32 and ds.y_test.dtype == np.int64
+    assert len(ds.x_train) == 6 and len(ds.x_test) == 4
+
+
+def test_load_npz_missing_file(tmp_path):
+    p = tmp_path / "nope.npz"
+    with pytest.raises(DataError, match=rf"^{re.escape(str(p))}: no such data file$"):
+        data.load_npz(p)
+
+
+@pytest.mark.parametrize("drop", [["x_test"], ["y_train", "y_test"],
+                                  ["x_train", "y_train", "x_test", "y_test"]])
+def test_load_npz_missing_arrays(tmp_path, drop):
+    arrays = {k: v for k, v in _good().items() if k not in drop}
+    p = _write(tmp_path / "d.npz", other=np.zeros(1), **arrays)
+    with pytest.raises(DataError,
+                       match=rf"^{re.escape(str(p))}: missing arrays {', '.join(drop)} \(need "
+                             rf"x_train, y_train, x_test, y_test\)$"):
+        data.load_npz(p)
+
+
+@pytest.mark.parametrize(("change", "split", "nx", "ny"), [
+    ({"y_train": np.zeros(5, dtype=np.int64)}, "train", 6, 5),
+    ({"x_test": np.zeros((3, 1, 2, 2))}, "test", 3, 4),
+    ({"x_train": np.zeros((0, 1, 2, 2)), "y_train": np.zeros(0, dtype=np.int64)}, "train", 0,
+     0),
+])
+def test_load_npz_bad_lengths(tmp_path, change, split, nx, ny):
+    p = _write(tmp_path / "d.npz", **(_good() | change))
+    with pytest.raises(DataError,
+                       match=rf"^{re.escape(str(p))}: x_{split} and y_{split} must be non-empty"
+                             rf" and of equal length, not {nx} and {ny}$"):
+        data.load_npz(p)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"x_train": np.full((6, 1, 2, 2), np.nan)}, r"x_train must hold finite numbers"),
+    ({"x_test": np.array([["a"] * 4] * 4)}, r"x_test must hold finite numbers"),
+    ({"y_test": np.array([0, 1, -1, 2])}, r"y_test must hold non-negative integer class labels"),
+    ({"y_train": np.zeros(6)}, r"y_train must hold non-negative integer class labels"),
+    ({"x_test": np.zeros((4, 1, 3, 3))}, r"x_train and x_test have different sample shapes"),
+])
+def test_load_npz_bad_contents(tmp_path, change, message):
+    p = _write(tmp_path / "d.npz", **(_good() | change))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(p))}: {message}$"):
+        data.load_npz(p)
+
+
+@pytest.mark.parametrize("kind", ["text", "npy", "truncated", "pickle", "directory"])
+def test_load_npz_not_an_npz(tmp_path, kind):
+    p = tmp_path / "d.npz"
+    if kind == "text":
+        p.write_text("x_train,y_train\n1,2\n")
+    elif kind == "npy":
+        with open(p, "wb") as f:
+            np.save(f, np.arange(3))
+    elif kind == "truncated":
+        _write(p, **_good())
+        p.write_bytes(p.read_bytes()[:300])
+    elif kind == "pickle":
+        _write(p, **(_good() | {"y_test": np.array([0, 1, 2, None], dtype=object)}))
+    else:
+        p.mkdir()
+    with pytest.raises(DataError, match=rf"^{re.escape(str(p))}: not a readable \.npz file "
+                                        rf"\(.+\)$"):
+        data.load_npz(p)
+
+
+def test_data_error_is_a_user_error():
+    assert issubclass(DataError, UserError)
