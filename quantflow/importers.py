@@ -112,6 +112,17 @@ def _module_layer(mod, node, index):
     return None
 
 
+#: Parameter names of the functional pools, to read arguments given by position or keyword.
+_MAXPOOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
+                 "return_indices")
+_AVGPOOL_ARGS = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                 "divisor_override")
+
+
+def _call_args(node, names):
+    return dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
+
+
 def _function_layer(node, index):
     t, args, kw = node.target, node.args, node.kwargs
     if t in (F.relu, torch.relu) or (node.op == "call_method" and t == "relu"):
@@ -125,18 +136,25 @@ def _function_layer(node, index):
             _fail(node, index, f"flatten(start_dim={start}, end_dim={end})")
         return FloatLayer(node.name, LayerKind.FLATTEN)
     if t is F.max_pool2d:
-        k = args[1] if len(args) > 1 else kw["kernel_size"]
-        s = args[2] if len(args) > 2 else kw.get("stride")
-        return _pool(LayerKind.MAXPOOL, node.name, k, s, kw.get("padding", 0), node, index)
+        a = _call_args(node, _MAXPOOL_ARGS)
+        if _pair(a.get("dilation", 1)) != (1, 1) or a.get("ceil_mode") \
+                or a.get("return_indices"):
+            _fail(node, index, "max_pool2d with dilation, ceil_mode or return_indices")
+        return _pool(LayerKind.MAXPOOL, node.name, a["kernel_size"], a.get("stride") or None,
+                     a.get("padding", 0), node, index)
     if t is F.avg_pool2d:
-        k = args[1] if len(args) > 1 else kw["kernel_size"]
-        s = args[2] if len(args) > 2 else kw.get("stride")
-        return _pool(LayerKind.AVGPOOL, node.name, k, s, kw.get("padding", 0), node, index)
+        a = _call_args(node, _AVGPOOL_ARGS)
+        if a.get("ceil_mode") or a.get("divisor_override") or (
+                _pair(a.get("padding", 0)) != (0, 0) and not a.get("count_include_pad", True)):
+            _fail(node, index, "avg_pool2d with ceil_mode, divisor_override or excluded padding")
+        return _pool(LayerKind.AVGPOOL, node.name, a["kernel_size"], a.get("stride") or None,
+                     a.get("padding", 0), node, index)
     if t is F.adaptive_avg_pool2d and _pair(args[1] if len(args) > 1 else kw["output_size"]) \
             == (1, 1):
         return FloatLayer(node.name, LayerKind.AVGPOOL, extra={"global": True})
     if node.op == "call_method" and t == "mean":
         dims = args[1] if len(args) > 1 else kw.get("dim")
+        dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
         if tuple(sorted(d % 4 for d in dims)) == (2, 3) and not kw.get("keepdim", False):
             return [FloatLayer(node.name, LayerKind.AVGPOOL, extra={"global": True}),
                     FloatLayer(node.name + "_flatten", LayerKind.FLATTEN)]
@@ -153,6 +171,8 @@ def _fold_bn(layer, bn, node, index):
     if layer is None or layer.kind not in (LayerKind.CONV2D, LayerKind.LINEAR) \
             or layer.act is not Act.NONE:
         _fail(node, index, f"{type(bn).__name__} not directly after Conv2d/Linear")
+    if bn.running_var is None or bn.running_mean is None:
+        _fail(node, index, f"{type(bn).__name__} without running statistics")
     var = bn.running_var.detach().double().numpy()
     mean = bn.running_mean.detach().double().numpy()
     gamma = bn.weight.detach().double().numpy() if bn.affine else np.ones_like(var)
