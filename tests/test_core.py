@@ -8,8 +8,7 @@ from factories import digits_cnn, digits_mlp, random_input, random_model
 from hwgen.config import AccelConfig
 from simtop import first_mismatch, run_top
 
-SMALL = dict(act_depth=256, weight_depth=2048, param_depth=128, acc_depth=64, max_layers=8,
-             max_dim=16)
+SMALL = dict(max_dim=16)  # buffer depths: for_model sizes them to the model
 
 
 def _layer_case(seed):
