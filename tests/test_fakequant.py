@@ -1,0 +1,100 @@
+"""The torch fake-quant twin reproduces every integer of the integer reference.
+
+Over the whole digits test set (450 images, plus an all-zero and a saturating image) at every
+bit width 2..8 and mixed widths, for both zoo networks: each layer's float64 output is
+integer-valued and equal, element for element, to :func:`quantflow.reference.run`.
+"""
+
+import numpy as np
+import pytest
+import torch
+from flowkit import digits, quantized, trained
+
+from quantflow import reference
+from quantflow.fakequant import floor_ste, round_ste
+
+BITS = [(b, b) for b in range(2, 9)] + [(2, 8), (8, 2), (3, 6)]
+MODELS = ["digits-cnn", "digits-mlp"]
+
+
+@pytest.fixture(scope="module")
+def zoo_inputs():
+    """Train (or load from the cache) both zoo networks once; the test images plus extremes."""
+    for name in MODELS:
+        trained(name)
+    x = digits().x_test
+    extremes = np.stack([np.zeros_like(x[0]), np.full_like(x[0], 4.0)])  # 4.0 saturates
+    return np.concatenate([x, extremes])
+
+
+def _first_mismatch(want, got):
+    idx = tuple(int(i) for i in np.argwhere(want != got)[0])
+    return idx, int(want[idx]), got[idx]
+
+
+@pytest.mark.parametrize(("wbits", "abits"), BITS, ids=[f"W{w}A{a}" for w, a in BITS])
+@pytest.mark.parametrize("name", MODELS)
+def test_fakequant_equals_reference_on_every_integer(zoo_inputs, name, wbits, abits):
+    net, qm = quantized(name, wbits, abits)
+    x_int = qm.quantize_input(zoo_inputs)
+    assert int(x_int.max()) == qm.input_fmt.max and int(x_int.min()) == 0
+    with torch.no_grad():
+        x_fq = net.quantize_input(zoo_inputs)
+        assert np.array_equal(x_fq.numpy(), x_int), "input quantization differs"
+        outs_fq = net.forward_int(x_fq)
+    outs_ref = reference.run(qm, x_int)
+    assert len(outs_fq) == len(outs_ref) == len(qm.layers)
+    for i, (layer, want, got_t) in enumerate(zip(qm.layers, outs_ref, outs_fq, strict=True)):
+        got = got_t.numpy()
+        where = f"{name} W{wbits}A{abits} layer {i} ({layer.name})"
+        assert got.dtype == np.float64 and got.shape == want.shape, where
+        assert np.all(np.isfinite(got)) and np.array_equal(got, np.round(got)), (
+            f"{where}: fake-quant output is not integer-valued")
+        assert np.all(np.abs(got) < 2.0 ** 53), f"{where}: beyond float64's exact integers"
+        if not np.array_equal(got.astype(np.int64), want):
+            idx, e, g = _first_mismatch(want, got)
+            pytest.fail(f"{where}: first mismatch at {idx}: expected {e}, got {g}")
+        assert layer.out_fmt.contains(want), f"{where}: output leaves {layer.out_fmt}"
+    # the comparison covered both clamp ends: some requantized MAC layer saturates at hi
+    ends = [(int(o.min()) == lyr.lo, int(o.max()) == lyr.hi)
+            for lyr, o in zip(qm.layers, outs_ref, strict=True)
+            if lyr.requant and lyr.weight is not None]
+    assert any(hi for _, hi in ends) and all(lo for lo, _ in ends), (
+        f"{name} W{wbits}A{abits}: clamp ends not exercised {ends}")
+    # and the float forward ranks classes exactly as the reference does
+    with torch.no_grad():
+        logits = net(torch.as_tensor(zoo_inputs, dtype=torch.float64)).numpy()
+    assert np.array_equal(np.argmax(logits, axis=1), reference.predict(qm, x_int))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_export_carries_the_forward_parameters(zoo_inputs, name):
+    net, qm = quantized(name, 4, 4)
+    fq_layers = list(net.layers)
+    for fl, ql in zip(fq_layers, qm.layers, strict=True):
+        assert fl.kind is ql.kind and fl.name == ql.name
+        if ql.weight is not None:
+            assert np.array_equal(fl.int_weight().detach().numpy(), ql.weight)
+            assert np.array_equal(fl.int_bias().detach().numpy(), ql.bias)
+            assert ql.w_fmt.contains(ql.weight) and int(np.abs(ql.weight).max()) <= ql.w_fmt.max
+        if fl.requant:
+            assert np.array_equal(fl.mult.numpy(), ql.mult)
+            assert np.array_equal(fl.shift.numpy(), ql.shift)
+            assert np.all(ql.mult < 1 << fl.mult_bits)
+    assert not qm.layers[-1].requant, "logits stay at accumulator scale"
+    assert qm.layers[-1].out_fmt == qm.layers[-1].acc_fmt
+
+
+def test_ste_forward_rounds_and_passes_gradients():
+    x = torch.tensor([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, -0.7, 0.7], dtype=torch.float64,
+                     requires_grad=True)
+    r = round_ste(x)
+    assert r.tolist() == [-2.0, -2.0, -0.0, 0.0, 2.0, 2.0, -1.0, 1.0]  # half to even, as rint
+    assert np.array_equal(r.detach().numpy(), np.rint(x.detach().numpy()))
+    r.sum().backward()
+    assert x.grad.tolist() == [1.0] * 8
+    y = torch.tensor([-1.5, -0.5, 0.5, 1.0], dtype=torch.float64, requires_grad=True)
+    f = floor_ste(y)
+    assert f.tolist() == [-2.0, -1.0, 0.0, 1.0]
+    f.sum().backward()
+    assert y.grad.tolist() == [1.0] * 4
