@@ -82,11 +82,11 @@ class AccelConfig:
     rows: int = DEFAULT_ARRAY[0]
     cols: int = DEFAULT_ARRAY[1]
     max_reduction: int = 4096
-    weight_depth: int = 1024
-    act_depth: int = 1024
+    weight_depth: int = 512
+    act_depth: int = 512
     param_depth: int = 256
-    acc_depth: int = 256
-    max_layers: int = 32
+    acc_depth: int = 64
+    max_layers: int = 16
     max_dim: int = 64
     host_bits: int = 32
     counter_bits: int = 32

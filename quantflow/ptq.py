@@ -16,7 +16,7 @@ from .calibrate import RangeMethod, activation_scale, weight_scales
 from .errors import UnsupportedOpError
 from .fakequant import FakeQuantNet, _FQLayer
 from .importers import Act, run_float
-from .numerics import DEFAULT_MULT_BITS, QFormat, check_bits
+from .numerics import DEFAULT_MULT_BITS, QFormat, Requant, check_bits
 from .qmodel import MAC_KINDS, LayerKind
 
 __all__ = ["PTQConfig", "quantize", "quantize_auto", "check_chain", "accuracy"]
@@ -42,6 +42,7 @@ class PTQConfig:
         check_bits("Weight bits", self.wbits)
         check_bits("Activation bits", self.abits)
         check_bits("Input bits", self.input_bits)
+        Requant(self.mult_bits)  # 2..31 bits, so the products acc * M fit int64
         for attr in ("w_method", "a_method"):
             if not isinstance(getattr(self, attr), RangeMethod):
                 raise TypeError(f"{attr} must be a RangeMethod, not {getattr(self, attr)!r}")
