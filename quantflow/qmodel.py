@@ -214,7 +214,11 @@ class QuantizedModel:
 
     @property
     def abits(self):
-        fmts = [layer.out_fmt for layer in self.layers if layer.requant]
+        """Widest requantized activation. Max pooling and flatten only pass their input on
+        (an exporter may leave ``requant`` set on them), so they never count: the network
+        input's width is ``input_fmt``, not an activation width."""
+        fmts = [layer.out_fmt for layer in self.layers
+                if layer.requant and layer.kind in MAC_KINDS + (LayerKind.AVGPOOL,)]
         return max(f.bits for f in fmts) if fmts else self.input_fmt.bits
 
     def summary_rows(self):
