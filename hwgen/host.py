@@ -16,7 +16,7 @@ from quantflow.program import Buffer, pack_input, read_loc
 
 from .layouts import Command, Mem, encode_desc, mem_width
 
-__all__ = ["Link", "AmaranthLink", "Driver", "Inference", "program_images"]
+__all__ = ["Link", "AmaranthLink", "CocotbLink", "Driver", "Inference", "program_images"]
 
 
 class Link(abc.ABC):
@@ -71,6 +71,53 @@ class AmaranthLink(Link):
         return out
 
 
+class CocotbLink(Link):
+    """Drive the emitted Verilog's streams from cocotb (2.x): ports ``i__*`` and ``o__*``.
+
+    Values are set before a rising edge and the handshake is judged on the values read right
+    after it (the pre-edge values, as cocotbext-axi does). ``idle`` / ``backpressure`` as in
+    :class:`AmaranthLink`. cocotb is imported here only, so ``hwgen`` does not need it.
+    """
+
+    def __init__(self, dut, idle=0.0, backpressure=0.0, rng=None):
+        self.dut, self.idle, self.backpressure, self.rng = dut, idle, backpressure, rng
+
+    def _stall(self, p):
+        return p > 0 and self.rng.random() < p
+
+    async def send(self, words):
+        from cocotb.triggers import RisingEdge
+
+        dut = self.dut
+        for w in words:
+            while self._stall(self.idle):
+                dut.i__valid.value = 0
+                await RisingEdge(dut.clk)
+            dut.i__payload.value = int(w)
+            dut.i__valid.value = 1
+            await RisingEdge(dut.clk)
+            while not int(dut.i__ready.value):
+                await RisingEdge(dut.clk)
+        dut.i__valid.value = 0
+
+    async def recv(self, count):
+        from cocotb.triggers import RisingEdge
+
+        dut = self.dut
+        out = []
+        for _ in range(count):
+            while self._stall(self.backpressure):
+                dut.o__ready.value = 0
+                await RisingEdge(dut.clk)
+            dut.o__ready.value = 1
+            await RisingEdge(dut.clk)
+            while not int(dut.o__valid.value):
+                await RisingEdge(dut.clk)
+            out.append(int(dut.o__payload.value))
+        dut.o__ready.value = 0
+        return out
+
+
 def program_images(program, cfg):
     """{Mem: list of memory words} for the program, weights, biases and requant parameters."""
     n = len(program.weights)
@@ -122,6 +169,9 @@ class Driver:
 
     async def run(self, first, last):
         """Run descriptors ``first..last``; return their cycles (from the hardware)."""
+        if not 0 <= first <= last < self.cfg.max_layers:
+            raise ValueError(f"Descriptor range must satisfy 0 <= first <= last <"
+                             f" {self.cfg.max_layers}, not {first}..{last}")
         await self.link.send([Command.RUN, first, last])
         (cycles,) = await self.link.recv(1)
         return cycles
