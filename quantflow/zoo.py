@@ -10,6 +10,7 @@ import enum
 import hashlib
 import importlib.util
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def load_or_train(which, ds, progress=None):
         try:
             model.load_state_dict(torch.load(path, weights_only=True))
             return model.eval()
-        except (RuntimeError, OSError, EOFError, ValueError):
+        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError):
             pass  # a corrupt cache entry is retrained and overwritten
     train(model, ds, recipe, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
