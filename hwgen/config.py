@@ -56,7 +56,8 @@ class AccelConfig:
     input_bits : int
         Width of the unsigned network input (default 8). When it exceeds ``act_bits`` the
         first layer reads the input as ``digits`` digits of ``act_bits`` each, packed in
-        adjacent SIMD lanes and shifted back into place in the adder tree (see README).
+        adjacent SIMD lanes and shifted back into place in the adder tree (the reasons are in
+        :mod:`quantflow.program`).
     mult_bits : int
         Width of the unsigned requantization multiplier ``M``.
     rows, cols : int

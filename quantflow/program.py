@@ -8,8 +8,18 @@ Dataflow the descriptors encode (README "design notes"):
 
 - Activations live in two ping-pong memories, one word per ``(pixel, group)`` holding ``cols``
   channels of ``act_bits`` each, pixel-major: word ``base + (y*W + x)*G + g``. The network input
-  may be wider than a lane: it is stored as ``digits`` digits of ``act_bits`` in adjacent lanes
-  (``cols // digits`` channels per word) and the MAC array shifts each lane's product back.
+  may be wider than a lane: it is stored as ``digits = ceil(input_bits / act_bits)`` digits of
+  ``act_bits`` in adjacent lanes (``cols // digits`` channels per word) and the PE shifts lane
+  ``l``'s product left by ``act_bits * (l % digits)`` before the adder tree, so
+  ``sum_d w * digit_d << (act_bits*d) == w * x`` exactly. Why digits in lanes rather than an
+  activation path ``max(input_bits, act_bits)`` wide: the multipliers, the activation memories
+  and the pool unit stay ``act_bits`` wide for every layer (at 2 bits an 8-bit path would make
+  each multiplier 4x larger for the sake of one layer), and the first layer, whose input has
+  few channels (1 for digits), fills otherwise idle lanes instead of taking extra cycles; when
+  ``act_bits`` divides ``input_bits`` the digits are literally the input's bits, so packing is
+  free. Cost: ``cols >= digits`` (checked by AccelConfig) and the network input cannot be
+  pooled before a MAC layer (UnsupportedOpError). The accumulator is sized for
+  ``max(input_bits, act_bits)`` so the first layer cannot overflow.
 - Every MAC layer is a convolution: LINEAR reads its (flattened) input as a ``(C, H, W)`` map
   with a ``H x W`` kernel, so FLATTEN costs nothing (its output is its input, read in torch's
   ``C, H, W`` order by the host).
