@@ -1,0 +1,226 @@
+"""The `hwgen` command in-process (exit codes, one-line errors, --json) and as a real process."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flowkit import digits, tiny_model, trained
+
+from hwgen.cli import main
+from quantflow import ptq, serialize
+from quantflow.errors import DataError
+
+BAD_MODEL = Path(__file__).parent / "fixtures" / "bad_model.py"
+HWGEN = Path(sys.executable).parent / "hwgen"
+
+
+def _one_error_line(err, command):
+    """stderr holds exactly one error line for ``command`` and no traceback."""
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith(f"hwgen {command}: error: ")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _zoo_trained():
+    """The zoo networks in the cache before any command asks for them."""
+    trained("digits-mlp")
+
+
+# -- argument errors (argparse: exit 2, usage + one error line) ---------------------------------
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--wbits", "9"], r"argument --wbits: '9' is not a bit width in 2\.\.8"),
+    (["--wbits", "1"], r"argument --wbits: '1' is not a bit width in 2\.\.8"),
+    (["--abits", "four"], r"argument --abits: 'four' is not an integer bit width"),
+    (["--input-bits", "12"], r"argument --input-bits: '12' is not a bit width in 2\.\.8"),
+    (["--method", "best"], r"argument --method: 'best' is not a method \(auto, minmax, "),
+])
+def test_quantize_bad_arguments(capsys, tmp_path, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["quantize", *argv, "--out", str(tmp_path / "q")])
+    assert exc.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    line = _one_error_line(err, "quantize")
+    assert re.search(message, line), line
+    assert not (tmp_path / "q").exists()
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("quantize", "demo", "doctor"):
+        assert name in out
+
+
+# -- user errors (UserError: exit 2, exactly one line) ------------------------------------------
+
+def test_unsupported_op_exit_2_and_no_output(capsys, tmp_path):
+    out_dir = tmp_path / "q"
+    code = main(["quantize", "--model", f"{BAD_MODEL}:make", "--method", "minmax",
+                 "--out", str(out_dir)])
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1, err
+    line = _one_error_line(err, "quantize")
+    assert "unsupported op Sigmoid at graph node 2 ('_1'); supported: Conv2d (groups=1)" in line
+    assert list(tmp_path.iterdir()) == [], "no output folder and no temporary may be left"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--model", "digits-vgg"], "'digits-vgg' is not a zoo model (digits-cnn, digits-mlp) nor "
+                                "path/to/file.py:factory"),
+    (["--model", "nowhere/net.py:make"], "nowhere/net.py: no such model file"),
+    (["--model", f"{BAD_MODEL}:missing"], "has no callable 'missing'"),
+    (["--model", "digits-mlp", "--data", "DATA"],
+     "zoo model 'digits-mlp' is trained on the embedded digits data; do not pass --data with it"),
+    (["--model", f"{BAD_MODEL}:make", "--data", "nowhere.npz"], "nowhere.npz: no such data file"),
+    (["--model", f"{BAD_MODEL}:make", "--data", "CORRUPT"], "not a readable .npz file"),
+])
+def test_quantize_user_errors(capsys, tmp_path, argv, message):
+    good = tmp_path / "good.npz"
+    with open(good, "wb") as f:
+        np.savez(f, x_train=np.zeros((4, 1, 8, 8)), y_train=np.arange(4),
+                 x_test=np.zeros((2, 1, 8, 8)), y_test=np.arange(2))
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(good.read_bytes()[:100])
+    argv = [str(good) if a == "DATA" else str(corrupt) if a == "CORRUPT" else a for a in argv]
+    code = main(["quantize", *argv, "--method", "minmax", "--out", str(tmp_path / "q")])
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert message in _one_error_line(err, "quantize")
+    assert not (tmp_path / "q").exists()
+
+
+def test_debug_shows_the_exception(tmp_path):
+    with pytest.raises(DataError, match=r"is not a zoo model"):
+        main(["--debug", "quantize", "--model", "digits-vgg", "--out", str(tmp_path / "q")])
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("rmdir", "not a QuantizedModel folder (no such directory)"),
+    ("no-json", "not a QuantizedModel folder (no model.json)"),
+    ("bad-json", "model.json: not valid JSON ("),
+    ("truncated", "tensors.npz: unreadable or truncated ("),
+    ("no-tensors", "tensors.npz is missing"),
+])
+def test_corrupt_artifact_exit_2(capsys, tmp_path, damage, message):
+    q = serialize.save(tiny_model(), tmp_path / "q")
+    if damage == "rmdir":
+        q = tmp_path / "missing"
+    elif damage == "no-json":
+        (q / "model.json").unlink()
+    elif damage == "bad-json":
+        (q / "model.json").write_text("{")
+    elif damage == "truncated":
+        (q / "tensors.npz").write_bytes((q / "tensors.npz").read_bytes()[:64])
+    else:
+        (q / "tensors.npz").unlink()
+    code = main(["generate", str(q), "--out", str(tmp_path / "rtl")])
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert message in _one_error_line(err, "generate")
+    assert not (tmp_path / "rtl").exists()
+
+
+# -- success paths --------------------------------------------------------------------------------
+
+def test_quantize_json(capsys, tmp_path):
+    out_dir = tmp_path / "q4"
+    code = main(["quantize", "--model", "digits-mlp", "--wbits", "4", "--abits", "4",
+                 "--out", str(out_dir), "--json"])
+    assert code == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 1, out
+    doc = json.loads(lines[0])
+    assert isinstance(doc, dict)
+    assert {"model", "wbits", "abits", "method", "float_accuracy", "quant_accuracy"} <= set(doc)
+    assert (doc["model"], doc["wbits"], doc["abits"]) == ("digits-mlp", 4, 4)
+    assert isinstance(doc["method"], str) and doc["method"]
+    for key in ("float_accuracy", "quant_accuracy"):
+        assert isinstance(doc[key], float) and 0.0 <= doc[key] <= 1.0, doc
+    assert doc["float_accuracy"] > 0.9 and doc["quant_accuracy"] > 0.9, doc
+    qm = serialize.load(out_dir)
+    assert (qm.wbits, qm.abits) == (4, 4)
+    ds = digits()
+    assert ptq.accuracy(qm, ds.x_test, ds.y_test) == doc["quant_accuracy"]
+
+
+def test_quantize_text_output(capsys, tmp_path):
+    code = main(["quantize", "--model", "digits-mlp", "--wbits", "8", "--abits", "8",
+                 "--method", "minmax", "--out", str(tmp_path / "q")])
+    assert code == 0
+    out, _ = capsys.readouterr()
+    assert len(out.splitlines()) == 1
+    assert out.startswith("digits-mlp: W8A8 ") and "float " in out and "quantized " in out
+    assert serialize.load(tmp_path / "q").name == "digits-mlp"
+
+
+def test_doctor_json(capsys):
+    code = main(["doctor", "--json"])
+    out, _ = capsys.readouterr()
+    doc = json.loads(out)
+    missing = [c["name"] for c in doc["checks"] if c["required"] and not c["ok"]]
+    assert code == 0 and doc["ok"] is True and missing == [], missing
+    names = {c["name"] for c in doc["checks"]}
+    assert {"torch", "amaranth", "cocotb", "verilator", "iverilog", "yosys", "nextpnr-ice40",
+            "nextpnr-ecp5", "python"} <= names
+    for c in doc["checks"]:
+        assert c["ok"] == (c["version"] is not None) and (c["fix"] is None) == c["ok"], c
+
+
+def test_doctor_reports_a_missing_tool(capsys, monkeypatch):
+    from hwgen import tools
+
+    real = tools.doctor_checks
+
+    def without_iverilog():
+        checks = real()
+        for c in checks:
+            if c.name == "iverilog":
+                c.version = None
+        return checks
+
+    monkeypatch.setattr(tools, "doctor_checks", without_iverilog)
+    assert main(["doctor", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    bad = [c for c in doc["checks"] if not c["ok"]]
+    assert doc["ok"] is False and [c["name"] for c in bad] == ["iverilog"]
+    assert "apt-get install -y iverilog" in bad[0]["fix"]
+
+
+# -- the real console script ----------------------------------------------------------------------
+
+def test_console_script_exit_codes(tmp_path):
+    assert HWGEN.exists(), f"console script missing: {HWGEN}"
+    bad = subprocess.run([str(HWGEN), "quantize", "--wbits", "9", "--out", str(tmp_path / "q")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2, bad
+    assert bad.stdout == "" and "Traceback" not in bad.stderr
+    assert bad.stderr.splitlines()[-1] == ("hwgen quantize: error: argument --wbits: '9' is not a "
+                                           "bit width in 2..8")
+    ok = subprocess.run([str(HWGEN), "doctor", "--json"], capture_output=True, text=True,
+                        timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["ok"] is True
+    assert not (tmp_path / "q").exists()
