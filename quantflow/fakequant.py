@@ -91,18 +91,22 @@ class _FQLayer(nn.Module):
                              persistent=False)
 
     # -- forward on integer-valued tensors ----------------------------------------------------
+    def accumulate(self, x):
+        """The integer accumulator (bias included) of a MAC or average-pool layer."""
+        k = self.kind
+        if k is LayerKind.AVGPOOL:
+            return F.avg_pool2d(x, self.kernel, self.stride, self.padding, divisor_override=1)
+        if k is LayerKind.CONV2D:
+            return F.conv2d(x, self.int_weight(), self.int_bias(), self.stride, self.padding)
+        return F.linear(x, self.int_weight(), self.int_bias())
+
     def forward(self, x, exact=True):
         k = self.kind
         if k is LayerKind.FLATTEN:
             return torch.flatten(x, 1)
         if k is LayerKind.MAXPOOL:
             return F.max_pool2d(x, self.kernel, self.stride, self.padding)
-        if k is LayerKind.AVGPOOL:
-            acc = F.avg_pool2d(x, self.kernel, self.stride, self.padding, divisor_override=1)
-        elif k is LayerKind.CONV2D:
-            acc = F.conv2d(x, self.int_weight(), self.int_bias(), self.stride, self.padding)
-        else:
-            acc = F.linear(x, self.int_weight(), self.int_bias())
+        acc = self.accumulate(x)
         if not self.requant:
             return acc
         shape = (1, -1) + (1,) * (acc.dim() - 2)

@@ -15,7 +15,7 @@ from .calibrate import RangeMethod
 from .errors import DataError
 
 __all__ = ["Method", "QuantResult", "load_model", "load_data", "quantize_model",
-           "CALIB_IMAGES"]
+           "quantize_recipe", "quantize_data_free", "finetune", "CALIB_IMAGES"]
 
 #: Calibration images drawn (seeded) from the training data.
 CALIB_IMAGES = 512
@@ -41,11 +41,13 @@ class QuantResult:
     choices: list
 
     def summary(self, method):
+        """One report row; ``method`` is a :class:`Method` or a label string."""
         recipe = self.qmodel.meta.get("recipe", {})
         return {
             "model": self.qmodel.name, "wbits": recipe.get("wbits"),
             "abits": recipe.get("abits"), "input_bits": recipe.get("input_bits"),
-            "method": method.value, "w_method": recipe.get("w_method"),
+            "method": getattr(method, "value", method), "recipe": recipe.get("recipe"),
+            "w_method": recipe.get("w_method"),
             "a_method": recipe.get("a_method"), "float_accuracy": self.float_accuracy,
             "quant_accuracy": self.quant_accuracy,
         }
@@ -100,3 +102,56 @@ def quantize_model(name, net, ds, cfg, method, progress=None):
     quant_acc = ptq.accuracy(qm, ds.x_test, ds.y_test)
     qm.meta.update({"float_accuracy": float_acc, "quant_accuracy": quant_acc})
     return QuantResult(qm, fq, float_acc, quant_acc, choices)
+
+
+def _finish(qm, fq, net, ds, choices, label):
+    qm.meta.update({"method": label, "dataset": ds.name})
+    float_acc = zoo.accuracy(net, ds.x_test, ds.y_test)
+    quant_acc = ptq.accuracy(qm, ds.x_test, ds.y_test)
+    qm.meta.update({"float_accuracy": float_acc, "quant_accuracy": quant_acc})
+    return QuantResult(qm, fq, float_acc, quant_acc, choices)
+
+
+def quantize_recipe(name, net, ds, cfg, recipe, progress=None):
+    """Capture and quantize with a :class:`quantflow.recipes.Recipe`, or with
+    :data:`quantflow.recipes.AUTO` (the best candidate on a validation split of the training
+    data); evaluate on the test split."""
+    from . import recipes
+
+    layers = importers.capture(net, ds.input_shape)
+    ptq.check_layer_bits(layers, cfg.layer_bits)
+    x_cal = calibration_set(ds)
+    if recipe is recipes.AUTO:
+        x_val, y_val = data_mod.validation_split(ds)
+        fq, qm, choices = recipes.choose(layers, name, ds.input_shape, x_cal, x_val, y_val, cfg,
+                                         progress=progress)
+    else:
+        fq, qm = recipes.run(recipe, layers, name, ds.input_shape, x_cal, cfg)
+        choices = []
+    return _finish(qm, fq, net, ds, choices, "recipe")
+
+
+def quantize_data_free(name, net, ds, cfg, input_max=1.0):
+    """Quantize without calibration data (:mod:`quantflow.datafree`); ``ds`` is used only to
+    report the float and quantized test accuracy afterwards."""
+    from . import datafree
+
+    layers = importers.capture(net, ds.input_shape)
+    ptq.check_layer_bits(layers, cfg.layer_bits)
+    cfg = ptq.PTQConfig(cfg.wbits, cfg.abits, cfg.input_bits, RangeMethod.MSE, RangeMethod.MSE,
+                        cfg.mult_bits, cfg.layer_bits)
+    fq = datafree.quantize_data_free(net, layers, name, ds.input_shape, cfg, input_max)
+    qm = fq.export({"recipe": cfg.describe() | {"recipe": "data-free",
+                                                "k": datafree.DEFAULT_K}})
+    return _finish(qm, fq, net, ds, [], "data-free")
+
+
+def finetune(result, net, ds, qat_cfg, progress=None):
+    """QAT (:mod:`quantflow.qat`) on the training data from a PTQ result; a new result."""
+    from . import qat
+
+    fq = qat.finetune(result.fakequant, ds.x_train, ds.y_train, qat_cfg, progress)
+    meta = dict(result.qmodel.meta)
+    qm = fq.export({"recipe": dict(meta.get("recipe", {})) | {
+        "qat_epochs": qat_cfg.epochs, "qat_lr": qat_cfg.lr}})
+    return _finish(qm, fq, net, ds, result.choices, "qat")

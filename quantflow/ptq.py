@@ -13,13 +13,14 @@ import numpy as np
 
 from . import reference
 from .calibrate import RangeMethod, activation_scale, weight_scales
-from .errors import UnsupportedOpError
+from .errors import UnsupportedOpError, UserError
 from .fakequant import FakeQuantNet, _FQLayer
 from .importers import Act, run_float
 from .numerics import DEFAULT_MULT_BITS, QFormat, Requant, check_bits
 from .qmodel import MAC_KINDS, LayerKind
 
-__all__ = ["PTQConfig", "quantize", "quantize_auto", "check_chain", "accuracy"]
+__all__ = ["PTQConfig", "quantize", "assemble", "quantize_auto", "check_chain",
+           "check_layer_bits", "accuracy", "val_score"]
 
 
 @dataclass(frozen=True)
@@ -87,24 +88,53 @@ def _layer_inputs(fl, x):
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, int(np.prod(fl.weight.shape[1:])))
 
 
+def check_layer_bits(layers, layer_bits):
+    """Every key of ``layer_bits`` must name a Conv2d/Linear layer of the chain."""
+    valid = [lyr.name for lyr in layers if lyr.kind in MAC_KINDS]
+    for key, value in layer_bits.items():
+        if key not in valid:
+            raise UserError(f"Layer name must be one of {', '.join(valid)}, not {key!r}")
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise TypeError(f"Layer bits must be a (w_bits, a_bits) tuple, not {value!r}")
+        check_bits(f"Weight bits of layer {key!r}", value[0])
+        check_bits(f"Activation bits of layer {key!r}", value[1])
+
+
 def quantize(layers, name, input_shape, x_calib, cfg):
     """Build the FakeQuantNet for ``cfg`` from a captured float chain and calibration inputs."""
-    last = check_chain(layers)
+    check_chain(layers)
+    check_layer_bits(layers, cfg.layer_bits)
     acts = [np.asarray(x_calib, dtype=np.float64)]
     acts += [a.numpy() for a in run_float(layers, x_calib)]
+    input_scale = activation_scale(x_calib, cfg.input_bits, cfg.a_method)
+    w_scales, out_scales = {}, {}
+    for i, fl in enumerate(layers):
+        if fl.kind not in MAC_KINDS:
+            continue
+        wb, ab = cfg.bits_for(fl.name)
+        inputs = (_layer_inputs(fl, acts[i]) if cfg.w_method is RangeMethod.MSE_OUTPUT
+                  else None)
+        w_scales[i] = weight_scales(fl.weight, wb, cfg.w_method, inputs)
+        out_scales[i] = activation_scale(acts[i + 1], ab, cfg.a_method)
+    return assemble(layers, name, input_shape, cfg, input_scale, w_scales, out_scales)
+
+
+def assemble(layers, name, input_shape, cfg, input_scale, w_scales, out_scales):
+    """The FakeQuantNet from chosen scales: ``w_scales[i]`` (per output channel) and
+    ``out_scales[i]`` (per tensor) keyed by the index of each MAC layer in ``layers``; the
+    last MAC layer's output scale is ignored (it returns its accumulator)."""
+    last = check_chain(layers)
+    check_layer_bits(layers, cfg.layer_bits)
     input_fmt = in_fmt = QFormat(cfg.input_bits, False)
-    input_scale = in_scale = activation_scale(x_calib, cfg.input_bits, cfg.a_method)
+    in_scale = input_scale
     fq = []
     for i, fl in enumerate(layers):
         wb, ab = cfg.bits_for(fl.name)
         w_scale = out_fmt = out_scale = None
         if fl.kind in MAC_KINDS:
-            inputs = (_layer_inputs(fl, acts[i]) if cfg.w_method is RangeMethod.MSE_OUTPUT
-                      else None)
-            w_scale = weight_scales(fl.weight, wb, cfg.w_method, inputs)
+            w_scale = w_scales[i]
             if i != last:
-                out_fmt = QFormat.activation(ab)
-                out_scale = activation_scale(acts[i + 1], ab, cfg.a_method)
+                out_fmt, out_scale = QFormat.activation(ab), out_scales[i]
         elif fl.kind is LayerKind.AVGPOOL:
             out_fmt, out_scale = in_fmt, in_scale  # a mean keeps the scale: ratio 1/k^2
         layer = _FQLayer(fl, in_fmt, in_scale, wb, w_scale, out_fmt, out_scale, cfg.mult_bits)
@@ -120,7 +150,7 @@ def accuracy(qmodel, x, y):
     return float(np.mean(pred == y))
 
 
-def _val_score(qmodel, x, y):
+def val_score(qmodel, x, y):
     """(accuracy, -cross-entropy) of the dequantized integer logits: accuracy first; the loss
     breaks ties, which matter because a network is often near 100% on its training data."""
     logits = reference.run(qmodel, qmodel.quantize_input(x))[-1] * qmodel.output_scale
@@ -140,7 +170,7 @@ def quantize_auto(layers, name, input_shape, x_calib, x_val, y_val, cfg, progres
                           cfg.layer_bits)
         net = quantize(layers, name, input_shape, x_calib, trial)
         qm = net.export()
-        acc = _val_score(qm, x_val, y_val)
+        acc = val_score(qm, x_val, y_val)
         choices.append({"w_method": w_m.value, "a_method": a_m.value, "val_accuracy": acc[0],
                         "val_log_likelihood": acc[1]})
         if best is None or acc > best[0]:

@@ -9,7 +9,8 @@ from quantflow.numerics import MAX_BITS, MIN_BITS
 NAME = "quantize"
 HELP = "quantize a trained model (zoo name or file.py:factory) to a QuantizedModel folder"
 
-__all__ = ["NAME", "HELP", "add_arguments", "run", "bits", "method"]
+__all__ = ["NAME", "HELP", "add_arguments", "run", "bits", "method", "recipe", "layer_bits",
+           "positive_int"]
 
 
 def bits(value):
@@ -34,6 +35,44 @@ def method(value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a method ({names})") from None
 
 
+def recipe(value):
+    """argparse type: a PTQ recipe name -> the Recipe object (or ``recipes.AUTO``)."""
+    from quantflow import recipes
+
+    try:
+        return recipes.by_name(value)
+    except ValueError:
+        names = ", ".join([recipes.AUTO.name] + [r.name for r in recipes.RECIPES])
+        raise argparse.ArgumentTypeError(f"{value!r} is not a recipe ({names})") from None
+
+
+def positive_int(value):
+    """argparse type: an integer >= 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive integer")
+    return n
+
+
+def layer_bits(value):
+    """argparse type: ``NAME=W/A,...`` -> ``{name: (w_bits, a_bits)}`` (names are checked
+    against the model later, when it is captured)."""
+    out = {}
+    for item in value.split(","):
+        name, sep, wa = item.strip().partition("=")
+        w, slash, a = wa.partition("/")
+        if not (sep and slash and name):
+            raise argparse.ArgumentTypeError(f"{item!r} is not NAME=W/A (e.g. 0=8/8)")
+        try:
+            out[name] = (bits(w), bits(a))
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f"{item!r} is not NAME=W/A with {e}") from None
+    return out
+
+
 def add_arguments(p):
     from quantflow.flow import Method
 
@@ -45,28 +84,72 @@ def add_arguments(p):
     p.add_argument("--wbits", metavar="N", type=bits, default=4, help="weight bits")
     p.add_argument("--abits", metavar="N", type=bits, default=4, help="activation bits")
     p.add_argument("--input-bits", metavar="N", type=bits, default=8, help="network input bits")
-    p.add_argument("--method", metavar="METHOD", type=method, default="auto",
-                   help="range setting: " + ", ".join(m.value for m in Method) +
-                   " (auto: best pair on a validation split of the training data)")
+    p.add_argument("--method", metavar="METHOD", type=method, default=None,
+                   help="range setting only, no other pass: " + ", ".join(m.value for m in Method)
+                   + " (auto: best pair on a validation split); overrides --recipe")
+    p.add_argument("--recipe", metavar="RECIPE", type=recipe, default="auto",
+                   help="PTQ recipe (range setting + CLE / bias correction / AdaRound passes);"
+                   " auto: the best candidate for the bit widths on a validation split of the"
+                   " training data")
+    p.add_argument("--layer-bits", metavar="NAME=W/A,...", type=layer_bits, default={},
+                   help="per-layer weight/activation bits, e.g. 0=8/8,10=8/8")
+    p.add_argument("--data-free", action="store_true",
+                   help="no calibration images: weight ranges from the weights, activation"
+                   " ranges from BatchNorm statistics propagated through the network")
+    p.add_argument("--qat", action="store_true",
+                   help="fine-tune the PTQ result with STE and LSQ learned step sizes")
+    p.add_argument("--qat-epochs", metavar="N", type=positive_int, default=30,
+                   help="QAT epochs over the training data")
     p.add_argument("--out", metavar="DIR", required=True, help="QuantizedModel folder to write")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def run(args):
     from quantflow import ptq, serialize
-    from quantflow.flow import load_data, load_model, quantize_model
+    from quantflow.flow import (
+        load_data,
+        load_model,
+        quantize_data_free,
+        quantize_model,
+        quantize_recipe,
+    )
 
     ds = load_data(args.data)
     name, net = load_model(args.model, ds)
-    cfg = ptq.PTQConfig(args.wbits, args.abits, args.input_bits)
-    result = quantize_model(name, net, ds, cfg, args.method)
+    cfg = ptq.PTQConfig(args.wbits, args.abits, args.input_bits, layer_bits=args.layer_bits)
+    if args.data_free:
+        result, label = quantize_data_free(name, net, ds, cfg), "data-free"
+    elif args.method is not None:
+        result, label = quantize_model(name, net, ds, cfg, args.method), args.method.value
+    else:
+        result, label = quantize_recipe(name, net, ds, cfg, args.recipe), args.recipe.name
+    if args.qat:
+        result, label = _qat(result, net, ds, args.qat_epochs), label + "+qat"
     serialize.save(result.qmodel, args.out)
-    summary = result.summary(args.method) | {"out": str(args.out)}
+    summary = result.summary(label) | {"out": str(args.out)}
     if args.json:
         json.dump(summary, sys.stdout)
         sys.stdout.write("\n")
     else:
-        print(f"{summary['model']}: W{args.wbits}A{args.abits} ({summary['w_method']}/"
-              f"{summary['a_method']})  float {100 * result.float_accuracy:.2f}%  "
-              f"quantized {100 * result.quant_accuracy:.2f}%  -> {args.out}")
+        chosen = summary.get("recipe") or label
+        print(f"{summary['model']}: W{args.wbits}A{args.abits} {label} ({chosen}, "
+              f"{summary['w_method']}/{summary['a_method']})  float "
+              f"{100 * result.float_accuracy:.2f}%  quantized "
+              f"{100 * result.quant_accuracy:.2f}%  -> {args.out}")
     return 0
+
+
+def _qat(result, net, ds, epochs):
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from quantflow.flow import finetune
+    from quantflow.qat import QATConfig
+
+    with Progress(transient=True, console=Console(stderr=True)) as prog:
+        task = prog.add_task("QAT", total=epochs)
+
+        def tick(epoch, total, loss):
+            prog.update(task, completed=epoch, description=f"QAT loss {loss:.4f}")
+
+        return finetune(result, net, ds, QATConfig(epochs=epochs), tick)

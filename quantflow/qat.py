@@ -1,0 +1,122 @@
+"""Quantization-aware training: STE rounding and LSQ learned step sizes on a FakeQuantNet.
+
+Starting from a PTQ result, the fake-quant net is fine-tuned end to end with cross-entropy on
+the training data. Rounding uses the straight-through estimator (:func:`round_ste`,
+:func:`floor_ste`); the weight scales (per output channel) and activation scales (per tensor)
+are parameters learned as in LSQ (Esser et al.; white paper section 4): each scale receives
+the gradient of the loss through ``x / s`` before rounding and through the dequantization
+after it, including the clamp, which is LSQ's step-size gradient.
+
+Training runs the requantization with the real ratio (``exact=False``) so gradients reach the
+scales; afterwards :meth:`FakeQuantNet.refresh` re-derives every ``(M, s)`` and the net's
+exact forward, and its export, are the integer contract again (bit-exact with
+:mod:`quantflow.reference`).
+
+Activation scales are shared between producer and consumer: a layer's ``out_scale`` and the
+next layer's ``in_scale`` are tied to one parameter (the network input scale stays fixed: the
+input quantizer uses it as a float). Deterministic: seeded, one thread.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .qmodel import MAC_KINDS, LayerKind
+
+__all__ = ["QATConfig", "finetune", "tie_scales"]
+
+
+@dataclass(frozen=True)
+class QATConfig:
+    """Fine-tuning settings: Adam with a cosine schedule over ``epochs``."""
+
+    epochs: int = 30
+    batch: int = 64
+    lr: float = 1e-3
+    scale_lr: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self):
+        for attr in ("epochs", "batch"):
+            v = getattr(self, attr)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"QAT {attr} must be a positive integer, not {v!r}")
+        for attr in ("lr", "scale_lr"):
+            v = getattr(self, attr)
+            if not (isinstance(v, float) and v > 0):
+                raise ValueError(f"QAT {attr} must be a positive float, not {v!r}")
+
+
+def tie_scales(net):
+    """Make each layer's ``in_scale`` the same Parameter as its producer's ``out_scale``.
+
+    Max pooling and flatten pass integers through, so they share the scale too; an average
+    pool's output keeps its input scale. The first scale (network input) is frozen.
+    """
+    current = net.layers[0].in_scale
+    current.requires_grad_(False)
+    for layer in net.layers:
+        layer.in_scale = current
+        if layer.kind is LayerKind.AVGPOOL and layer.requant:
+            layer.out_scale = current
+        elif layer.requant:
+            current = layer.out_scale
+    return net
+
+
+def _params(net):
+    scales, others = [], []
+    seen = set()
+    for layer in net.layers:
+        cand = [layer.out_scale] if layer.requant else []
+        if layer.kind in MAC_KINDS:
+            cand.append(layer.w_scale)
+            others += [layer.weight, layer.bias]
+        for p in cand:
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                scales.append(p)
+    return scales, others
+
+
+def finetune(net, x_train, y_train, cfg=None, progress=None):
+    """Fine-tune ``net`` in place; returns it refreshed for exact integer inference.
+
+    ``progress(epoch, epochs, loss)`` is called after each epoch.
+    """
+    cfg = cfg or QATConfig()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # float reductions differ with the thread count
+    try:
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        tie_scales(net)
+        scales, others = _params(net)
+        opt = torch.optim.Adam([{"params": others, "lr": cfg.lr},
+                                {"params": scales, "lr": cfg.scale_lr}])
+        x = torch.as_tensor(x_train, dtype=torch.float64)
+        y = torch.as_tensor(y_train, dtype=torch.int64)
+        steps = cfg.epochs * ((len(x) + cfg.batch - 1) // cfg.batch)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        loss_fn = nn.CrossEntropyLoss()
+        for epoch in range(cfg.epochs):
+            perm = torch.randperm(len(x), generator=gen)
+            total = 0.0
+            for i in range(0, len(x), cfg.batch):
+                idx = perm[i:i + cfg.batch]
+                loss = loss_fn(net(x[idx], exact=False), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                with torch.no_grad():  # a scale must stay positive for the contract
+                    for p in scales:
+                        p.clamp_(min=1e-8)
+                total += float(loss.detach()) * len(idx)
+            if progress is not None:
+                progress(epoch + 1, cfg.epochs, total / len(x))
+    finally:
+        torch.set_num_threads(threads)
+    net.refresh()
+    return net

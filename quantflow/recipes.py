@@ -1,0 +1,143 @@
+"""Named PTQ recipes: range setting plus a sequence of passes, as objects (STYLE rule 22).
+
+A :class:`Recipe` is a frozen value: float-chain passes (cross-layer equalization) run before
+range setting, then the FakeQuantNet is built with the recipe's weight/activation range
+methods, then net passes (AdaRound, bias correction) change its integers in place. Every pass
+works on the FakeQuantNet's own tensors, so :meth:`FakeQuantNet.export` stays the one path to
+the QuantizedModel and the result is bit-exact with :mod:`quantflow.reference`.
+
+Names are parsed only at the CLI (:func:`by_name`). :func:`choose` picks among candidate
+recipes on a validation split of the *training* data; the test set is never used.
+"""
+
+from dataclasses import dataclass, field
+
+from . import ptq
+from .adaround import AdaRound
+from .biascorr import BiasCorrection
+from .calibrate import RangeMethod
+from .cle import CrossLayerEqualization
+
+__all__ = ["Recipe", "AutoRecipe", "RECIPES", "by_name", "run", "choose", "candidates", "AUTO"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One PTQ recipe.
+
+    Parameters
+    ----------
+    name : str
+        Identifier shown in reports and accepted by ``hwgen quantize --recipe``.
+    w_method, a_method : RangeMethod
+        Range setting for weights (per output channel) and activations (per tensor).
+    float_passes : tuple
+        Objects with ``apply(layers) -> layers`` run on the float chain first.
+    net_passes : tuple
+        Objects with ``apply(net, layers, x_calib, progress)`` run on the FakeQuantNet.
+    """
+
+    name: str
+    w_method: RangeMethod = RangeMethod.MSE
+    a_method: RangeMethod = RangeMethod.MSE
+    float_passes: tuple = ()
+    net_passes: tuple = field(default=())
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"Recipe name must be a non-empty string, not {self.name!r}")
+        for attr in ("w_method", "a_method"):
+            if not isinstance(getattr(self, attr), RangeMethod):
+                raise TypeError(f"Recipe {attr} must be a RangeMethod, "
+                                f"not {getattr(self, attr)!r}")
+        for attr in ("float_passes", "net_passes"):
+            if not isinstance(getattr(self, attr), tuple):
+                raise TypeError(f"Recipe {attr} must be a tuple, not {getattr(self, attr)!r}")
+
+    def with_methods(self, w_method, a_method):
+        return Recipe(self.name, w_method, a_method, self.float_passes, self.net_passes)
+
+    def describe(self):
+        return {"recipe": self.name, "w_method": self.w_method.value,
+                "a_method": self.a_method.value,
+                "passes": [type(p).__name__ for p in self.float_passes + self.net_passes]}
+
+
+_CLE, _BC, _AR = CrossLayerEqualization(), BiasCorrection(), AdaRound()
+_OUT = RangeMethod.MSE_OUTPUT
+
+#: The named recipes, simplest first.
+RECIPES = (
+    Recipe("minmax", RangeMethod.MINMAX, RangeMethod.MINMAX),
+    Recipe("mse", RangeMethod.MSE, RangeMethod.MSE),
+    Recipe("mse-out", _OUT, RangeMethod.MSE),
+    Recipe("cle", _OUT, RangeMethod.MSE, (_CLE,)),
+    Recipe("bc", _OUT, RangeMethod.MSE, (), (_BC,)),
+    Recipe("cle-bc", _OUT, RangeMethod.MSE, (_CLE,), (_BC,)),
+    Recipe("adaround", _OUT, RangeMethod.MSE, (), (_AR,)),
+    Recipe("adaround-bc", _OUT, RangeMethod.MSE, (), (_AR, _BC)),
+    Recipe("cle-adaround", _OUT, RangeMethod.MSE, (_CLE,), (_AR,)),
+    Recipe("cle-adaround-bc", _OUT, RangeMethod.MSE, (_CLE,), (_AR, _BC)),
+)
+
+@dataclass(frozen=True)
+class AutoRecipe:
+    """The default: the best of :func:`candidates` on a validation split (see :func:`choose`)."""
+
+    name: str = "auto"
+
+
+#: The default recipe (a value, compared with ``is``).
+AUTO = AutoRecipe()
+
+
+def by_name(name):
+    """The recipe called ``name`` (CLI boundary)."""
+    for r in (AUTO,) + RECIPES:
+        if r.name == name:
+            return r
+    names = ", ".join([AUTO.name] + [r.name for r in RECIPES])
+    raise ValueError(f"Recipe must be one of {names}, not {name!r}")
+
+
+def run(recipe, layers, name, input_shape, x_calib, cfg, progress=None):
+    """Apply ``recipe`` to a captured float chain; returns ``(FakeQuantNet, QuantizedModel)``.
+
+    ``cfg`` gives the bit widths (its range methods are replaced by the recipe's).
+    """
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"Recipe must be a Recipe, not {recipe!r}")
+    for p in recipe.float_passes:
+        layers = p.apply(layers)
+    trial = ptq.PTQConfig(cfg.wbits, cfg.abits, cfg.input_bits, recipe.w_method,
+                          recipe.a_method, cfg.mult_bits, cfg.layer_bits)
+    net = ptq.quantize(layers, name, input_shape, x_calib, trial)
+    for p in recipe.net_passes:
+        p.apply(net, layers, x_calib, progress)
+    qm = net.export({"recipe": trial.describe() | recipe.describe()})
+    return net, qm
+
+
+def candidates(cfg):
+    """The recipes the default choice compares for the bit widths of ``cfg``."""
+    if min(cfg.wbits, cfg.abits) >= 5:  # rounding is not the bottleneck at 5+ bits
+        return [by_name("mse-out"), by_name("bc"), by_name("cle-bc")]
+    return [by_name("bc"), by_name("cle-bc"), by_name("adaround-bc"), by_name("cle-adaround-bc")]
+
+
+def choose(layers, name, input_shape, x_calib, x_val, y_val, cfg, cands=None, progress=None):
+    """Run each candidate recipe and keep the best on the validation split, by (accuracy,
+    mean log-likelihood). Returns ``(FakeQuantNet, QuantizedModel, rows)``."""
+    best, rows = None, []
+    for recipe in cands or candidates(cfg):
+        net, qm = run(recipe, layers, name, input_shape, x_calib, cfg)
+        score = ptq.val_score(qm, x_val, y_val)
+        rows.append({"recipe": recipe.name, "val_accuracy": score[0],
+                     "val_log_likelihood": score[1]})
+        if best is None or score > best[0]:
+            best = (score, net, qm)
+        if progress is not None:
+            progress()
+    _, net, qm = best
+    qm.meta["recipe"]["chosen_from"] = [r["recipe"] for r in rows]
+    return net, qm, rows

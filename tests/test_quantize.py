@@ -1,0 +1,45 @@
+"""`hwgen quantize` argument types: recipe names and --layer-bits parse at the CLI only."""
+
+import argparse
+
+import pytest
+
+from hwgen.commands import quantize
+from quantflow import recipes
+
+
+def test_layer_bits_parses_names_and_widths():
+    assert quantize.layer_bits("0=8/8, 10=4/6") == {"0": (8, 8), "10": (4, 6)}
+
+
+@pytest.mark.parametrize(("value", "msg"), [
+    ("0=8", r"^'0=8' is not NAME=W/A \(e\.g\. 0=8/8\)$"),
+    ("=8/8", r"^'=8/8' is not NAME=W/A \(e\.g\. 0=8/8\)$"),
+    ("0=9/8", r"^'0=9/8' is not NAME=W/A with '9' is not a bit width in 2\.\.8$"),
+])
+def test_layer_bits_errors(value, msg):
+    with pytest.raises(argparse.ArgumentTypeError, match=msg):
+        quantize.layer_bits(value)
+
+
+def test_recipe_names_become_objects():
+    assert quantize.recipe("auto") is recipes.AUTO
+    assert quantize.recipe("cle-bc") is recipes.by_name("cle-bc")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^'x' is not a recipe \(auto, .*\)$"):
+        quantize.recipe("x")
+
+
+def test_qat_epochs_must_be_positive():
+    assert quantize.positive_int("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^'0' is not a positive integer$"):
+        quantize.positive_int("0")
+
+
+def test_unknown_layer_name_is_one_line_on_stderr(tmp_path, capsys):
+    from hwgen.cli import main
+
+    rc = main(["quantize", "--model", "digits-mlp", "--recipe", "mse", "--layer-bits",
+               "fc=8/8", "--out", str(tmp_path / "q")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [
+        "hwgen quantize: error: Layer name must be one of 1, 3, 5, not 'fc'"]

@@ -1,0 +1,74 @@
+"""Recipes are values: named, validated, composable; every recipe's export is bit-exact."""
+
+import numpy as np
+import pytest
+import torch
+from flowkit import calib_set, captured, digits
+
+from quantflow import biascorr, cle, ptq, recipes, reference
+from quantflow.adaround import AdaRound
+from quantflow.calibrate import RangeMethod
+
+
+def test_every_named_recipe_round_trips_through_by_name():
+    for r in recipes.RECIPES:
+        assert recipes.by_name(r.name) is r
+    assert recipes.by_name("auto") is recipes.AUTO
+    assert len({r.name for r in recipes.RECIPES}) == len(recipes.RECIPES)
+
+
+def test_unknown_recipe_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"^Recipe must be one of auto, minmax, .*, not 'nope'$"):
+        recipes.by_name("nope")
+
+
+@pytest.mark.parametrize(("kw", "exc", "msg"), [
+    ({"name": ""}, TypeError, r"^Recipe name must be a non-empty string, not ''$"),
+    ({"name": "x", "w_method": "mse"}, TypeError,
+     r"^Recipe w_method must be a RangeMethod, not 'mse'$"),
+    ({"name": "x", "net_passes": [biascorr.BiasCorrection()]}, TypeError,
+     r"^Recipe net_passes must be a tuple, not \[BiasCorrection\(\)\]$"),
+])
+def test_recipe_fields_are_validated(kw, exc, msg):
+    with pytest.raises(exc, match=msg):
+        recipes.Recipe(**kw)
+
+
+def test_run_refuses_a_recipe_name():
+    with pytest.raises(TypeError, match=r"^Recipe must be a Recipe, not 'bc'$"):
+        recipes.run("bc", captured("digits-mlp"), "m", (1, 8, 8), calib_set(),
+                    ptq.PTQConfig(2, 2))
+
+
+def test_a_composed_recipe_runs_every_pass_and_exports_bit_exact():
+    r = recipes.Recipe("test", RangeMethod.MSE_OUTPUT, RangeMethod.MSE,
+                       (cle.CrossLayerEqualization(),),
+                       (AdaRound(iterations=10, batch=128), biascorr.BiasCorrection()))
+    net, qm = recipes.run(r, captured("digits-cnn"), "digits-cnn", digits().input_shape,
+                          calib_set()[:128], ptq.PTQConfig(3, 3))
+    assert qm.meta["recipe"]["passes"] == ["CrossLayerEqualization", "AdaRound",
+                                           "BiasCorrection"]
+    assert qm.meta["recipe"]["wbits"] == 3 and qm.meta["recipe"]["recipe"] == "test"
+    x_int = qm.quantize_input(digits().x_test[:64])
+    with torch.no_grad():
+        outs = net.forward_int(torch.from_numpy(x_int).double())
+    for i, (want, got) in enumerate(zip(reference.run(qm, x_int), outs, strict=True)):
+        assert np.array_equal(want, got.numpy().astype(np.int64)), f"layer {i} differs"
+
+
+def test_candidates_depend_on_the_bit_widths():
+    low = [r.name for r in recipes.candidates(ptq.PTQConfig(2, 8))]
+    high = [r.name for r in recipes.candidates(ptq.PTQConfig(8, 8))]
+    assert any("adaround" in n for n in low) and not any("adaround" in n for n in high)
+
+
+def test_choose_keeps_the_best_validation_score():
+    ds = digits()
+    cands = [recipes.by_name("minmax"), recipes.by_name("bc")]
+    x_val, y_val = ds.x_train[:200], ds.y_train[:200]
+    net, qm, rows = recipes.choose(captured("digits-mlp"), "digits-mlp", ds.input_shape,
+                                   calib_set(), x_val, y_val, ptq.PTQConfig(2, 2), cands)
+    assert [r["recipe"] for r in rows] == ["minmax", "bc"]
+    best = max(rows, key=lambda r: (r["val_accuracy"], r["val_log_likelihood"]))
+    assert qm.meta["recipe"]["recipe"] == best["recipe"]
+    assert qm.meta["recipe"]["chosen_from"] == ["minmax", "bc"]
