@@ -224,3 +224,22 @@ def test_console_script_exit_codes(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["ok"] is True
     assert not (tmp_path / "q").exists()
+
+
+def test_demo_one_width(capsys, monkeypatch, tmp_path):
+    """The demo flow end to end at one width on the MLP (the full five widths are bench work)."""
+    from hwgen.commands import demo
+
+    monkeypatch.setattr(demo, "DEMO_BITS", [(8, 8)])
+    code = main(["demo", "--model", "digits-mlp", "--out", str(tmp_path / "demo")])
+    assert code == 0
+    out, _ = capsys.readouterr()
+    assert "8/8" in out and "summary.json" in out
+    rows = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["model"], row["wbits"], row["abits"]) == ("digits-mlp", 8, 8)
+    for key in ("float_accuracy", "quant_accuracy", "minmax_accuracy"):
+        assert 0.9 <= row[key] <= 1.0, row
+    qm = serialize.load(row["qmodel"])
+    assert Path(row["qmodel"]) == tmp_path / "demo" / "digits-mlp-w8a8" and qm.wbits == 8
