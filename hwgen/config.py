@@ -27,6 +27,8 @@ _ACC_LATENCY = 1    # accumulator register
 _POOL_LATENCY = 1   # lane-wise max/sum register
 _REQUANT_LATENCY = 2  # product + rounding, then shift + clamp
 _MEM_LATENCY = 1    # synchronous block-RAM read
+_SEQ_LATENCY = 2    # loop counters -> registered tap, then registered im2col address
+_BIAS_LATENCY = 1   # registered bias add in front of the requantizer
 
 
 #: Depth fields and the Program usage entry each one must hold.
@@ -245,9 +247,13 @@ class AccelConfig:
         return _MEM_LATENCY
 
     @property
+    def seq_latency(self):
+        return _SEQ_LATENCY
+
+    @property
     def drain_latency(self):
         """Drain: element selected -> written (parameter read, bias add, requantizer, write)."""
-        return _MEM_LATENCY + 1 + _REQUANT_LATENCY
+        return _MEM_LATENCY + _BIAS_LATENCY + _REQUANT_LATENCY + 1
 
     @property
     def layer_setup_cycles(self):
@@ -256,8 +262,11 @@ class AccelConfig:
 
     @property
     def layer_flush_cycles(self):
-        """From the last issue slot until the last element is written, plus the DONE state."""
-        return 1 + _MEM_LATENCY + self.mac_latency + 1 + self.lanes_max + self.drain_latency + 1
+        """FLUSH + DONE states: covers the last issue slot until its last element is written
+        (sequencer, memory, array, drain of up to ``lanes_max`` elements, write), with margin;
+        fixed so the cycle count of a layer is exact."""
+        return (_SEQ_LATENCY + _MEM_LATENCY + self.mac_latency + self.lanes_max
+                + self.drain_latency + 1)
 
     # -- fitting -----------------------------------------------------------------------------
 
@@ -272,7 +281,7 @@ class AccelConfig:
 
     def derived_json(self):
         names = ("digits_max", "product_bits", "acc_bits", "shift_max", "shift_bits",
-                 "act_word_bits", "weight_word_bits", "array_macs", "mac_latency",
+                 "act_word_bits", "weight_word_bits", "array_macs", "seq_latency", "mac_latency",
                  "pool_latency", "requant_latency", "mem_latency", "drain_latency",
                  "layer_setup_cycles", "layer_flush_cycles")
         return {name: getattr(self, name) for name in names}

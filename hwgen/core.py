@@ -60,7 +60,7 @@ class Core(wiring.Component):
     @property
     def latency(self):
         """Issue slot -> result vector at the drain (sequencer + memory + array)."""
-        return 1 + self._cfg.mem_latency + self._cfg.mac_latency
+        return self._cfg.seq_latency + self._cfg.mem_latency + self._cfg.mac_latency
 
     def elaborate(self, platform):
         cfg = self._cfg

@@ -94,20 +94,25 @@ class Drain(wiring.Component):
         ]
         m.d.comb += self.p_addr.eq(self.p_base + e_ch)
 
-        # Stage 1: parameters arrive (memory latency 1); add the bias, feed the requantizer.
+        # Stage 1: parameters arrive (memory latency 1).
         s1_valid, s1_val = Signal(), Signal(acc_shape(cfg))
         s1_word, s1_lane, s1_acc = Signal.like(word), Signal.like(lane), Signal.like(acc_addr)
         m.d.sync += [s1_valid.eq(e_valid), s1_val.eq(e_val), s1_word.eq(e_word),
                      s1_lane.eq(e_lane), s1_acc.eq(e_acc)]
-        s1_sum = Signal(acc_shape(cfg))  # fits: the reference bounds acc + bias by acc_bits
-        m.d.comb += s1_sum.eq(s1_val + Mux(self.bias_en, self.bias, 0))
+        # Stage 2: bias added and registered (keeps the add out of the multiplier's path).
+        s2_sum = Signal(acc_shape(cfg))  # fits: the reference bounds acc + bias by acc_bits
+        s2_valid, s2_rq = Signal(), Signal.like(self.rq)
+        s2_word, s2_lane, s2_acc = Signal.like(word), Signal.like(lane), Signal.like(acc_addr)
+        m.d.sync += [s2_sum.eq(s1_val + Mux(self.bias_en, self.bias, 0)), s2_rq.eq(self.rq),
+                     s2_valid.eq(s1_valid), s2_word.eq(s1_word), s2_lane.eq(s1_lane),
+                     s2_acc.eq(s1_acc)]
         m.submodules.requant = rq = Requantizer(cfg)
-        m.d.comb += [rq.i.valid.eq(s1_valid), rq.i.payload.acc.eq(s1_sum),
-                     rq.i.payload.mult.eq(self.rq.mult), rq.i.payload.shift.eq(self.rq.shift),
+        m.d.comb += [rq.i.valid.eq(s2_valid), rq.i.payload.acc.eq(s2_sum),
+                     rq.i.payload.mult.eq(s2_rq.mult), rq.i.payload.shift.eq(s2_rq.shift),
                      rq.lo.eq(self.lo), rq.hi.eq(self.hi)]
 
         # Bypass path delayed alongside the requantizer.
-        pipe = [(s1_valid, s1_sum, s1_word, s1_lane, s1_acc)]
+        pipe = [(s2_valid, s2_sum, s2_word, s2_lane, s2_acc)]
         for n in range(rq.latency):
             prev = pipe[-1]
             nxt = tuple(Signal.like(s, name=f"d{n}_{i}") for i, s in enumerate(prev))
@@ -122,5 +127,6 @@ class Drain(wiring.Component):
         ]
         for j in range(cfg.cols):
             m.d.comb += self.act_data[j].eq(value)
-        m.d.comb += self.busy.eq(self.i.valid | (cnt != 0) | Cat(*(p[0] for p in pipe)).any())
+        valids = [s1_valid] + [p[0] for p in pipe]
+        m.d.comb += self.busy.eq(self.i.valid | (cnt != 0) | Cat(*valids).any())
         return m

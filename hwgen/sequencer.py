@@ -21,7 +21,7 @@ __all__ = ["Sequencer"]
 
 
 class Sequencer(wiring.Component):
-    """Layer loop, tiling and address generation. Latency 1 (counters -> addresses).
+    """Layer loop, tiling and address generation. Latency 2 (counters -> addresses).
 
     Members
     -------
@@ -51,7 +51,7 @@ class Sequencer(wiring.Component):
 
     @property
     def latency(self):
-        return 1
+        return self._cfg.seq_latency
 
     def elaborate(self, platform):  # one FSM, kept in one place on purpose (~110 lines)
         cfg = self._cfg
@@ -78,8 +78,10 @@ class Sequencer(wiring.Component):
         a_iy, a_ix = Signal(dim_s), Signal(dim_s)
         a_g, a_w = Signal(cfg.count_bits), Signal(wbits)
         a_meta = Signal(meta_layout(cfg))
+        # Stage B: the im2col address and the padding flag, registered so the two small
+        # multipliers do not sit in front of the memory address (Fmax).
         pad = ((a_iy < 0) | (a_iy >= d.in_h) | (a_ix < 0) | (a_ix >= d.in_w))
-        m.d.comb += [
+        m.d.sync += [
             self.act_addr.eq(d.src_base + a_iy * d.row_words + a_ix * d.in_g + a_g),
             self.w_addr.eq(a_w),
             self.step.valid.eq(a_valid), self.step.first.eq(a_first),
