@@ -11,6 +11,7 @@ import enum
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -46,8 +47,21 @@ def build_root():
     return cache_dir() / "rtl"
 
 
+# Yosys' write_verilog makes every `always @*` read a dummy register initialised to 0 so that
+# simulators evaluate the block at time 0; Icarus 11 raises no event for a declaration
+# initialiser, so a combinational output whose inputs never change (an FSM output in its reset
+# state) stays X (amaranth-lang/amaranth#594). Toggling the dummy once, 1 ns in, wakes them all.
+_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+)\s*=\s*0;$",
+                      re.M)
+
+
+def _kick_time_zero(text):
+    return _TRIGGER.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #1 {m.group(2)} = 1'h1;",
+                        text)
+
+
 def _digest(sources, sim, waves):
-    h = hashlib.sha256(f"{sim.value}|waves={waves}|v1".encode())
+    h = hashlib.sha256(f"{sim.value}|waves={waves}|v2".encode())
     for src in sources:
         h.update(Path(src).read_bytes())
     return h.hexdigest()[:20]
@@ -57,7 +71,7 @@ def build(verilog, toplevel, sim, waves=False):
     """Compile ``verilog`` (one file or a list) for ``sim``; return ``(runner, build_dir)``.
 
     Skipped when the same sources were already built (the directory holds a stamp)."""
-    from cocotb_tools.runner import VerilatorControlFile, get_runner
+    from cocotb_tools.runner import get_runner
 
     from hwgen.tools import activate
 
@@ -79,30 +93,46 @@ def build(verilog, toplevel, sim, waves=False):
         stamp.unlink(missing_ok=True)
         src_dir.mkdir(parents=True, exist_ok=True)
         for src in sources:
-            shutil.copyfile(src, src_dir / src.name)
+            text = src.read_text()
+            (src_dir / src.name).write_text(_kick_time_zero(text) if sim is Sim.ICARUS
+                                            else text)
     sources = [src_dir / src.name for src in sources]
     args = []
     if sim is Sim.VERILATOR:
         args = ["-O2", "--x-assign", "fast", "--x-initial", "fast"]
         if waves:
             args += ["--trace-fst", "--trace-structs"]
+    try:
+        _build(runner, sources, extra, toplevel, build_dir, stamp, args, waves)
+    except RuntimeError as e:
+        raise ToolError(f"{sim.value} build of {toplevel} failed ({e}); see the log above") \
+            from None
+    stamp.touch()
+    return runner, build_dir
+
+
+def _build(runner, sources, extra, toplevel, build_dir, stamp, args, waves):
+    from cocotb_tools.runner import VerilatorControlFile
+
     runner.build(
         sources=[*(VerilatorControlFile(str(w)) for w in extra), *sources],
         hdl_toplevel=toplevel, build_dir=build_dir, always=not stamp.exists(),
         build_args=args, waves=waves, timescale=("1ns", "1ps"),
         log_file=build_dir / "build.log" if stamp.exists() else None)
-    stamp.touch()
-    return runner, build_dir
 
 
 def run(runner, build_dir, toplevel, test_module, env=None, testcase=None, seed=0,
-        waves=False):
+        waves=False, test_dir=None):
     """Run ``test_module`` (a dotted module name) and return ``(passed, failed, result)``.
 
-    ``result`` is the JSON the testbench wrote to ``$HWGEN_RESULT`` (or None)."""
+    ``result`` is the JSON the testbench wrote to ``$HWGEN_RESULT`` (or None). The simulator
+    runs in ``test_dir`` (kept: wave files land there) or in a temporary folder."""
     from cocotb_tools.check_results import get_results
 
     with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as tmp:
+        if test_dir is not None:
+            tmp = Path(test_dir).resolve()
+            tmp.mkdir(parents=True, exist_ok=True)
         result_file = Path(tmp) / "result.json"
         xml = Path(tmp) / "results.xml"
         env = {k: str(v) for k, v in (env or {}).items()} | {"HWGEN_RESULT": str(result_file)}

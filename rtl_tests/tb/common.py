@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import First, RisingEdge, Timer
 
 __all__ = ["TB", "StreamSource", "StreamSink", "no_stall", "random_stall", "STALLS",
            "write_result", "env_int"]
@@ -79,13 +79,25 @@ class StreamSink:
             v -= 1 << self.signed_bits
         return v
 
-    async def recv(self, count, timeout_cycles=None):
+    async def _until_valid(self, timeout_ns):
+        """Sleep until ``valid`` rises, without a Python callback per clock (the simulator
+        runs free while the design computes); a stream's valid stays high until accepted."""
+        if int(self.valid.value):
+            return
+        timer = Timer(timeout_ns, unit="ns") if timeout_ns else None
+        fired = await (First(RisingEdge(self.valid), timer) if timer else RisingEdge(self.valid))
+        if fired is timer:
+            raise TimeoutError(f"valid stayed low for {timeout_ns} ns")
+
+    async def recv(self, count, timeout_cycles=None, period_ns=10):
         """Collect ``count`` words; raise TimeoutError after ``timeout_cycles`` idle cycles."""
         out, idle = [], 0
         while len(out) < count:
             ready = not next(self.backpressure)
             if self.ready is not None:
                 self.ready.value = int(ready)
+            if ready:
+                await self._until_valid(timeout_cycles * period_ns if timeout_cycles else None)
             await RisingEdge(self.clk)
             if ready and int(self.valid.value):
                 out.append(self._word())
