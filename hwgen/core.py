@@ -8,9 +8,9 @@ from quantflow.program import Op
 
 from .array import MACArray
 from .buffers import BufferMemory
-from .drain import Drain, drain_in_layout
-from .layouts import (Mem, act_layout, layer_bits, mem_depth, mem_shape, mem_width, meta_layout,
-                      operand_layout)
+from .drain import Drain
+from .layouts import (Mem, act_layout, drain_in_layout, layer_bits, mem_depth, mem_shape,
+                      mem_width, meta_layout, operand_layout)
 from .pool import PoolUnit
 from .sequencer import Sequencer
 

@@ -6,19 +6,14 @@ pooling, logits), and is written to its lane of an activation word or to the log
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import (acc_shape, acc_vector_layout, act_addr_bits, act_layout, lane_bits,
-                      meta_layout, rq_layout)
+from .layouts import (acc_shape, acc_vector_layout, act_addr_bits, act_layout, drain_in_layout,
+                      lane_bits, rq_layout)
 from .requant import Requantizer
 
-__all__ = ["Drain", "drain_in_layout"]
-
-
-def drain_in_layout(cfg):
-    return data.StructLayout({"acc": acc_vector_layout(cfg, cfg.lanes_max),
-                              "meta": meta_layout(cfg)})
+__all__ = ["Drain"]
 
 
 class Drain(wiring.Component):

@@ -14,6 +14,7 @@ from quantflow.program import DESC_FIELDS, Op
 
 __all__ = ["act_layout", "weight_row_layout", "weight_layout", "acc_shape", "acc_vector_layout",
            "rq_layout", "desc_layout", "step_layout", "meta_layout", "operand_layout",
+           "drain_in_layout",
            "requant_in_layout", "Mem", "Command", "mem_shape", "mem_depth", "mem_width",
            "encode_desc", "layer_bits", "act_addr_bits", "lane_bits"]
 
@@ -112,6 +113,12 @@ def meta_layout(cfg):
         "lane": unsigned(lane_bits(cfg)),
         "acc_addr": unsigned(act_addr_bits(cfg)),
     })
+
+
+def drain_in_layout(cfg):
+    """A result vector for the drain: ``lanes_max`` accumulators and where they go."""
+    return data.StructLayout({"acc": acc_vector_layout(cfg, cfg.lanes_max),
+                              "meta": meta_layout(cfg)})
 
 
 def operand_layout(cfg):
