@@ -158,6 +158,8 @@ class Requant:
             raise TypeError(f"Multiplier bits must be an integer, not {self.mult_bits!r}")
         if not 2 <= self.mult_bits <= 31:
             raise ValueError(f"Multiplier bits must be an integer in 2..31, not {self.mult_bits!r}")
+        if isinstance(self.shift_max, bool) or not isinstance(self.shift_max, int):
+            raise TypeError(f"Shift maximum must be an integer, not {self.shift_max!r}")
         if not 0 <= self.shift_max <= 63:
             raise ValueError(f"Shift maximum must be an integer in 0..63, not {self.shift_max!r}")
 

@@ -362,6 +362,8 @@ def test_qformat_weight_and_activation_constructors():
     ({"mult_bits": 16.0}, TypeError, r"^Multiplier bits must be an integer, not 16\.0$"),
     ({"shift_max": -1}, ValueError, r"^Shift maximum must be an integer in 0\.\.63, not -1$"),
     ({"shift_max": 64}, ValueError, r"^Shift maximum must be an integer in 0\.\.63, not 64$"),
+    ({"shift_max": 5.5}, TypeError, r"^Shift maximum must be an integer, not 5\.5$"),
+    ({"shift_max": True}, TypeError, r"^Shift maximum must be an integer, not True$"),
 ])
 def test_requant_messages(kwargs, exc, message):
     with pytest.raises(exc, match=message):
