@@ -49,8 +49,12 @@ def validation_split(ds, fraction=0.25, seed=0):
     """A stratified subset of the *training* data for choices made without the test set."""
     from sklearn.model_selection import train_test_split
 
-    _, x_val, _, y_val = train_test_split(ds.x_train, ds.y_train, test_size=fraction,
-                                          random_state=seed, stratify=ds.y_train)
+    try:
+        _, x_val, _, y_val = train_test_split(ds.x_train, ds.y_train, test_size=fraction,
+                                              random_state=seed, stratify=ds.y_train)
+    except ValueError as e:  # too few images per class to hold some out, stratified
+        raise DataError(f"{ds.name}: the training data cannot give a stratified validation"
+                        f" split ({e})") from None
     return x_val, y_val
 
 

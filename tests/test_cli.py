@@ -110,6 +110,25 @@ def test_quantize_user_errors(capsys, tmp_path, argv, message):
     assert not (tmp_path / "q").exists()
 
 
+def test_default_recipe_on_too_little_data(capsys, tmp_path):
+    """The default (auto) recipe holds out a validation split: a tiny user data set is a
+    one-line error, not scikit-learn's traceback."""
+    model = tmp_path / "net.py"
+    model.write_text("from torch import nn\n\n\ndef make():\n    return nn.Sequential("
+                     "nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 4))\n")
+    small = tmp_path / "small.npz"
+    with open(small, "wb") as f:
+        np.savez(f, x_train=np.zeros((8, 1, 8, 8)), y_train=np.arange(8) % 4,
+                 x_test=np.zeros((4, 1, 8, 8)), y_test=np.arange(4))
+    code = main(["quantize", "--model", f"{model}:make", "--data", str(small),
+                 "--out", str(tmp_path / "q")])
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert "cannot give a stratified validation split" in _one_error_line(err, "quantize")
+    assert not (tmp_path / "q").exists()
+
+
 def test_debug_shows_the_exception(tmp_path):
     with pytest.raises(DataError, match=r"is not a zoo model"):
         main(["--debug", "quantize", "--model", "digits-vgg", "--out", str(tmp_path / "q")])

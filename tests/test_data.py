@@ -131,3 +131,15 @@ def test_load_npz_not_an_npz(tmp_path, kind):
 
 def test_data_error_is_a_user_error():
     assert issubclass(DataError, UserError)
+
+
+@pytest.mark.parametrize(("n_train", "message"), [
+    (8, r"The test_size = 2 should be greater or equal to the number of classes = 4"),
+    (5, r"The least populated class(es)? in y ha(s|ve) only 1 member"),
+])
+def test_validation_split_too_small(tmp_path, n_train, message):
+    arrays = _good(n_train=n_train) | {"y_train": np.arange(n_train) % 4}
+    ds = data.load_npz(_write(tmp_path / "small.npz", **arrays))
+    with pytest.raises(DataError, match=rf"^small: the training data cannot give a stratified "
+                                        rf"validation split \({message}.*\)$"):
+        data.validation_split(ds)
