@@ -87,9 +87,31 @@ def _layer_record(layer, index, arrays):
     return rec
 
 
+def _replaceable(path):
+    """An existing ``path`` is replaced only when it is empty or a QuantizedModel folder."""
+    if not path.exists():
+        return True
+    if not path.is_dir():
+        return False
+    if not any(path.iterdir()):
+        return True
+    try:
+        doc = json.loads((path / "model.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == _MAGIC
+
+
 def save(model, path):
-    """Validate ``model`` and write it to the folder ``path`` atomically; return the path."""
+    """Validate ``model`` and write it to the folder ``path`` atomically; return the path.
+
+    An existing QuantizedModel folder (or empty folder) at ``path`` is replaced; anything else
+    there is refused rather than deleted (``--out .`` must not wipe a working directory).
+    """
     model.validate()
+    if not _replaceable(Path(path)):
+        raise ArtifactError(f"{path}: exists and is not a QuantizedModel folder (refusing to"
+                            " replace it)")
     arrays = {}
     layers = [_layer_record(layer, i, arrays) for i, layer in enumerate(model.layers)]
     doc = {

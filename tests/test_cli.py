@@ -129,6 +129,19 @@ def test_default_recipe_on_too_little_data(capsys, tmp_path):
     assert not (tmp_path / "q").exists()
 
 
+def test_out_never_deletes_a_foreign_folder(capsys, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    code = main(["quantize", "--model", "digits-mlp", "--method", "minmax", "--out",
+                 str(precious)])
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "not a QuantizedModel folder (refusing to replace it)" in \
+        _one_error_line(err, "quantize")
+    assert [p.name for p in precious.iterdir()] == ["notes.txt"]
+
+
 def test_debug_shows_the_exception(tmp_path):
     with pytest.raises(DataError, match=r"is not a zoo model"):
         main(["--debug", "quantize", "--model", "digits-vgg", "--out", str(tmp_path / "q")])

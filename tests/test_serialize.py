@@ -377,3 +377,23 @@ def test_load_never_raises_anything_but_artifact_error(request, saved, monkeypat
             for layer, out in zip(model.layers, outs, strict=True):
                 assert out.shape[1:] == tuple(layer.out_shape), (
                     f"seed={seed} {where}={value!r}: layer {layer.name} shape")
+
+
+def test_save_refuses_to_replace_a_foreign_folder(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(ArtifactError,
+                       match=rf"^{_esc(precious)}: exists and is not a QuantizedModel folder "
+                             rf"\(refusing to replace it\)$"):
+        serialize.save(tiny_model(), precious)
+    assert [p.name for p in precious.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ArtifactError, match=r"exists and is not a QuantizedModel folder"):
+        serialize.save(tiny_model(), a_file)
+    assert a_file.read_text() == "x"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert serialize.load(serialize.save(tiny_model(), empty)).name == "tiny"
