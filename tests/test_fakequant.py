@@ -8,7 +8,8 @@ integer-valued and equal, element for element, to :func:`quantflow.reference.run
 import numpy as np
 import pytest
 import torch
-from flowkit import digits, quantized, trained
+from flowkit import calib_set, digits, quantized, trained
+from torch import nn
 
 from quantflow import reference
 from quantflow.fakequant import floor_ste, round_ste
@@ -98,3 +99,47 @@ def test_ste_forward_rounds_and_passes_gradients():
     assert f.tolist() == [-2.0, -1.0, 0.0, 1.0]
     f.sum().backward()
     assert y.grad.tolist() == [1.0] * 4
+
+
+def _every_op_net():
+    """Untrained, but touching every supported op: strided padded conv + BN + ReLU6 (scaled
+    so activations pass 6 before the clamp), padded average pool, max pool with stride 1,
+    1x1 conv, global average pool, flatten, linear."""
+    torch.manual_seed(1234)
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
+        nn.AvgPool2d(2, stride=1, padding=1), nn.Conv2d(8, 12, 2), nn.ReLU(),
+        nn.MaxPool2d(2, stride=1), nn.Conv2d(12, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(16, 10))
+    with torch.no_grad():
+        net[0].weight.mul_(20.0)
+    return net.eval()
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("method", ["minmax", "mse"])
+def test_fakequant_equals_reference_on_every_op(zoo_inputs, bits, method):
+    from quantflow import ptq
+    from quantflow.calibrate import RangeMethod
+    from quantflow.importers import capture
+
+    layers = capture(_every_op_net(), (1, 8, 8))
+    m = RangeMethod(method)
+    cfg = ptq.PTQConfig(bits, bits, w_method=m, a_method=m)
+    net = ptq.quantize(layers, "every-op", (1, 8, 8), calib_set(), cfg)
+    qm = net.export()
+    assert [layer.kind.value for layer in qm.layers] == [
+        "conv2d", "avgpool", "conv2d", "maxpool", "conv2d", "avgpool", "flatten", "linear"]
+    relu6 = qm.layers[0]
+    assert relu6.lo == 0 and relu6.hi == min(relu6.out_fmt.max,
+                                             int(np.floor(6.0 / float(relu6.out_scale[0]))))
+    x_int = qm.quantize_input(zoo_inputs)
+    with torch.no_grad():
+        outs_fq = net.forward_int(torch.as_tensor(x_int, dtype=torch.float64))
+    for i, (want, got_t) in enumerate(zip(reference.run(qm, x_int), outs_fq, strict=True)):
+        got = got_t.numpy()
+        assert np.array_equal(got, np.round(got)), f"W{bits} {method} layer {i}: not integers"
+        if not np.array_equal(got.astype(np.int64), want):
+            idx, e, g = _first_mismatch(want, got)
+            pytest.fail(f"W{bits} {method} layer {i}: first mismatch at {idx}: expected {e},"
+                        f" got {g}")
