@@ -15,7 +15,7 @@ from .calibrate import RangeMethod
 from .errors import DataError
 
 __all__ = ["Method", "QuantResult", "load_model", "load_data", "quantize_model",
-           "quantize_recipe", "quantize_data_free", "finetune", "CALIB_IMAGES"]
+           "quantize_recipe", "quantize_data_free", "finetune", "import_qonnx", "CALIB_IMAGES"]
 
 #: Calibration images drawn (seeded) from the training data.
 CALIB_IMAGES = 512
@@ -155,3 +155,19 @@ def finetune(result, net, ds, qat_cfg, progress=None):
     qm = fq.export({"recipe": dict(meta.get("recipe", {})) | {
         "qat_epochs": qat_cfg.epochs, "qat_lr": qat_cfg.lr}})
     return _finish(qm, fq, net, ds, result.choices, "qat")
+
+
+def import_qonnx(path, ds):
+    """A QONNX file as a QuantizedModel (no quantization choices are made), with its test
+    accuracy on ``ds``; the float accuracy is unknown (``nan``)."""
+    from .qonnx import load_qonnx
+
+    qm = load_qonnx(path)
+    if tuple(qm.input_shape) != tuple(ds.input_shape):
+        raise DataError(f"{path}: the model's input shape {tuple(qm.input_shape)} does not match"
+                        f" the data's {tuple(ds.input_shape)}")
+    acc = ptq.accuracy(qm, ds.x_test, ds.y_test)
+    qm.meta.update({"method": "qonnx", "dataset": ds.name, "quant_accuracy": acc,
+                    "recipe": {"recipe": "qonnx", "wbits": qm.wbits, "abits": qm.abits,
+                               "input_bits": qm.input_fmt.bits}})
+    return QuantResult(qm, None, float("nan"), acc, [])

@@ -77,7 +77,8 @@ def add_arguments(p):
     from quantflow.flow import Method
 
     p.add_argument("--model", metavar="MODEL", default="digits-cnn",
-                   help="zoo model (digits-cnn, digits-mlp) or path/to/file.py:factory")
+                   help="zoo model (digits-cnn, digits-mlp), path/to/file.py:factory, or a"
+                   " QONNX file.onnx (imported as it is quantized; needs the qonnx extra)")
     p.add_argument("--data", metavar="FILE.npz", default=None,
                    help="calibration/evaluation arrays x_train, y_train, x_test, y_test "
                         "(default: the embedded digits set)")
@@ -115,6 +116,8 @@ def run(args):
     )
 
     ds = load_data(args.data)
+    if str(args.model).endswith(".onnx"):
+        return _import(args, ds)
     name, net = load_model(args.model, ds)
     cfg = ptq.PTQConfig(args.wbits, args.abits, args.input_bits, layer_bits=args.layer_bits)
     if args.data_free:
@@ -153,3 +156,23 @@ def _qat(result, net, ds, epochs):
             prog.update(task, completed=epoch, description=f"QAT loss {loss:.4f}")
 
         return finetune(result, net, ds, QATConfig(epochs=epochs), tick)
+
+
+def _import(args, ds):
+    from quantflow import serialize
+    from quantflow.flow import import_qonnx
+
+    result = import_qonnx(args.model, ds)
+    serialize.save(result.qmodel, args.out)
+    summary = result.summary("qonnx") | {"out": str(args.out), "float_accuracy": None,
+                                         "approximate": result.qmodel.meta["approximate"]}
+    if args.json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        q = result.qmodel
+        print(f"{q.name}: QONNX W{q.wbits}A{q.abits} imported  quantized "
+              f"{100 * result.quant_accuracy:.2f}%  -> {args.out}")
+        for note in q.meta["approximate"]:
+            print(f"  approximate: {note}")
+    return 0
