@@ -81,8 +81,12 @@ def test_inputs(model, images=0, data=None):
 
 
 def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0, idle=0,
-             backpressure=0, data=None, test_dir=None):
-    """Run ``images`` test images (0: all) of the model in ``model_dir`` on ``sim``."""
+             backpressure=0, data=None, test_dir=None, inputs=None, reference=None):
+    """Run ``images`` test images (0: all) of the model in ``model_dir`` on ``sim``.
+
+    ``inputs``: explicit integer inputs ``(N, *input_shape)`` instead of test images (random
+    layer tests); ``idle``/``backpressure``: stall percentages on the host streams;
+    ``reference``: compare with this model folder's reference instead (tests of the checker)."""
     import tempfile
 
     import numpy as np
@@ -94,7 +98,11 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
 
     t0 = time.perf_counter()
     model = load(model_dir)
-    xs, ys = test_inputs(model, images, data)
+    if inputs is None:
+        xs, ys = test_inputs(model, images, data)
+    else:
+        xs = np.asarray(inputs, dtype=np.int64)
+        ys = np.full(len(xs), -1, dtype=np.int64)
     cfg, design = design_for(model, array)
     r, build_dir = runner.build(design / f"{TOP_NAME}.v", TOP_NAME, sim, waves=waves)
     t_build = time.perf_counter() - t0
@@ -104,6 +112,8 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
         env = {"HWGEN_DESIGN": design, "HWGEN_QMODEL": Path(model_dir).resolve(),
                "HWGEN_INPUTS": inputs, "HWGEN_SEED": seed, "HWGEN_IDLE": idle,
                "HWGEN_BACKPRESSURE": backpressure}
+        if reference is not None:
+            env["HWGEN_REFERENCE"] = Path(reference).resolve()
         passed, failed, result = runner.run(r, build_dir, TOP_NAME, "rtl_tests.tb.tb_network",
                                             env=env, seed=seed, waves=waves, test_dir=test_dir)
     return SimReport(sim.value, cfg.digest, result, passed, failed,

@@ -19,10 +19,21 @@ def pytest_addoption(parser):
 
 
 def pytest_generate_tests(metafunc):
-    if "sim" in metafunc.fixturenames:
+    if "sim" in metafunc.fixturenames and not any(
+            "sim" in m.args[0] for m in metafunc.definition.iter_markers("parametrize")):
         chosen = metafunc.config.getoption("--sim") or [s.value for s in Sim]
         params = [pytest.param(Sim(s), id=s, marks=getattr(pytest.mark, s)) for s in chosen]
         metafunc.parametrize("sim", params)
+
+
+def pytest_collection_modifyitems(config, items):
+    chosen = config.getoption("--sim")
+    if not chosen:
+        return
+    for item in items:
+        sim = getattr(item, "callspec", None) and item.callspec.params.get("sim")
+        if isinstance(sim, Sim) and sim.value not in chosen:
+            item.add_marker(pytest.mark.skip(reason=f"--sim excludes {sim.value}"))
 
 
 @pytest.fixture
@@ -36,7 +47,29 @@ def seed(request):
 @pytest.fixture(autouse=True)
 def _skip_missing_simulator(request):
     sim = request.node.callspec.params.get("sim") if hasattr(request.node, "callspec") else None
-    if sim is not None:
+    if isinstance(sim, Sim):
         reason = available(sim)
         if reason:
             pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def quantized_zoo(tmp_path_factory):
+    """``get(model, wbits, abits)`` -> a QuantizedModel folder of a zoo network (MSE ranges),
+    quantized once per session."""
+    from quantflow import ptq, serialize
+    from quantflow.flow import Method, load_data, load_model, quantize_model
+
+    ds = load_data()
+    folders = {}
+
+    def get(model, wbits, abits):
+        key = (model, wbits, abits)
+        if key not in folders:
+            name, net = load_model(model, ds)
+            result = quantize_model(name, net, ds, ptq.PTQConfig(wbits, abits), Method.MSE)
+            folders[key] = serialize.save(
+                result.qmodel, tmp_path_factory.mktemp("q") / f"{model}-w{wbits}a{abits}")
+        return folders[key]
+
+    return get
