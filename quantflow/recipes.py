@@ -13,6 +13,7 @@ recipes on a validation split of the *training* data; the test set is never used
 from dataclasses import dataclass, field
 
 from . import ptq
+from .actsearch import ActivationRangeSearch
 from .adaround import AdaRound
 from .biascorr import BiasCorrection
 from .calibrate import RangeMethod
@@ -64,6 +65,7 @@ class Recipe:
 
 
 _CLE, _BC, _AR = CrossLayerEqualization(), BiasCorrection(), AdaRound()
+_SEARCH = ActivationRangeSearch()
 _OUT = RangeMethod.MSE_OUTPUT
 
 #: The named recipes, simplest first.
@@ -78,6 +80,8 @@ RECIPES = (
     Recipe("adaround-bc", _OUT, RangeMethod.MSE, (), (_AR, _BC)),
     Recipe("cle-adaround", _OUT, RangeMethod.MSE, (_CLE,), (_AR,)),
     Recipe("cle-adaround-bc", _OUT, RangeMethod.MSE, (_CLE,), (_AR, _BC)),
+    Recipe("bc-search", _OUT, RangeMethod.MSE, (), (_BC, _SEARCH)),
+    Recipe("adaround-bc-search", _OUT, RangeMethod.MSE, (), (_AR, _BC, _SEARCH)),
 )
 
 @dataclass(frozen=True)
@@ -122,7 +126,8 @@ def candidates(cfg):
     """The recipes the default choice compares for the bit widths of ``cfg``."""
     if min(cfg.wbits, cfg.abits) >= 5:  # rounding is not the bottleneck at 5+ bits
         return [by_name("mse-out"), by_name("bc"), by_name("cle-bc")]
-    return [by_name("bc"), by_name("cle-bc"), by_name("adaround-bc"), by_name("cle-adaround-bc")]
+    return [by_name("bc"), by_name("bc-search"), by_name("adaround-bc"),
+            by_name("adaround-bc-search")]
 
 
 def choose(layers, name, input_shape, x_calib, x_val, y_val, cfg, cands=None, progress=None):
