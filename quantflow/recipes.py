@@ -124,8 +124,10 @@ def run(recipe, layers, name, input_shape, x_calib, cfg, progress=None):
 
 def candidates(cfg):
     """The recipes the default choice compares for the bit widths of ``cfg``."""
-    if min(cfg.wbits, cfg.abits) >= 5:  # rounding is not the bottleneck at 5+ bits
+    if min(cfg.wbits, cfg.abits) >= 5:  # range setting is enough at 5+ bits
         return [by_name("mse-out"), by_name("bc"), by_name("cle-bc")]
+    if cfg.wbits >= 4:  # weight rounding costs little at 4+ bits: no AdaRound (slow)
+        return [by_name("bc"), by_name("bc-search"), by_name("cle-bc")]
     return [by_name("bc"), by_name("bc-search"), by_name("adaround-bc"),
             by_name("adaround-bc-search")]
 
