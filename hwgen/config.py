@@ -73,9 +73,10 @@ class AccelConfig:
     max_dim : int
         Largest feature-map height/width, kernel size, stride or padding.
     host_bits : int
-        Width of a word on the host streams.
+        Width of a word on the host streams (16..64, a multiple of 8, at least as wide as a
+        buffer count).
     counter_bits : int
-        Width of the per-layer cycle counters.
+        Width of the per-layer cycle counters (at most ``host_bits``: a RUN reply is one word).
     """
 
     weight_bits: int = 4
@@ -109,10 +110,17 @@ class AccelConfig:
                             ("Maximum layers", self.max_layers)):
             _int(name, value, 2, 1 << 20)
         _int("Maximum dimension", self.max_dim, 1, 4096)
-        _int("Host word bits", self.host_bits, 8, 64)
+        _int("Host word bits", self.host_bits, 16, 64)
         if self.host_bits % 8:
             raise ValueError(f"Host word bits must be a multiple of 8, not {self.host_bits!r}")
-        _int("Counter bits", self.counter_bits, 8, 64)
+        # A command's address and count are one host word each (a UART bridge assembles bytes
+        # into host words), and a RUN reply is one word of cycles.
+        depth_bits = max(self.weight_depth, self.act_depth, self.param_depth, self.acc_depth,
+                         self.max_layers).bit_length()
+        if self.host_bits < depth_bits:
+            raise ValueError(f"Host word bits must be at least the {depth_bits} bits of a buffer"
+                             f" count, not {self.host_bits!r}")
+        _int("Counter bits", self.counter_bits, 8, self.host_bits)
         if self.cols < self.digits_max:
             raise ValueError(
                 f"Array columns must be at least the {self.digits_max} digits of a "
@@ -140,7 +148,8 @@ class AccelConfig:
         dims = [d for layer in qmodel.layers
                 for d in (*layer.in_shape[1:], *layer.kernel, *layer.padding)]
         fields["max_dim"] = max(cls.max_dim, (1 << max(dims).bit_length()) - 1)
-        probe_fields = {**fields, **{name: 1 << 20 for name in _DEPTHS}, **overrides}
+        probe_fields = {**fields, **{name: 1 << 20 for name in _DEPTHS}, **overrides,
+                        "host_bits": 64, "counter_bits": 64}  # only the compiler reads it
         try:
             usage = compile_program(qmodel, cls(**probe_fields)).usage
         except DoesNotFitError:

@@ -27,7 +27,11 @@ from quantflow.numerics import QFormat, acc_bits
     ({"act_depth": 1}, ValueError,
      "Activation depth must be an integer in 2..1048576, not 1"),
     ({"max_layers": 1}, ValueError, "Maximum layers must be an integer in 2..1048576, not 1"),
-    ({"host_bits": 12}, ValueError, "Host word bits must be a multiple of 8, not 12"),
+    ({"host_bits": 20}, ValueError, "Host word bits must be a multiple of 8, not 20"),
+    ({"host_bits": 8}, ValueError, "Host word bits must be an integer in 16..64, not 8"),
+    ({"host_bits": 16, "act_depth": 1 << 16}, ValueError,
+     "Host word bits must be at least the 17 bits of a buffer count, not 16"),
+    ({"host_bits": 16}, ValueError, "Counter bits must be an integer in 8..16, not 32"),
     ({"cols": 3, "act_bits": 2}, ValueError,
      "Array columns must be at least the 4 digits of a 8-bit input at 2 activation bits,"
      " not 3"),

@@ -39,12 +39,14 @@ def test_random_layers(seed):
     assert results[0].layer_cycles == program.cycles, f"seed {seed}: cycle model"
 
 
-@pytest.mark.parametrize("bits", [2, 8])
-def test_mlp_whole_program(bits):
-    """One RUN over every descriptor, then logits and counters (the fast path)."""
+@pytest.mark.parametrize("bits,host_bits", [(2, 32), (8, 32), (4, 16)])
+def test_mlp_whole_program(bits, host_bits):
+    """One RUN over every descriptor, then logits and counters (the fast path), with host
+    words of 32 and of 16 bits (memory words then travel in more chunks)."""
     rng = np.random.default_rng(bits)
     model = digits_mlp(rng, bits, bits)
-    cfg = AccelConfig.for_model(model, array=(4, 4), weight_depth=2048)
+    cfg = AccelConfig.for_model(model, array=(4, 4), host_bits=host_bits,
+                                counter_bits=host_bits)
     xs = random_input(rng, model, 2)
     program, results = run_top(cfg, model, xs, every_layer=False)
     assert first_mismatch(model, xs, results) is None, f"seed {bits}"
