@@ -16,6 +16,7 @@ from amaranth.lib import data, wiring
 from quantflow.packing import chunks_per_word
 from quantflow.serialize import atomic_dir
 
+from .errors import UserError
 from .layouts import Command, Mem, mem_depth, mem_width
 from .top import Top
 
@@ -65,9 +66,14 @@ def emit_verilog(cfg):
 
 def emit(cfg, out_dir, program=None):
     """Write ``<TOP_NAME>.v`` and ``manifest.json`` into ``out_dir`` atomically; return paths."""
+    out_dir = Path(out_dir)
+    ours = out_dir.is_dir() and (not any(out_dir.iterdir())
+                                 or (out_dir / "manifest.json").exists())
+    if out_dir.exists() and not ours:
+        # atomic_dir replaces the whole folder: never do that to something we did not write.
+        raise UserError(f"{out_dir}: refusing to replace it, it is not an hwgen output folder")
     top, text = emit_verilog(cfg)
     doc = manifest(cfg, top, program)
-    out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         (tmp / f"{TOP_NAME}.v").write_text(text)
         (tmp / "manifest.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")

@@ -14,8 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from quantflow.program import Op
 
-from .layouts import (desc_layout, lane_bits, layer_bits, meta_layout,
-                      step_layout)
+from .layouts import desc_layout, lane_bits, layer_bits, meta_layout, step_layout
 
 __all__ = ["Sequencer"]
 

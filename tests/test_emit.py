@@ -44,6 +44,12 @@ def test_generate_user_errors(qdir, tmp_path, capsys):
                      str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert re.search(r"^hwgen generate: error: Array columns must be at least", err), err
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("keep me")
+    assert cli.main(["generate", str(qdir), "--array", "2x4", "--out",
+                     str(tmp_path / "precious")]) == 2
+    assert "refusing to replace it" in capsys.readouterr().err
+    assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
     with pytest.raises(SystemExit):
         cli.main(["generate", str(qdir), "--array", "4by4", "--out", str(tmp_path / "o")])
     assert "'4by4' is not an array shape ROWSxCOLS" in capsys.readouterr().err
