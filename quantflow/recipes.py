@@ -18,6 +18,7 @@ from .adaround import AdaRound
 from .biascorr import BiasCorrection
 from .calibrate import RangeMethod
 from .cle import CrossLayerEqualization
+from .gptq import ErrorFeedbackRounding
 
 __all__ = ["Recipe", "AutoRecipe", "RECIPES", "by_name", "run", "choose", "candidates", "AUTO"]
 
@@ -65,7 +66,7 @@ class Recipe:
 
 
 _CLE, _BC, _AR = CrossLayerEqualization(), BiasCorrection(), AdaRound()
-_SEARCH = ActivationRangeSearch()
+_SEARCH, _GPTQ = ActivationRangeSearch(), ErrorFeedbackRounding()
 _OUT = RangeMethod.MSE_OUTPUT
 
 #: The named recipes, simplest first.
@@ -82,6 +83,8 @@ RECIPES = (
     Recipe("cle-adaround-bc", _OUT, RangeMethod.MSE, (_CLE,), (_AR, _BC)),
     Recipe("bc-search", _OUT, RangeMethod.MSE, (), (_BC, _SEARCH)),
     Recipe("adaround-bc-search", _OUT, RangeMethod.MSE, (), (_AR, _BC, _SEARCH)),
+    Recipe("gptq-bc", _OUT, RangeMethod.MSE, (), (_GPTQ, _BC)),
+    Recipe("gptq-bc-search", _OUT, RangeMethod.MSE, (), (_GPTQ, _BC, _SEARCH)),
 )
 
 @dataclass(frozen=True)
@@ -128,8 +131,10 @@ def candidates(cfg):
         return [by_name("mse-out"), by_name("bc"), by_name("cle-bc")]
     if cfg.wbits >= 4:  # weight rounding costs little at 4+ bits: no AdaRound (slow)
         return [by_name("bc"), by_name("bc-search"), by_name("cle-bc")]
-    return [by_name("bc"), by_name("bc-search"), by_name("adaround-bc"),
-            by_name("adaround-bc-search")]
+    # every rounding (nearest, AdaRound, GPTQ) with bias correction, with and without the
+    # output-KL activation range search
+    return [by_name(n) for n in ("bc", "bc-search", "adaround-bc", "adaround-bc-search",
+                                 "gptq-bc", "gptq-bc-search")]
 
 
 def choose(layers, name, input_shape, x_calib, x_val, y_val, cfg, cands=None, progress=None):

@@ -1,0 +1,55 @@
+"""GPTQ-style error feedback: integers stay in the format, the layer-output error on the
+calibration inputs does not exceed round-to-nearest's, and the export is bit-exact."""
+
+import numpy as np
+import pytest
+import torch
+from flowkit import calib_set, captured, digits
+
+from quantflow import gptq, ptq, reference
+from quantflow.adaround import _inputs, layer_rows
+from quantflow.calibrate import RangeMethod
+from quantflow.qmodel import MAC_KINDS
+
+
+def _net(name, bits=2):
+    cfg = ptq.PTQConfig(bits, bits, w_method=RangeMethod.MSE, a_method=RangeMethod.MSE)
+    return ptq.quantize(captured(name), name, digits().input_shape, calib_set(), cfg)
+
+
+def test_first_layer_error_is_no_worse_than_nearest_and_export_is_exact():
+    name = "digits-mlp"
+    net = _net(name)
+    fq = net.layers[1]
+    xq, _ = _inputs(net, captured(name), calib_set(), 1)
+    rows, _ = layer_rows(captured(name)[1], xq)
+    w = fq.weight.detach().numpy().copy()
+    s = fq.w_scale.detach().numpy().reshape(-1, 1)
+    nearest = np.clip(np.rint(w / s), -1, 1) * s
+    gptq.gptq(net, captured(name), calib_set())
+    for lyr in net.layers:
+        if lyr.kind in MAC_KINDS:
+            assert lyr.w_fmt.contains(lyr.int_weight().detach().numpy().astype(np.int64))
+    learned = fq.int_weight().detach().numpy() * s
+    err = lambda q: float(np.sum((rows @ (w - q).T) ** 2))  # noqa: E731
+    assert err(learned) <= err(nearest)
+    qm = net.export()
+    x_int = qm.quantize_input(digits().x_test[:100])
+    with torch.no_grad():
+        outs = net.forward_int(torch.from_numpy(x_int).double())
+    for i, (want, got) in enumerate(zip(reference.run(qm, x_int), outs, strict=True)):
+        assert np.array_equal(want, got.numpy().astype(np.int64)), f"layer {i} differs"
+
+
+def test_gptq_is_deterministic():
+    a, b = _net("digits-mlp"), _net("digits-mlp")
+    for net in (a, b):
+        gptq.ErrorFeedbackRounding().apply(net, captured("digits-mlp"), calib_set())
+    for la, lb in zip(a.layers, b.layers, strict=True):
+        if la.kind in MAC_KINDS:
+            assert torch.equal(la.int_weight(), lb.int_weight())
+
+
+def test_damp_is_validated():
+    with pytest.raises(ValueError, match=r"^GPTQ damp must be a positive float, not 0$"):
+        gptq.ErrorFeedbackRounding(0)
