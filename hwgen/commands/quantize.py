@@ -107,13 +107,7 @@ def add_arguments(p):
 
 def run(args):
     from quantflow import ptq, serialize
-    from quantflow.flow import (
-        load_data,
-        load_model,
-        quantize_data_free,
-        quantize_model,
-        quantize_recipe,
-    )
+    from quantflow.flow import load_data, load_model, quantize_data_free, quantize_model
 
     ds = load_data(args.data)
     if str(args.model).endswith(".onnx"):
@@ -125,7 +119,7 @@ def run(args):
     elif args.method is not None:
         result, label = quantize_model(name, net, ds, cfg, args.method), args.method.value
     else:
-        result, label = quantize_recipe(name, net, ds, cfg, args.recipe), args.recipe.name
+        result, label = _recipe(name, net, ds, cfg, args.recipe), args.recipe.name
     if args.qat:
         result, label = _qat(result, net, ds, args.qat_epochs), label + "+qat"
     serialize.save(result.qmodel, args.out)
@@ -140,6 +134,21 @@ def run(args):
               f"{100 * result.float_accuracy:.2f}%  quantized "
               f"{100 * result.quant_accuracy:.2f}%  -> {args.out}")
     return 0
+
+
+def _recipe(name, net, ds, cfg, recipe):
+    """The recipe run (or the choice among candidates) with a progress bar on stderr."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from quantflow import recipes
+    from quantflow.flow import quantize_recipe
+
+    total = len(recipes.candidates(cfg)) if recipe is recipes.AUTO else 1
+    with Progress(transient=True, console=Console(stderr=True)) as prog:
+        task = prog.add_task(f"PTQ recipe {recipe.name}", total=total)
+        result = quantize_recipe(name, net, ds, cfg, recipe, lambda: prog.advance(task))
+    return result
 
 
 def _qat(result, net, ds, epochs):
