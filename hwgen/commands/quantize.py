@@ -145,7 +145,9 @@ def _recipe(name, net, ds, cfg, recipe):
     from quantflow.flow import quantize_recipe
 
     total = len(recipes.candidates(cfg)) if recipe is recipes.AUTO else 1
-    with Progress(transient=True, console=Console(stderr=True)) as prog:
+    console = Console(stderr=True)
+    # only on a terminal: a closing progress bar still writes a newline to a pipe
+    with Progress(transient=True, console=console, disable=not console.is_terminal) as prog:
         task = prog.add_task(f"PTQ recipe {recipe.name}", total=total)
         result = quantize_recipe(name, net, ds, cfg, recipe, lambda: prog.advance(task))
     return result
@@ -158,7 +160,8 @@ def _qat(result, net, ds, epochs):
     from quantflow.flow import finetune
     from quantflow.qat import QATConfig
 
-    with Progress(transient=True, console=Console(stderr=True)) as prog:
+    console = Console(stderr=True)
+    with Progress(transient=True, console=console, disable=not console.is_terminal) as prog:
         task = prog.add_task("QAT", total=epochs)
 
         def tick(epoch, total, loss):
