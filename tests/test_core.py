@@ -65,6 +65,17 @@ def test_stream_stalls(idle, backpressure):
     assert results[0].layer_cycles == program.cycles
 
 
+def test_mlp_every_layer():
+    """A network that starts with FLATTEN: its input is stored as a vector, read back as one."""
+    rng = np.random.default_rng(21)
+    model = digits_mlp(rng, 3, 3)
+    cfg = AccelConfig.for_model(model, array=(4, 4))
+    xs = random_input(rng, model, 1)
+    program, results = run_top(cfg, model, xs, every_layer=True)
+    assert first_mismatch(model, xs, results) is None, "seed 21"
+    assert results[0].layer_cycles == program.cycles
+
+
 def _cnn(bits, seed):
     rng = np.random.default_rng(seed)
     model = digits_cnn(rng, bits, bits)
