@@ -43,3 +43,15 @@ def test_unknown_layer_name_is_one_line_on_stderr(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err == [
         "hwgen quantize: error: Layer name must be one of 1, 3, 5, not 'fc'"]
+
+
+@pytest.mark.parametrize(("argv", "msg"), [
+    (["--data-free", "--qat"], "--qat trains on the training data; it cannot follow --data-free"),
+    (["--model", "m.onnx", "--qat"], "a QONNX model is imported as it is quantized: --qat,"
+                                     " --data-free, --layer-bits and --method do not apply"),
+])
+def test_contradictory_options_are_one_line(tmp_path, capsys, argv, msg):
+    from hwgen.cli import main
+
+    rc = main(["quantize", *argv, "--out", str(tmp_path / "q")])
+    assert rc == 2 and capsys.readouterr().err.strip() == f"hwgen quantize: error: {msg}"

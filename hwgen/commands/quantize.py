@@ -109,8 +109,16 @@ def run(args):
     from quantflow import ptq, serialize
     from quantflow.flow import load_data, load_model, quantize_data_free, quantize_model
 
+    from quantflow.errors import UserError
+
+    if args.data_free and args.qat:
+        raise UserError("--qat trains on the training data; it cannot follow --data-free")
+    onnx_model = str(args.model).endswith(".onnx")
+    if onnx_model and (args.qat or args.data_free or args.layer_bits or args.method):
+        raise UserError("a QONNX model is imported as it is quantized: --qat, --data-free,"
+                        " --layer-bits and --method do not apply")
     ds = load_data(args.data)
-    if str(args.model).endswith(".onnx"):
+    if onnx_model:
         return _import(args, ds)
     name, net = load_model(args.model, ds)
     cfg = ptq.PTQConfig(args.wbits, args.abits, args.input_bits, layer_bits=args.layer_bits)
