@@ -44,7 +44,8 @@ class SimReport:
             "analytical_cycles_per_inference": sum(r.get("analytical_cycles", [])),
             "mac_utilization": (sum(macs) / (total * array)) if total else 0.0,
             "layers": per_layer, "seed": r.get("seed"),
-            "sim_seconds": r.get("sim_seconds"), "build_seconds": self.build_seconds,
+            "sim_seconds": r.get("sim_seconds"), "sim_cycles": r.get("sim_cycles"),
+            "build_seconds": self.build_seconds,
             "wall_seconds": self.wall_seconds,
         }
 

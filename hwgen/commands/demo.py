@@ -1,7 +1,9 @@
 """`hwgen demo`: the whole flow on the embedded default (digits-cnn on scikit-learn's digits).
 
-Train (cached) -> quantize at 8, 6, 4, 3 and 2 bits -> accuracy table, with a progress display.
-Each QuantizedModel lands in ``--out`` with a ``summary.json``.
+Train (cached) -> quantize at 8, 6, 4, 3 and 2 bits -> accuracy table, with a progress
+display; then the 4-bit model -> Verilog (``hwgen generate``) -> Verilator through cocotb
+(``hwgen simulate``) -> summary: accuracy, bit-exact verdict, cycles per inference, MAC-array
+utilisation. Everything lands in ``--out`` with a ``summary.json``.
 """
 
 import json
@@ -15,9 +17,17 @@ __all__ = ["NAME", "HELP", "add_arguments", "run", "DEMO_BITS"]
 DEMO_BITS = [(8, 8), (6, 6), (4, 4), (3, 3), (2, 2)]
 
 
+#: (weight bits, activation bits) taken through the hardware steps.
+HW_BITS = (4, 4)
+
+
 def add_arguments(p):
     p.add_argument("--model", metavar="MODEL", default="digits-cnn", help="zoo model")
     p.add_argument("--out", metavar="DIR", default="build/demo", help="output folder")
+    p.add_argument("--images", metavar="N", type=int, default=100,
+                   help="test images simulated on Verilator (0: all)")
+    p.add_argument("--no-hardware", action="store_true",
+                   help="stop after the accuracy table (no Verilog, no simulation)")
 
 
 def run(args):
@@ -57,7 +67,49 @@ def run(args):
                       f"{100 * (r['quant_accuracy'] - r['float_accuracy']):+.2f}",
                       f"{100 * r['minmax_accuracy']:.2f}%")
     console.print(table)
+    doc = {"quantization": rows}
+    status = 0
+    if not args.no_hardware:
+        hw = _hardware(console, out, name, next(r for r in rows
+                                                 if (r["wbits"], r["abits"]) == HW_BITS), args,
+                       len(ds.y_test))
+        doc["hardware"] = hw
+        status = 0 if hw["bit_exact"] else 1
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
-    console.print(f"QuantizedModels and summary.json in {out}/")
-    return 0
+    (out / "summary.json").write_text(json.dumps(doc, indent=1) + "\n")
+    console.print(f"QuantizedModels, Verilog and summary.json in {out}/")
+    return status
+
+
+def _hardware(console, out, name, row, args, n_test):
+    """The 4-bit model -> Verilog + manifest -> Verilator simulation -> summary dict."""
+    from hwgen.config import AccelConfig
+    from hwgen.emit import emit
+    from hwgen.simulate import simulate
+    from quantflow import serialize
+    from quantflow.program import compile_program
+    from rtl_tests.runner import Sim
+
+    model = serialize.load(row["qmodel"])
+    cfg = AccelConfig.for_model(model)
+    vpath, _ = emit(cfg, out / f"{name}-w{row['wbits']}a{row['abits']}-verilog",
+                    compile_program(model, cfg))
+    with console.status(f"Verilator: building (once per configuration) and simulating"
+                        f" {args.images or 'all'} test images"):
+        s = simulate(row["qmodel"], Sim.VERILATOR, images=args.images).summary()
+    verdict = ("[green]bit-exact[/] on every layer output" if s["bit_exact"]
+               else f"[red]{s['mismatches']} mismatching elements[/]")
+    console.print(
+        f"W{row['wbits']}A{row['abits']} on the {cfg.rows}x{cfg.cols} overlay ({vpath}):\n"
+        f"  accuracy {100 * row['quant_accuracy']:.2f}% (integer reference, all"
+        f" {n_test} test images); Verilator: {s['images']} images {verdict}\n"
+        f"  {s['cycles_per_inference']} cycles per inference (analytical"
+        f" {s['analytical_cycles_per_inference']}), MAC-array utilisation"
+        f" {s['mac_utilization']:.1%}; simulation {s['wall_seconds']:.0f} s")
+    for m in s["first_mismatches"][:5]:
+        console.print(f"  mismatch: image {m['image']} layer {m['layer']} ({m['name']}) index"
+                      f" {m['index']}: expected {m['expected']}, got {m['got']}")
+    return {"verilog": str(vpath), "config_digest": cfg.digest} | {
+        k: s[k] for k in ("images", "bit_exact", "mismatches", "cycles_per_inference",
+                          "analytical_cycles_per_inference", "mac_utilization",
+                          "wall_seconds")} | {"accuracy": row["quant_accuracy"]}

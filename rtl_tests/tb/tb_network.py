@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
+from cocotb.utils import get_sim_time
 
 from hwgen.config import AccelConfig
 from hwgen.host import Driver, Link
@@ -88,10 +89,11 @@ async def network(dut):
                       _stall(env_int("HWGEN_BACKPRESSURE", 0), seed + 1))
     driver = Driver(cfg, link)
     await tb.reset()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), get_sim_time("ns")
     await driver.load(program)
     results = [await driver.infer(program, x, every_layer=True) for x in xs]
     wall = time.perf_counter() - t0
+    sim_cycles = int((get_sim_time("ns") - c0) // TB.CLOCK_NS)
 
     # HWGEN_REFERENCE: compare against another model's reference (tests that prove a
     # difference is caught and reported).
@@ -108,7 +110,7 @@ async def network(dut):
         "cycles_per_inference": int(np.median(cycles.sum(axis=1))) if len(cycles) else 0,
         "analytical_cycles": [int(c) for c in program.cycles],
         "macs": [int(m) for m in program.macs], "array_macs": cfg.array_macs,
-        "sim_seconds": wall, "seed": seed,
+        "sim_seconds": wall, "sim_cycles": sim_cycles, "seed": seed,
     })
     assert count == 0, (f"seed {seed}: {count} mismatching elements; first: "
                         f"{mismatches[:3]}")
