@@ -77,6 +77,10 @@ class AccelConfig:
         buffer count).
     counter_bits : int
         Width of the per-layer cycle counters (at most ``host_bits``: a RUN reply is one word).
+    lut_multipliers : bool
+        Build the ``b_a x b_w`` PE multipliers as shift-and-add logic (True), which Yosys keeps
+        in LUTs, or as ``*`` (False), which it maps to DSP blocks where it can: low-bit
+        products are cheap in LUTs and FPGAs have few DSPs (70 of them for an 8x8 array).
     """
 
     weight_bits: int = 4
@@ -94,6 +98,7 @@ class AccelConfig:
     max_dim: int = 64
     host_bits: int = 32
     counter_bits: int = 32
+    lut_multipliers: bool = True
 
     def __post_init__(self):
         _int("Weight bits", self.weight_bits, MIN_BITS, MAX_BITS)
@@ -121,6 +126,8 @@ class AccelConfig:
             raise ValueError(f"Host word bits must be at least the {depth_bits} bits of a buffer"
                              f" count, not {self.host_bits!r}")
         _int("Counter bits", self.counter_bits, 8, self.host_bits)
+        if not isinstance(self.lut_multipliers, bool):
+            raise TypeError(f"LUT multipliers must be a bool, not {self.lut_multipliers!r}")
         if self.cols < self.digits_max:
             raise ValueError(
                 f"Array columns must be at least the {self.digits_max} digits of a "

@@ -37,7 +37,13 @@ class Multiplier(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.d.sync += self.p.eq(self.a * self.w)
+        if self._cfg.lut_multipliers:
+            # a * w as the sum of w << i over the set bits of a: Yosys sees adders (LUTs and
+            # carry chains) instead of a $mul it would spend a DSP block on.
+            terms = [Mux(self.a[i], self.w << i, 0) for i in range(len(self.a))]
+            m.d.sync += self.p.eq(sum(terms[1:], terms[0]))
+        else:
+            m.d.sync += self.p.eq(self.a * self.w)
         return m
 
 

@@ -40,14 +40,15 @@ def _simulate(cfg, pixels, digits):
     return got, dut.latency
 
 
+@pytest.mark.parametrize("luts", [True, False])
 @pytest.mark.parametrize("wbits,abits,inbits,rows,cols", [
     (2, 2, 2, 1, 1), (2, 2, 8, 3, 4), (3, 3, 8, 2, 3), (4, 4, 8, 4, 4), (8, 8, 8, 2, 5),
     (5, 7, 7, 1, 6)])
-def test_array_random(wbits, abits, inbits, rows, cols):
+def test_array_random(wbits, abits, inbits, rows, cols, luts):
     seed = wbits * 10000 + abits * 1000 + rows * 10 + cols
     rng = np.random.default_rng(seed)
     cfg = AccelConfig(weight_bits=wbits, act_bits=abits, input_bits=inbits, rows=rows, cols=cols,
-                      max_reduction=64)
+                      max_reduction=64, lut_multipliers=luts)
     wmin, wmax = -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
     amax = (1 << abits) - 1
     for digits in sorted({1, cfg.digits_max}):

@@ -27,6 +27,7 @@ from quantflow.numerics import QFormat, acc_bits
     ({"act_depth": 1}, ValueError,
      "Activation depth must be an integer in 2..1048576, not 1"),
     ({"max_layers": 1}, ValueError, "Maximum layers must be an integer in 2..1048576, not 1"),
+    ({"lut_multipliers": 1}, TypeError, "LUT multipliers must be a bool, not 1"),
     ({"host_bits": 20}, ValueError, "Host word bits must be a multiple of 8, not 20"),
     ({"host_bits": 8}, ValueError, "Host word bits must be an integer in 16..64, not 8"),
     ({"host_bits": 16, "act_depth": 1 << 16}, ValueError,
