@@ -39,7 +39,8 @@ def test_random_layers(seed):
     assert results[0].layer_cycles == program.cycles, f"seed {seed}: cycle model"
 
 
-@pytest.mark.parametrize("bits,host_bits", [(2, 32), (8, 32), (4, 16)])
+@pytest.mark.parametrize("bits,host_bits", [(2, 32), (4, 16),
+                                            pytest.param(8, 32, marks=pytest.mark.slow)])
 def test_mlp_whole_program(bits, host_bits):
     """One RUN over every descriptor, then logits and counters (the fast path), with host
     words of 32 and of 16 bits (memory words then travel in more chunks)."""
@@ -88,12 +89,8 @@ def _cnn(bits, seed):
     return program, results
 
 
-def test_digits_cnn_4bit():
-    _cnn(4, 11)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("bits", [2, 3, 5, 6, 7, 8])
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7, 8])
 def test_digits_cnn_bits(bits):
     _cnn(bits, 100 + bits)
 
