@@ -317,8 +317,14 @@ def _dispatch(b, node, a, consts):
     elif op == "Trunc":
         if b.pending is None or b.pending["layer"].kind is not LayerKind.AVGPOOL:
             _unsupported(node, "Trunc other than after average pooling")
+        if len(x) != 6:
+            _unsupported(node, "Trunc v1 (5 inputs); only Trunc v2 with an output scale")
         mode = a.get("rounding_mode", b"FLOOR")
         out_scale, bits = float(consts[x[4]].reshape(-1)[0]), int(consts[x[5]])
+        pool = b.pending["layer"]
+        # Trunc first rounds its input to its own grid: exact only on the window-sum grid
+        if float(consts[x[1]].reshape(-1)[0]) * pool.kernel[0] * pool.kernel[1] != pool.in_scale:
+            b.approx.append(f"{_where(node)}: input grid is not the average pool's sum grid")
         b.quant(node, out_scale, bits, bool(a.get("signed", 0)), mode)
     elif op == "MaxPool":
         if any(_pair(a.get("pads"), (0, 0, 0, 0))) or a.get("ceil_mode", 0) or \

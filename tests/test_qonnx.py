@@ -184,3 +184,75 @@ def test_hwgen_quantize_imports_a_qonnx_file(tmp, capsys):
     assert "QONNX W4A4 imported" in capsys.readouterr().out
     qm = serialize.load(out)
     assert qm.meta["source"] == "qonnx" and qm.wbits == 4 and qm.abits == 4
+
+
+def _handmade(trunc_rounding="HALF_UP", trunc_inputs=6):
+    """Quant -> Conv (per-channel weights) + Add bias -> Relu -> Quant -> AveragePool -> Trunc
+    -> GlobalAveragePool -> Quant -> Flatten -> MatMul (bipolar weights) + Add bias, with
+    power-of-two scales, built with onnx.helper."""
+    from onnx import TensorProto, helper
+
+    q = "qonnx.custom_op.general"
+    rng = np.random.default_rng(0)
+
+    def t(name, arr):
+        arr = np.asarray(arr, dtype=np.float32)
+        return helper.make_tensor(name, TensorProto.FLOAT, arr.shape, arr.ravel())
+
+    sa, s_in = 2.0 ** -4, 2.0 ** -8
+    ws1 = (2.0 ** -rng.integers(2, 4, 4)).reshape(4, 1, 1, 1)
+    trunc_in = ["p1", "sa4", "z", "b6", "sa2", "b4"][:trunc_inputs]
+    nodes = [
+        helper.make_node("Quant", ["x", "s_in", "z", "b8"], ["xq"], name="q_in", domain=q,
+                         signed=0, narrow=0, rounding_mode="ROUND"),
+        helper.make_node("Quant", ["w1", "ws1", "z", "b4"], ["w1q"], name="q_w1", domain=q,
+                         signed=1, narrow=1, rounding_mode="ROUND"),
+        helper.make_node("Conv", ["xq", "w1q"], ["c1"], name="conv", pads=[1, 1, 1, 1],
+                         kernel_shape=[3, 3]),
+        helper.make_node("Add", ["c1", "b1"], ["c1b"], name="bias1"),
+        helper.make_node("Relu", ["c1b"], ["r1"], name="relu"),
+        helper.make_node("Quant", ["r1", "sa", "z", "b4"], ["a1"], name="q_a1", domain=q,
+                         signed=0, narrow=0, rounding_mode="HALF_UP"),
+        helper.make_node("AveragePool", ["a1"], ["p1"], name="avg", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Trunc", trunc_in, ["t1"], name="trunc", domain=q, signed=0,
+                         rounding_mode=trunc_rounding),
+        helper.make_node("GlobalAveragePool", ["t1"], ["g1"], name="gap"),
+        helper.make_node("Quant", ["g1", "sa", "z", "b4"], ["a2"], name="q_a2", domain=q,
+                         signed=0, narrow=0, rounding_mode="HALF_UP"),
+        helper.make_node("Flatten", ["a2"], ["f"], name="flat", axis=1),
+        helper.make_node("BipolarQuant", ["w2", "ws2"], ["w2q"], name="q_w2", domain=q),
+        helper.make_node("MatMul", ["f", "w2q"], ["y0"], name="mm"),
+        helper.make_node("Add", ["y0", "b2"], ["y"], name="bias2"),
+    ]
+    inits = [t("s_in", s_in), t("z", 0.0), t("b8", 8.0), t("b4", 4.0), t("b6", 6.0),
+             t("w1", rng.normal(0, 0.5, (4, 1, 3, 3))), t("ws1", ws1),
+             t("b1", (rng.integers(-20, 20, 4) * ws1.ravel() * s_in).reshape(1, 4, 1, 1)),
+             t("sa", sa), t("sa4", sa / 4), t("sa2", sa * 2), t("w2", rng.normal(0, 1, (4, 3))),
+             t("ws2", 2.0 ** -3), t("b2", np.array([1, -2, 3]) * 2.0 ** -3 * sa)]
+    g = helper.make_graph(nodes, "handmade",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 1, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 3])],
+                          inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
+                                               helper.make_opsetid(q, 2)])
+
+
+def test_every_supported_op_kind_is_exact_on_a_handmade_graph():
+    model = _handmade()
+    x = np.random.default_rng(1).random((64, 1, 8, 8)).astype(np.float32)
+    out = _qonnx_run(model, x).astype(np.float64)
+    qm = load_qonnx(model)
+    assert [lyr.kind.value for lyr in qm.layers] == ["conv2d", "avgpool", "avgpool", "flatten",
+                                                     "linear"]
+    assert qm.meta["approximate"] == []
+    acc = reference.run(qm, qm.quantize_input(x))[-1]
+    assert np.array_equal(out / qm.output_scale, acc)
+
+
+def test_floor_trunc_is_listed_as_approximate_and_trunc_v1_is_refused():
+    qm = load_qonnx(_handmade(trunc_rounding="FLOOR"))
+    assert qm.meta["approximate"] == [
+        "node 'trunc' (Trunc): FLOOR rounding vs the contract's round half up"]
+    with pytest.raises(UnsupportedOpError, match=r"^node 'trunc' \(Trunc\): Trunc v1"):
+        load_qonnx(_handmade(trunc_inputs=5))
