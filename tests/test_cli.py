@@ -259,11 +259,14 @@ def test_demo_one_width(capsys, monkeypatch, tmp_path):
     from hwgen.commands import demo
 
     monkeypatch.setattr(demo, "DEMO_BITS", [(8, 8)])
-    code = main(["demo", "--model", "digits-mlp", "--out", str(tmp_path / "demo")])
+    code = main(["demo", "--model", "digits-mlp", "--out", str(tmp_path / "demo"),
+                 "--no-hardware"])
     assert code == 0
     out, _ = capsys.readouterr()
     assert "8/8" in out and "summary.json" in out
-    rows = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    doc = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert "hardware" not in doc
+    rows = doc["quantization"]
     assert len(rows) == 1
     row = rows[0]
     assert (row["model"], row["wbits"], row["abits"]) == ("digits-mlp", 8, 8)

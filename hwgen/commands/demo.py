@@ -70,9 +70,8 @@ def run(args):
     doc = {"quantization": rows}
     status = 0
     if not args.no_hardware:
-        hw = _hardware(console, out, name, next(r for r in rows
-                                                 if (r["wbits"], r["abits"]) == HW_BITS), args,
-                       len(ds.y_test))
+        row = next((r for r in rows if (r["wbits"], r["abits"]) == HW_BITS), rows[-1])
+        hw = _hardware(console, out, name, row, args, len(ds.y_test))
         doc["hardware"] = hw
         status = 0 if hw["bit_exact"] else 1
     out.mkdir(parents=True, exist_ok=True)
