@@ -17,14 +17,15 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	@touch $@
 
 # Icarus Verilog is not on PyPI: install it from Debian when missing (as root), else say how.
+# liblz4-dev: Verilator's FST traces (hwgen simulate --waves) need its header.
 .PHONY: iverilog
 iverilog:
-	@command -v iverilog >/dev/null 2>&1 || { \
+	@{ command -v iverilog >/dev/null 2>&1 && test -f /usr/include/lz4.h; } || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Icarus Verilog (apt)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog liblz4-dev >/dev/null; \
 	  else \
-	    echo "Icarus Verilog is missing: run 'sudo apt-get install -y iverilog liblz4-dev'" >&2; exit 1; \
+	    echo "Icarus Verilog or liblz4-dev is missing: run 'sudo apt-get install -y iverilog liblz4-dev'" >&2; exit 1; \
 	  fi; }
 
 demo: setup

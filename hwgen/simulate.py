@@ -43,7 +43,7 @@ class SimReport:
             "cycles_per_inference": total,
             "analytical_cycles_per_inference": sum(r.get("analytical_cycles", [])),
             "mac_utilization": (sum(macs) / (total * array)) if total else 0.0,
-            "layers": per_layer, "seed": r.get("seed"),
+            "layers": per_layer, "seed": r.get("seed"), "waves": r.get("waves"),
             "sim_seconds": r.get("sim_seconds"), "sim_cycles": r.get("sim_cycles"),
             "build_seconds": self.build_seconds,
             "wall_seconds": self.wall_seconds,
@@ -117,5 +117,20 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
             env["HWGEN_REFERENCE"] = Path(reference).resolve()
         passed, failed, result = runner.run(r, build_dir, TOP_NAME, "rtl_tests.tb.tb_network",
                                             env=env, seed=seed, waves=waves, test_dir=test_dir)
+    if waves and test_dir is not None and result is not None:
+        result["waves"] = _collect_waves(build_dir, Path(test_dir))
     return SimReport(sim.value, cfg.digest, result, passed, failed,
                      time.perf_counter() - t0, t_build)
+
+
+def _collect_waves(build_dir, test_dir):
+    """Move the trace into ``test_dir``: Icarus writes ``<top>.fst`` beside its build,
+    Verilator ``dump.fst``/``dump.vcd`` where it runs."""
+    import shutil
+
+    for f in [*Path(build_dir).glob("*.fst"), *test_dir.glob("dump.*")]:
+        dest = test_dir / f.name
+        if f.resolve() != dest.resolve():
+            shutil.move(f, dest)
+        return str(dest)
+    return None

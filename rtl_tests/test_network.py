@@ -95,3 +95,12 @@ def test_demo_hardware_steps(tmp_path, monkeypatch, capsys):
     assert hw["bit_exact"] and hw["images"] == 3 and hw["mismatches"] == 0, hw
     assert hw["cycles_per_inference"] > 0 and 0 < hw["mac_utilization"] <= 1, hw
     assert "bit-exact" in out
+
+
+@pytest.mark.icarus
+def test_waves_are_written(quantized_zoo, tmp_path, seed):
+    s = simulate(quantized_zoo("digits-mlp", 4, 4), Sim.ICARUS, images=1, seed=seed,
+                 waves=True, test_dir=tmp_path / "waves").summary()
+    assert s["bit_exact"], s
+    trace = tmp_path / "waves" / "hwgen_top.fst"
+    assert s["waves"] == str(trace) and trace.stat().st_size > 1000, s["waves"]

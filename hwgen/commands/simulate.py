@@ -48,6 +48,8 @@ def _print(s):
                       str(row["analytical_cycles"]), str(row["macs"]),
                       f"{row['mac_utilization']:.1%}")
     console.print(table)
+    if s.get("waves"):
+        console.print(f"trace: {s['waves']}")
     for m in s["first_mismatches"][:10]:
         console.print(f"  mismatch: image {m['image']} layer {m['layer']} ({m['name']})"
                       f" index {m['index']}: expected {m['expected']}, got {m['got']}")
