@@ -14,7 +14,10 @@ Prints a table and the issue's targets, writes JSON and a plot. The test set is 
 never used for a choice.
 
     .venv/bin/python bench/accuracy.py [--out bench/results] [--models digits-cnn,...]
-        [--rows methods,recipe,qat,data-free] [--qat-epochs 30]
+        [--rows recipe,qat,data-free] [--bits 2/2,3/3] [--qat-epochs 30]
+
+The full run takes about 20 minutes on one core: at 2-3 weight bits the default recipe tries
+six candidates, two of them with AdaRound.
 """
 
 import argparse
