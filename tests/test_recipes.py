@@ -72,3 +72,20 @@ def test_choose_keeps_the_best_validation_score():
     best = max(rows, key=lambda r: (r["val_accuracy"], r["val_log_likelihood"]))
     assert qm.meta["recipe"]["recipe"] == best["recipe"]
     assert qm.meta["recipe"]["chosen_from"] == ["minmax", "bc"]
+
+
+@pytest.mark.parametrize("recipe", recipes.RECIPES, ids=lambda r: r.name)
+def test_every_named_recipe_exports_bit_exact(recipe):
+    """Each named recipe (AdaRound shortened to a few steps) on the MLP at W2A2: every layer
+    of the exact fake-quant forward equals the integer reference."""
+    fast = tuple(AdaRound(iterations=5, batch=64) if isinstance(p, AdaRound) else p
+                 for p in recipe.net_passes)
+    r = recipes.Recipe(recipe.name, recipe.w_method, recipe.a_method, recipe.float_passes, fast)
+    net, qm = recipes.run(r, captured("digits-mlp"), "digits-mlp", digits().input_shape,
+                          calib_set()[:128], ptq.PTQConfig(2, 2))
+    x_int = qm.quantize_input(np.concatenate([digits().x_test[:64],
+                                              np.full((1, 1, 8, 8), 4.0, np.float32)]))
+    with torch.no_grad():
+        outs = net.forward_int(torch.from_numpy(x_int).double())
+    for i, (want, got) in enumerate(zip(reference.run(qm, x_int), outs, strict=True)):
+        assert np.array_equal(want, got.numpy().astype(np.int64)), f"{recipe.name} layer {i}"
