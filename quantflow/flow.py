@@ -115,7 +115,10 @@ def _finish(qm, fq, net, ds, choices, label):
 def quantize_recipe(name, net, ds, cfg, recipe, progress=None):
     """Capture and quantize with a :class:`quantflow.recipes.Recipe`, or with
     :data:`quantflow.recipes.AUTO` (the best candidate on a validation split of the training
-    data); evaluate on the test split."""
+    data); evaluate on the test split.
+
+    ``progress`` is called as ``progress()`` after each candidate of AUTO, and passed to the
+    passes of a single recipe (AdaRound calls ``progress(layers_done, layers)``)."""
     from . import recipes
 
     layers = importers.capture(net, ds.input_shape)
@@ -126,7 +129,7 @@ def quantize_recipe(name, net, ds, cfg, recipe, progress=None):
         fq, qm, choices = recipes.choose(layers, name, ds.input_shape, x_cal, x_val, y_val, cfg,
                                          progress=progress)
     else:
-        fq, qm = recipes.run(recipe, layers, name, ds.input_shape, x_cal, cfg)
+        fq, qm = recipes.run(recipe, layers, name, ds.input_shape, x_cal, cfg, progress)
         choices = []
     return _finish(qm, fq, net, ds, choices, "recipe")
 

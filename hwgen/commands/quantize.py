@@ -157,7 +157,15 @@ def _recipe(name, net, ds, cfg, recipe):
     # only on a terminal: a closing progress bar still writes a newline to a pipe
     with Progress(transient=True, console=console, disable=not console.is_terminal) as prog:
         task = prog.add_task(f"PTQ recipe {recipe.name}", total=total)
-        result = quantize_recipe(name, net, ds, cfg, recipe, lambda: prog.advance(task))
+
+        def tick(*done_total):
+            if done_total:  # a pass reporting its layers (AdaRound)
+                prog.update(task, completed=done_total[0], total=done_total[1],
+                            description=f"PTQ recipe {recipe.name}: layers")
+            else:  # one candidate of auto done
+                prog.advance(task)
+
+        result = quantize_recipe(name, net, ds, cfg, recipe, tick)
     return result
 
 
