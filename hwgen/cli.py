@@ -15,7 +15,7 @@ from quantflow.errors import UserError
 __all__ = ["main", "COMMANDS"]
 
 #: Subcommand modules, in the order `hwgen --help` lists them.
-COMMANDS = ["quantize", "generate", "simulate", "demo", "doctor"]
+COMMANDS = ["quantize", "generate", "simulate", "synth", "run", "demo", "doctor"]
 
 
 def _load(name):

@@ -44,10 +44,22 @@ class Core(wiring.Component):
     host_mem : In(3) — :class:`hwgen.layouts.Mem`; host_addr, host_wdata, host_we : In;
     host_rdata : Out — read data one cycle after ``host_addr`` (only while not busy).
     start : In(1); first, last : In(layer_bits); busy : Out(1); total : Out(counter_bits).
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+    memory : callable or None
+        ``memory(mem, shape, depth, lanes=...)`` -> a component with
+        :class:`~hwgen.buffers.BufferMemory`'s signature and latency, for buffer ``mem``
+        (:class:`hwgen.layouts.Mem`); ``None`` gives ``BufferMemory`` everywhere. Boards use it
+        to put a buffer in vendor memory (iCE40 SPRAM) without hwgen knowing the board.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, memory=None):
+        if memory is not None and not callable(memory):
+            raise TypeError(f"Memory factory must be callable or None, not {memory!r}")
         self._cfg = cfg
+        self._memory = memory
         lb = layer_bits(cfg)
         super().__init__({
             "host_mem": In(3), "host_addr": In(host_addr_bits(cfg)),
@@ -68,8 +80,11 @@ class Core(wiring.Component):
         mems = {}
         for mem in Mem:
             lanes = mem in (Mem.ACT0, Mem.ACT1)
-            mems[mem] = m.submodules[f"mem_{mem.name.lower()}"] = BufferMemory(
-                mem_shape(cfg, mem), mem_depth(cfg, mem), lanes=lanes)
+            if self._memory is None:
+                buf = BufferMemory(mem_shape(cfg, mem), mem_depth(cfg, mem), lanes=lanes)
+            else:
+                buf = self._memory(mem, mem_shape(cfg, mem), mem_depth(cfg, mem), lanes=lanes)
+            mems[mem] = m.submodules[f"mem_{mem.name.lower()}"] = buf
         seq = m.submodules.seq = Sequencer(cfg)
         array = m.submodules.array = MACArray(cfg)
         pool = m.submodules.pool = PoolUnit(cfg)

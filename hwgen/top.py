@@ -30,10 +30,13 @@ class Top(wiring.Component):
     i : In(stream.Signature(unsigned(host_bits))) — command words (backpressured while a
         memory word is written, a layer runs or a reply is pending).
     o : Out(stream.Signature(unsigned(host_bits))) — replies; honours ``o.ready``.
+
+    ``memory`` is passed to :class:`~hwgen.core.Core` (a board's buffer factory, or ``None``).
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, memory=None):
         self._cfg = cfg
+        self._memory = memory
         super().__init__({
             "i": In(stream.Signature(cfg.host_bits)),
             "o": Out(stream.Signature(cfg.host_bits)),
@@ -47,7 +50,7 @@ class Top(wiring.Component):
         cfg = self._cfg
         hb = cfg.host_bits
         m = Module()
-        core = m.submodules.core = Core(cfg)
+        core = m.submodules.core = Core(cfg, memory=self._memory)
         nmax = chunks_per_word(host_data_bits(cfg), hb)
         op, mem = Signal(8), Signal(3)
         addr = Signal(host_addr_bits(cfg))

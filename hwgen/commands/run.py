@@ -1,0 +1,81 @@
+"""`hwgen run`: run test images on a board over its UART, bit-exact against the reference."""
+
+import json
+
+NAME = "run"
+HELP = "run a QuantizedModel on a board programmed by `hwgen synth`, over its serial port"
+
+__all__ = ["NAME", "HELP", "add_arguments", "run", "run_on_link"]
+
+
+def add_arguments(p):
+    from hwgen.commands.generate import array_shape
+    from hwgen.commands.synth import _board
+
+    p.add_argument("qdir", metavar="QDIR", help="QuantizedModel folder (hwgen quantize --out)")
+    p.add_argument("--port", metavar="DEV", required=True, help="serial port, e.g. /dev/ttyUSB1")
+    p.add_argument("--board", metavar="NAME", type=_board, default="icebreaker",
+                   help="the board the bitstream was built for (%(default)s)")
+    p.add_argument("--array", metavar="ROWSxCOLS", type=array_shape, default=None,
+                   help="MAC-array shape the bitstream was built with (default: the board's)")
+    p.add_argument("--images", metavar="N", type=int, default=10,
+                   help="test images to run (%(default)s)")
+    p.add_argument("--timeout", metavar="S", type=float, default=5.0,
+                   help="seconds of silence before giving up on a reply (%(default)s)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+async def run_on_link(link, model, cfg, xs):
+    """Load ``model`` through ``link`` and run each input; return (logits list, cycles list).
+
+    The same :class:`hwgen.host.Driver` as in simulation does the work."""
+    from hwgen.host import Driver
+    from quantflow.program import compile_program
+
+    program = compile_program(model, cfg)
+    driver = Driver(cfg, link)
+    await driver.load(program)
+    logits, cycles = [], []
+    for x in xs:
+        res = await driver.infer(program, x, every_layer=False)
+        logits.append(res.outputs[-1])
+        cycles.append(res.total_cycles)
+    return logits, cycles
+
+
+def run(args):
+    import asyncio
+
+    import numpy as np
+
+    from boards.serial_link import SerialLink
+    from hwgen.config import AccelConfig
+    from hwgen.simulate import test_inputs
+    from quantflow import reference
+    from quantflow.serialize import load
+
+    target = args.board.value
+    model = load(args.qdir)
+    array = args.array if args.array is not None else target.array
+    from boards.build import multiplier_style
+    cfg = AccelConfig.for_model(model, array=tuple(array),
+                                lut_multipliers=multiplier_style(target, *array) == "lut")
+    xs, ys = test_inputs(model, args.images)
+    link = SerialLink(args.port, target.baud, cfg.host_bits, timeout=args.timeout)
+    try:
+        logits, cycles = asyncio.run(run_on_link(link, model, cfg, xs))
+    finally:
+        link.close()
+    want = reference.run(model, xs)[-1]
+    got = np.stack([np.asarray(v).reshape(want.shape[1:]) for v in logits])
+    exact = int(sum(np.array_equal(g, w) for g, w in zip(got, want, strict=True)))
+    pred = got.reshape(len(xs), -1).argmax(axis=1)
+    doc = {"board": target.name, "images": len(xs), "bit_exact": exact,
+           "accuracy": float(np.mean(pred == ys)), "cycles": cycles,
+           "seconds_per_image_at_clock": float(np.mean(cycles)) / (target.clock_mhz * 1e6)}
+    if args.json:
+        print(json.dumps(doc, sort_keys=True))
+    else:
+        print(f"{target.name}: {len(xs)} images, {exact} bit-exact with the reference,"
+              f" accuracy {doc['accuracy']:.2%}, {int(np.mean(cycles))} cycles per image")
+    return 0 if exact == len(xs) else 1
