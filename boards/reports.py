@@ -65,22 +65,20 @@ def parse_fmax(text):
 
 
 def parse_yosys_ffs(text, prefix):
-    """Flip-flops in Yosys's final cell statistics: the cells whose type starts with
-    ``prefix`` (``SB_DFF`` on iCE40)."""
-    last = text.rfind("Number of cells")
-    if last < 0:
-        return 0
+    """Flip-flops in Yosys's last cell statistics: the cells whose type starts with
+    ``prefix`` (``SB_DFF`` on iCE40), counted once (not again in the hierarchy summary)."""
+    start = text.rfind("Printing statistics")
+    section = text[start if start >= 0 else 0:]
+    end = section.find("design hierarchy")
+    if end >= 0:
+        section = section[:end]
     total = 0
-    for line in text[last:].splitlines()[1:]:
+    for line in section.splitlines():
         parts = line.split()
-        if len(parts) < 2:
-            if total:
-                break
-            continue
-        for a, b in ((parts[0], parts[-1]), (parts[-1], parts[0])):
-            if a.isdigit() and b.startswith(prefix):
-                total += int(a)
-                break
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].startswith(prefix):
+            total += int(parts[0])
+        elif len(parts) == 2 and parts[1].isdigit() and parts[0].startswith(prefix):
+            total += int(parts[1])
     return total
 
 

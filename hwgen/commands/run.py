@@ -59,7 +59,8 @@ def run(args):
     array = args.array if args.array is not None else target.array
     from boards.build import multiplier_style
     cfg = AccelConfig.for_model(model, array=tuple(array),
-                                lut_multipliers=multiplier_style(target, *array) == "lut")
+                                lut_multipliers=multiplier_style(
+                                    target, *array, model.wbits, model.abits) == "lut")
     xs, ys = test_inputs(model, args.images)
     link = SerialLink(args.port, target.baud, cfg.host_bits, timeout=args.timeout)
     try:

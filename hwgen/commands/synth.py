@@ -28,7 +28,7 @@ def add_arguments(p):
     p.add_argument("--board", metavar="NAME", type=_board, required=True,
                    help=f"target board: {names}")
     p.add_argument("--array", metavar="ROWSxCOLS", type=array_shape, default=None,
-                   help="MAC-array shape (default: the board's, e.g. 4x4 on icebreaker)")
+                   help="MAC-array shape (default: the board's, e.g. 2x2 on icebreaker)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="folder for the bitstream, logs and report.json (replaced atomically;"
                         " default: only the build cache)")
@@ -49,8 +49,8 @@ def synthesize(qdir, board, array=None, out=None):
     start = time.monotonic()
     target = board.value
     rows, cols = array if array is not None else target.array
-    style = multiplier_style(target, rows, cols)
     model = load(qdir)
+    style = multiplier_style(target, rows, cols, model.wbits, model.abits)
     try:
         cfg = AccelConfig.for_model(model, array=(rows, cols),
                                     lut_multipliers=style == "lut")

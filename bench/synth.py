@@ -1,0 +1,120 @@
+"""Resources and Fmax of the board design per board x bit width x array shape (a benchmark).
+
+Usage::
+
+    .venv/bin/python bench/synth.py [--boards icebreaker,ulx3s-85f,orangecrab-25f]
+        [--bits 2,3,4,6,8] [--arrays 2x2,4x4,8x8] [--model digits-cnn] [--out bench/results]
+
+Each point quantizes the model at W=A=bits (MSE ranges, cached per run), builds the overlay with
+its UART bridge for the board (``hwgen synth``'s path; builds are cached by digest) and records
+LUT/FF/BRAM/SPRAM/DSP/Fmax; a design that does not fit is a row with ``fits: false`` and the
+reason. Writes ``synth.json`` and ``synth.png`` (resources against bit width) to ``--out`` and
+prints a table. Run time: one to three minutes per point on two cores (first builds); the
+full default grid is about 45 points, so run it overnight or narrow it.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _quantize(model, bits, root, cache):
+    from quantflow import ptq, serialize
+    from quantflow.flow import Method, load_data, load_model, quantize_model
+
+    key = (model, bits)
+    if key not in cache:
+        ds = cache.setdefault("data", load_data())
+        name, net = load_model(model, ds)
+        q = quantize_model(name, net, ds, ptq.PTQConfig(bits, bits), Method.MSE).qmodel
+        cache[key] = serialize.save(q, Path(root) / f"{model}-w{bits}a{bits}")
+    return cache[key]
+
+
+def _point(qdir, board, array):
+    from hwgen.commands.synth import synthesize
+    from hwgen.errors import UserError
+    try:
+        return synthesize(qdir, board, array)
+    except UserError as e:
+        return {"board": board.value.name, "array": list(array), "fits": False,
+                "error": str(e)}
+
+
+def _plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    series = {}
+    for r in rows:
+        if "lut" in r:
+            key = f"{r['board']} {r['array'][0]}x{r['array'][1]}"
+            series.setdefault(key, []).append(r)
+    for key, rs in sorted(series.items()):
+        rs.sort(key=lambda r: r["bits"])
+        bits = [r["bits"] for r in rs]
+        axes[0].plot(bits, [r["lut"] / r["available"].get("lut", 1) * 100 for r in rs],
+                     "o-", label=key)
+        axes[1].plot(bits, [r["ff"] for r in rs], "o-", label=key)
+        axes[2].plot(bits, [r["fmax_mhz"] for r in rs], "o-", label=key)
+    for ax, title in zip(axes, ("LUT (% of device)", "flip-flops", "Fmax (MHz)"), strict=True):
+        ax.set_xlabel("weight = activation bits")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    from boards import board_by_name
+    from hwgen.commands.generate import array_shape
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--boards", default="icebreaker,ulx3s-85f,orangecrab-25f")
+    p.add_argument("--bits", default="2,3,4,6,8")
+    p.add_argument("--arrays", default="2x2,4x4,8x8")
+    p.add_argument("--model", default="digits-cnn")
+    p.add_argument("--out", default="bench/results")
+    args = p.parse_args(argv)
+    boards = [board_by_name(b) for b in args.boards.split(",")]
+    bits = [int(b) for b in args.bits.split(",")]
+    arrays = [array_shape(a) for a in args.arrays.split(",")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, cache = [], {}
+    print(f"{'board':15s} {'bits':>4s} {'array':>5s} {'LUT':>6s} {'FF':>6s} {'BRAM':>4s}"
+          f" {'SPRAM':>5s} {'DSP':>3s} {'Fmax':>7s} {'clk':>5s} fits  seconds")
+    with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
+        for board in boards:
+            for b in bits:
+                qdir = _quantize(args.model, b, tmp, cache)
+                for array in arrays:
+                    t = time.monotonic()
+                    r = _point(qdir, board, array) | {"bits": b, "model": args.model}
+                    r.setdefault("wall_seconds", round(time.monotonic() - t, 1))
+                    rows.append(r)
+                    a = f"{array[0]}x{array[1]}"
+                    if "lut" in r:
+                        print(f"{r['board']:15s} {b:4d} {a:>5s} {r['lut']:6d} {r['ff']:6d}"
+                              f" {r['bram']:4d} {r['spram']:5d} {r['dsp']:3d}"
+                              f" {r['fmax_mhz']:7.2f} {r['target_mhz']:5g} {r['fits']!s:5s}"
+                              f" {r['wall_seconds']}", flush=True)
+                    else:
+                        print(f"{r['board']:15s} {b:4d} {a:>5s} does not fit: {r['error']}",
+                              flush=True)
+                    (out / "synth.json").write_text(json.dumps(rows, indent=1) + "\n")
+    _plot(rows, out / "synth.png")
+    print(f"wrote {out / 'synth.json'} and {out / 'synth.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
