@@ -12,7 +12,7 @@ from pathlib import Path
 from .config import DEFAULT_ARRAY, AccelConfig
 from .errors import ConfigError
 
-__all__ = ["SimReport", "design_for", "simulate", "test_inputs"]
+__all__ = ["SimReport", "design_for", "simulate", "images_for"]
 
 
 @dataclass
@@ -68,7 +68,7 @@ def design_for(model, array=DEFAULT_ARRAY):
     return cfg, folder
 
 
-def test_inputs(model, images=0, data=None):
+def images_for(model, images=0, data=None):
     """(integer inputs, labels): the first ``images`` (0: all) test images of ``data`` (a .npz
     path) or of the embedded digits set, quantized as the model's input."""
     from quantflow import data as data_mod
@@ -100,7 +100,7 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
     t0 = time.perf_counter()
     model = load(model_dir)
     if inputs is None:
-        xs, ys = test_inputs(model, images, data)
+        xs, ys = images_for(model, images, data)
     else:
         xs = np.asarray(inputs, dtype=np.int64)
         ys = np.full(len(xs), -1, dtype=np.int64)

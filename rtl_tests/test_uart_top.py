@@ -12,7 +12,7 @@ import pytest
 from amaranth.back import verilog
 
 from hwgen.config import AccelConfig
-from hwgen.simulate import test_inputs
+from hwgen.simulate import images_for
 from hwgen.uart import MIN_DIVISOR, UARTTop
 from quantflow.serialize import load
 from rtl_tests import runner
@@ -35,7 +35,7 @@ def _design(tmp_path, qdir, array):
 def _run(tmp_path, qdir, sim, images, seed, array=(4, 4)):
     model = load(qdir)
     design = _design(tmp_path, qdir, array)
-    xs, ys = test_inputs(model, images)
+    xs, ys = images_for(model, images)
     inputs = tmp_path / "inputs.npz"
     np.savez(inputs, x=xs, y=ys)
     r, build_dir = runner.build(design / f"{TOPLEVEL}.v", TOPLEVEL, sim)

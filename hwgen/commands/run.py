@@ -50,7 +50,7 @@ def run(args):
 
     from boards.serial_link import SerialLink
     from hwgen.config import AccelConfig
-    from hwgen.simulate import test_inputs
+    from hwgen.simulate import images_for
     from quantflow import reference
     from quantflow.serialize import load
 
@@ -61,7 +61,7 @@ def run(args):
     cfg = AccelConfig.for_model(model, array=tuple(array),
                                 lut_multipliers=multiplier_style(
                                     target, *array, model.wbits, model.abits) == "lut")
-    xs, ys = test_inputs(model, args.images)
+    xs, ys = images_for(model, args.images)
     link = SerialLink(args.port, target.baud, cfg.host_bits, timeout=args.timeout)
     try:
         logits, cycles = asyncio.run(run_on_link(link, model, cfg, xs))
