@@ -103,3 +103,14 @@ def test_synth_one_board(tmp_path, monkeypatch, capsys):
     assert doc["target_mhz"] == 48.0 and doc["multipliers"] == "lut"
     assert Path(doc["bitstream"]).stat().st_size > 0
     assert json.loads((out / "report.json").read_text())["lut"] == doc["lut"]
+
+
+def test_synth_refuses_a_folder_it_did_not_write(tmp_path):
+    from hwgen.commands.synth import synthesize
+    from hwgen.errors import UserError
+
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"refusing to replace it, it is not an hwgen synth"
+                                        r" folder$"):
+        synthesize(tmp_path / "no-model", Board.ICEBREAKER, out=tmp_path)
+    assert (tmp_path / "keep.txt").read_text() == "mine"

@@ -42,12 +42,18 @@ def synthesize(qdir, board, array=None, out=None):
 
     from boards.build import build, multiplier_style
     from hwgen.config import AccelConfig
-    from hwgen.errors import ConfigError
+    from hwgen.errors import ConfigError, UserError
     from quantflow.program import compile_program
     from quantflow.serialize import atomic_dir, load
 
     start = time.monotonic()
     target = board.value
+    if out is not None:
+        out = Path(out)
+        if out.exists() and not (out.is_dir() and (not any(out.iterdir())
+                                                  or (out / "report.json").exists())):
+            # atomic_dir replaces the whole folder: never do that to something we did not write.
+            raise UserError(f"{out}: refusing to replace it, it is not an hwgen synth folder")
     rows, cols = array if array is not None else target.array
     model = load(qdir)
     style = multiplier_style(target, rows, cols, model.wbits, model.abits)
@@ -59,22 +65,21 @@ def synthesize(qdir, board, array=None, out=None):
     compile_program(model, cfg)  # the model must run on this overlay (DoesNotFitError)
     result = build(target, cfg)
     rep = result.report
-    bitstream = result.bitstream
-    if out is not None:
-        with atomic_dir(out) as tmp:
-            for name in (bitstream.name, "top.rpt", "top.tim"):
-                shutil.copy2(result.folder / name, tmp / name)
-        bitstream = Path(out) / bitstream.name
+    bitstream = result.bitstream if out is None else Path(out) / result.bitstream.name
     doc = {
         "board": target.name, "device": target.device.name, "family": target.family,
         "array": [rows, cols], "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits,
         "multipliers": style, "config_digest": cfg.digest,
-        **{k: v for k, v in rep.to_json().items()},
+        **rep.to_json(),
         "bitstream": str(bitstream), "build_folder": str(result.folder),
         "cached": result.cached, "wall_seconds": round(time.monotonic() - start, 1),
     }
     if out is not None:
-        (bitstream.parent / "report.json").write_text(json.dumps(doc, indent=1) + "\n")
+        # All or nothing: the folder appears with the bitstream, logs and report together.
+        with atomic_dir(out) as tmp:
+            for name in (result.bitstream.name, "top.rpt", "top.tim"):
+                shutil.copy2(result.folder / name, tmp / name)
+            (tmp / "report.json").write_text(json.dumps(doc, indent=1) + "\n")
     return doc
 
 
