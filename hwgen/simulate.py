@@ -82,12 +82,14 @@ def images_for(model, images=0, data=None):
 
 
 def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0, idle=0,
-             backpressure=0, data=None, test_dir=None, inputs=None, reference=None):
+             backpressure=0, data=None, test_dir=None, inputs=None, reference=None,
+             quiet=False):
     """Run ``images`` test images (0: all) of the model in ``model_dir`` on ``sim``.
 
     ``inputs``: explicit integer inputs ``(N, *input_shape)`` instead of test images (random
     layer tests); ``idle``/``backpressure``: stall percentages on the host streams;
-    ``reference``: compare with this model folder's reference instead (tests of the checker)."""
+    ``reference``: compare with this model folder's reference instead (tests of the checker);
+    ``quiet``: simulator and build output to log files in the build folder."""
     import tempfile
 
     import numpy as np
@@ -105,7 +107,8 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
         xs = np.asarray(inputs, dtype=np.int64)
         ys = np.full(len(xs), -1, dtype=np.int64)
     cfg, design = design_for(model, array)
-    r, build_dir = runner.build(design / f"{TOP_NAME}.v", TOP_NAME, sim, waves=waves)
+    r, build_dir = runner.build(design / f"{TOP_NAME}.v", TOP_NAME, sim, waves=waves,
+                                quiet=quiet)
     t_build = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="hwgen-inputs-") as tmp:
         inputs = Path(tmp) / "inputs.npz"
@@ -116,7 +119,8 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
         if reference is not None:
             env["HWGEN_REFERENCE"] = Path(reference).resolve()
         passed, failed, result = runner.run(r, build_dir, TOP_NAME, "rtl_tests.tb.tb_network",
-                                            env=env, seed=seed, waves=waves, test_dir=test_dir)
+                                            env=env, seed=seed, waves=waves, test_dir=test_dir,
+                                            log_file=build_dir / "sim.log" if quiet else None)
     if waves and test_dir is not None and result is not None:
         result["waves"] = _collect_waves(build_dir, Path(test_dir))
     return SimReport(sim.value, cfg.digest, result, passed, failed,

@@ -67,10 +67,12 @@ def _digest(sources, sim, waves):
     return h.hexdigest()[:20]
 
 
-def build(verilog, toplevel, sim, waves=False):
+def build(verilog, toplevel, sim, waves=False, quiet=False):
     """Compile ``verilog`` (one file or a list) for ``sim``; return ``(runner, build_dir)``.
 
-    Skipped when the same sources were already built (the directory holds a stamp)."""
+    Skipped when the same sources were already built (the directory holds a stamp). With
+    ``quiet`` the tool output goes to ``build.log`` in the build folder instead of the
+    terminal."""
     from cocotb_tools.runner import get_runner
 
     from hwgen.tools import activate
@@ -106,30 +108,32 @@ def build(verilog, toplevel, sim, waves=False):
         if waves:
             args += ["--trace-fst", "--trace-structs"]
     try:
-        _build(runner, sources, extra, toplevel, build_dir, stamp, args, waves)
+        _build(runner, sources, extra, toplevel, build_dir, stamp, args, waves, quiet)
     except RuntimeError as e:
-        raise ToolError(f"{sim.value} build of {toplevel} failed ({e}); see the log above") \
+        where = build_dir / "build.log" if quiet else "the log above"
+        raise ToolError(f"{sim.value} build of {toplevel} failed ({e}); see {where}") \
             from None
     stamp.touch()
     return runner, build_dir
 
 
-def _build(runner, sources, extra, toplevel, build_dir, stamp, args, waves):
+def _build(runner, sources, extra, toplevel, build_dir, stamp, args, waves, quiet):
     from cocotb_tools.runner import VerilatorControlFile
 
     runner.build(
         sources=[*(VerilatorControlFile(str(w)) for w in extra), *sources],
         hdl_toplevel=toplevel, build_dir=build_dir, always=not stamp.exists(),
         build_args=args, waves=waves, timescale=("1ns", "1ps"),
-        log_file=build_dir / "build.log" if stamp.exists() else None)
+        log_file=build_dir / "build.log" if stamp.exists() or quiet else None)
 
 
 def run(runner, build_dir, toplevel, test_module, env=None, testcase=None, seed=0,
-        waves=False, test_dir=None):
+        waves=False, test_dir=None, log_file=None):
     """Run ``test_module`` (a dotted module name) and return ``(passed, failed, result)``.
 
     ``result`` is the JSON the testbench wrote to ``$HWGEN_RESULT`` (or None). The simulator
-    runs in ``test_dir`` (kept: wave files land there) or in a temporary folder."""
+    runs in ``test_dir`` (kept: wave files land there) or in a temporary folder; its output
+    goes to ``log_file`` when one is given, else to the terminal."""
     from cocotb_tools.check_results import get_results
 
     with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as tmp:
@@ -145,9 +149,10 @@ def run(runner, build_dir, toplevel, test_module, env=None, testcase=None, seed=
         try:
             runner.test(hdl_toplevel=toplevel, test_module=test_module, testcase=testcase,
                         build_dir=build_dir, test_dir=tmp, results_xml=str(xml), extra_env=env,
-                        seed=seed, waves=waves)
+                        seed=seed, waves=waves, log_file=log_file)
         except SystemExit as e:
-            raise ToolError(f"simulator exited with status {e.code} (see the log above)") from None
+            where = log_file or "the log above"
+            raise ToolError(f"simulator exited with status {e.code} (see {where})") from None
         finally:
             if current is not None:
                 os.environ["PYTEST_CURRENT_TEST"] = current

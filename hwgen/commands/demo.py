@@ -95,7 +95,7 @@ def _hardware(console, out, name, row, args, n_test):
                     compile_program(model, cfg))
     with console.status(f"Verilator: building (once per configuration) and simulating"
                         f" {args.images or 'all'} test images"):
-        s = simulate(row["qmodel"], Sim.VERILATOR, images=args.images).summary()
+        s = simulate(row["qmodel"], Sim.VERILATOR, images=args.images, quiet=True).summary()
     verdict = ("[green]bit-exact[/] on every layer output" if s["bit_exact"]
                else f"[red]{s['mismatches']} mismatching elements[/]")
     console.print(

@@ -63,7 +63,7 @@ def run(args):
         raise UserError(f"--images must be a non-negative integer, not {args.images!r}")
     report = simulate(args.qdir, args.sim, images=args.images, array=args.array,
                       waves=args.waves is not None, seed=args.seed, data=args.data,
-                      test_dir=args.waves)
+                      test_dir=args.waves, quiet=True)
     s = report.summary()
     if args.json:
         json.dump(s, sys.stdout)
