@@ -10,7 +10,8 @@ import zlib
 
 import numpy as np
 
-__all__ = ["node_rng", "digits", "trained", "captured", "quantized", "calib_set", "tiny_model"]
+__all__ = ["node_rng", "digits", "trained", "captured", "quantized", "calib_set", "tiny_model",
+           "assert_export_bit_exact"]
 
 
 def node_rng(request):
@@ -99,3 +100,19 @@ def tiny_model():
     fc.out_fmt = fc.acc_fmt
     return QuantizedModel(name="tiny", input_shape=(1, 4, 4), input_fmt=a4, input_scale=0.1,
                           layers=[conv, pool, avg, flat, fc], meta={"note": "hand-built"})
+
+
+def assert_export_bit_exact(net, images=100):
+    """``net.export()`` run by the integer reference equals the fake-quant net's exact forward
+    on every layer of the first ``images`` digits test images."""
+    import torch
+
+    from quantflow import reference
+
+    qm = net.export()
+    x_int = qm.quantize_input(digits().x_test[:images])
+    with torch.no_grad():
+        outs = net.forward_int(torch.from_numpy(x_int).double())
+    for i, (want, got) in enumerate(zip(reference.run(qm, x_int), outs, strict=True)):
+        assert np.array_equal(want, got.numpy().astype(np.int64)), f"layer {i} differs"
+    return qm

@@ -1,12 +1,11 @@
 """Activation range search: only activation scales move, the calibration KL never rises, and
 the export stays bit-exact."""
 
-import numpy as np
 import pytest
 import torch
-from flowkit import calib_set, captured, digits
+from flowkit import assert_export_bit_exact, calib_set, captured, digits
 
-from quantflow import actsearch, importers, ptq, reference
+from quantflow import actsearch, importers, ptq
 from quantflow.calibrate import RangeMethod
 
 
@@ -30,12 +29,7 @@ def test_search_lowers_the_kl_and_changes_only_activation_scales(name):
            if lyr.w_fmt is not None]
     for (w0, s0), (w1, s1) in zip(weights, now, strict=True):
         assert torch.equal(w0, w1) and torch.equal(s0, s1), "weights or weight scales moved"
-    qm = net.export()
-    x_int = qm.quantize_input(digits().x_test[:100])
-    with torch.no_grad():
-        outs = net.forward_int(torch.from_numpy(x_int).double())
-    for i, (want, got) in enumerate(zip(reference.run(qm, x_int), outs, strict=True)):
-        assert np.array_equal(want, got.numpy().astype(np.int64)), f"layer {i} differs"
+    assert_export_bit_exact(net)
 
 
 def test_sweeps_are_validated():

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from flowkit import calib_set, captured, digits
+from flowkit import assert_export_bit_exact, calib_set, captured, digits
 
-from quantflow import adaround, ptq, reference
+from quantflow import adaround, ptq
 from quantflow.calibrate import RangeMethod
 from quantflow.qmodel import MAC_KINDS
 
@@ -50,12 +50,7 @@ def test_adaround_is_deterministic_and_exports_bit_exact():
     for a, b in zip(*[_snapshot(n).values() for n in results], strict=True):
         assert torch.equal(a[3], b[3]), "two seeded runs rounded differently"
     net = results[0]
-    qm = net.export()
-    x_int = qm.quantize_input(digits().x_test[:100])
-    with torch.no_grad():
-        outs = net.forward_int(torch.from_numpy(x_int).double())
-    for i, (want, got) in enumerate(zip(reference.run(qm, x_int), outs, strict=True)):
-        assert np.array_equal(want, got.numpy().astype(np.int64)), f"layer {i} differs"
+    assert_export_bit_exact(net)
 
 
 def test_adaround_layer_rows_match_the_convolution():

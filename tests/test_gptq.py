@@ -4,9 +4,9 @@ calibration inputs does not exceed round-to-nearest's, and the export is bit-exa
 import numpy as np
 import pytest
 import torch
-from flowkit import calib_set, captured, digits
+from flowkit import assert_export_bit_exact, calib_set, captured, digits
 
-from quantflow import gptq, ptq, reference
+from quantflow import gptq, ptq
 from quantflow.adaround import _inputs, layer_rows
 from quantflow.calibrate import RangeMethod
 from quantflow.qmodel import MAC_KINDS
@@ -33,12 +33,7 @@ def test_first_layer_error_is_no_worse_than_nearest_and_export_is_exact():
     learned = fq.int_weight().detach().numpy() * s
     err = lambda q: float(np.sum((rows @ (w - q).T) ** 2))  # noqa: E731
     assert err(learned) <= err(nearest)
-    qm = net.export()
-    x_int = qm.quantize_input(digits().x_test[:100])
-    with torch.no_grad():
-        outs = net.forward_int(torch.from_numpy(x_int).double())
-    for i, (want, got) in enumerate(zip(reference.run(qm, x_int), outs, strict=True)):
-        assert np.array_equal(want, got.numpy().astype(np.int64)), f"layer {i} differs"
+    assert_export_bit_exact(net)
 
 
 def test_gptq_is_deterministic():
