@@ -11,7 +11,11 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["Dataset", "digits", "load_npz", "validation_split"]
+__all__ = ["Dataset", "digits", "load_npz", "validation_split", "fit_split",
+           "VALIDATION_FRACTION"]
+
+#: Share of the training data held out as the validation split.
+VALIDATION_FRACTION = 0.25
 
 
 @dataclass(frozen=True)
@@ -45,17 +49,30 @@ def digits():
     return Dataset("digits", x_tr, y_tr, x_te, y_te)
 
 
-def validation_split(ds, fraction=0.25, seed=0):
-    """A stratified subset of the *training* data for choices made without the test set."""
+def _split(ds, fraction, seed):
     from sklearn.model_selection import train_test_split
 
     try:
-        _, x_val, _, y_val = train_test_split(ds.x_train, ds.y_train, test_size=fraction,
-                                              random_state=seed, stratify=ds.y_train)
+        return train_test_split(ds.x_train, ds.y_train, test_size=fraction, random_state=seed,
+                                stratify=ds.y_train)
     except ValueError as e:  # too few images per class to hold some out, stratified
         raise DataError(f"{ds.name}: the training data cannot give a stratified validation"
                         f" split ({e})") from None
+
+
+def validation_split(ds, fraction=VALIDATION_FRACTION, seed=0):
+    """A stratified subset of the *training* data for choices made without the test set.
+
+    Nothing is fitted to it: the zoo networks train on, and calibration images are drawn from,
+    its complement :func:`fit_split`, so a choice made here is judged on unseen images."""
+    _, x_val, _, y_val = _split(ds, fraction, seed)
     return x_val, y_val
+
+
+def fit_split(ds, fraction=VALIDATION_FRACTION, seed=0):
+    """The training data minus :func:`validation_split` (same ``fraction`` and ``seed``)."""
+    x_fit, _, y_fit, _ = _split(ds, fraction, seed)
+    return x_fit, y_fit
 
 
 def load_npz(path):

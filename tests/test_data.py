@@ -47,6 +47,22 @@ def test_validation_split_comes_from_training_data():
     assert np.array_equal(x_val, x2) and np.array_equal(y_val, y2)
 
 
+def test_fit_split_is_the_rest_of_the_training_data():
+    """What the zoo trains on and calibration draws from: the training images the validation
+    split does not hold, each once, with their labels (the digits images are distinct)."""
+    ds = digits()
+    x_val, y_val = data.validation_split(ds)
+    x_fit, y_fit = data.fit_split(ds)
+    assert len(x_fit) == len(y_fit) == 1347 - 337
+    val_rows = {r.tobytes() for r in x_val}
+    assert not any(r.tobytes() in val_rows for r in x_fit)
+    label = {x.tobytes(): y for x, y in zip(ds.x_train, ds.y_train, strict=True)}
+    assert len(label) == 1347
+    assert sorted(label) == sorted(r.tobytes() for r in np.concatenate([x_fit, x_val]))
+    assert all(label[x.tobytes()] == y for x, y in zip(x_fit, y_fit, strict=True))
+    assert np.array_equal(np.bincount(y_fit) + np.bincount(y_val), np.bincount(ds.y_train))
+
+
 def _write(path, **arrays):
     with open(path, "wb") as f:
         np.savez(f, **arrays)

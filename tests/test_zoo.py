@@ -4,12 +4,13 @@ import re
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from flowkit import digits, trained
 from torch import nn
 
-from quantflow import zoo
+from quantflow import data, zoo
 from quantflow.errors import DataError
 
 
@@ -45,6 +46,26 @@ def test_trained_accuracy(name):
     ds = digits()
     acc = zoo.accuracy(trained(name), ds.x_test, ds.y_test)
     assert 0.96 <= acc <= 1.0, f"{name}: {acc}"
+
+
+def test_trained_without_the_validation_split(monkeypatch, tmp_path):
+    """The default recipe is chosen on the validation split, so the zoo must not fit it."""
+    ds = digits()
+    monkeypatch.setenv("HWGEN_CACHE", str(tmp_path))
+    seen = []
+
+    def spy(model, ds_, recipe, progress=None):
+        seen.append(ds_)
+        return model
+
+    monkeypatch.setattr(zoo, "train", spy)
+    zoo.load_or_train(zoo.ZooModel.DIGITS_MLP, ds)
+    (fit,) = seen
+    x_fit, y_fit = data.fit_split(ds)
+    assert np.array_equal(fit.x_train, x_fit) and np.array_equal(fit.y_train, y_fit)
+    x_val, _ = data.validation_split(ds)
+    val_rows = {r.tobytes() for r in x_val}
+    assert not any(r.tobytes() in val_rows for r in fit.x_train)
 
 
 def test_cache_dir(monkeypatch, tmp_path):
