@@ -17,7 +17,7 @@ from .errors import DataError
 __all__ = ["Method", "QuantResult", "load_model", "load_data", "quantize_model",
            "quantize_recipe", "quantize_data_free", "finetune", "import_qonnx", "CALIB_IMAGES"]
 
-#: Calibration images drawn (seeded) from the training data.
+#: Calibration images drawn (seeded) from the training data outside the validation split.
 CALIB_IMAGES = 512
 
 
@@ -76,9 +76,13 @@ def load_model(spec, ds, progress=None):
 
 
 def calibration_set(ds, n=CALIB_IMAGES, seed=0):
+    """Calibration images from :func:`quantflow.data.fit_split`: bias correction, AdaRound and
+    the range searches fit these, so none may be a validation image the default recipe's
+    candidates are judged on."""
+    x_fit, _ = data_mod.fit_split(ds)
     rng = np.random.default_rng(seed)
-    idx = rng.choice(len(ds.x_train), min(n, len(ds.x_train)), replace=False)
-    return ds.x_train[np.sort(idx)]
+    idx = rng.choice(len(x_fit), min(n, len(x_fit)), replace=False)
+    return x_fit[np.sort(idx)]
 
 
 def quantize_model(name, net, ds, cfg, method, progress=None):

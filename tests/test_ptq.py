@@ -6,7 +6,7 @@ import torch
 from flowkit import calib_set, captured, digits, quantized, trained
 from torch import nn
 
-from quantflow import data, ptq, reference, zoo
+from quantflow import data, flow, ptq, reference, zoo
 from quantflow.calibrate import RangeMethod
 from quantflow.errors import UnsupportedOpError
 from quantflow.importers import capture
@@ -154,6 +154,17 @@ def test_quantize_auto_picks_the_best_validation_recipe():
     # the test split is not among the inputs it saw: validation rows come from training data
     train_rows = {r.tobytes() for r in ds.x_train}
     assert all(r.tobytes() in train_rows for r in x_val)
+
+
+def test_calibration_images_are_outside_the_validation_split():
+    """Bias correction, AdaRound and the range searches fit the calibration images; the default
+    recipe's candidates are judged on the validation split, so the two must not overlap."""
+    ds = digits()
+    x_cal = calib_set()
+    assert len(x_cal) == flow.CALIB_IMAGES
+    fit_rows = {r.tobytes() for r in data.fit_split(ds)[0]}
+    assert all(r.tobytes() in fit_rows for r in x_cal)
+    assert len({r.tobytes() for r in x_cal}) == len(x_cal)
 
 
 @pytest.mark.parametrize(("wbits", "abits"), [(4, 4), (2, 8), (8, 2)])
