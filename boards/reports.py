@@ -6,10 +6,18 @@ placement, and "Max frequency for clock 'name': 31.25 MHz (PASS at 12.00 MHz)" a
 timing analysis; the last line per clock is the routed figure. iCE40 logic cells pair a LUT
 with a flip-flop, so nextpnr counts cells only: the flip-flops come from Yosys's cell
 statistics (``SB_DFF*``).
+
+Gowin (nextpnr-himbaechel) counts bels: ``LUT4`` and ``ALU`` (a carry-chain bit) each take one
+of the device's LUT positions, so the LUT figure is their sum (Gowin's own "Logic" figure).
+Shadow SRAM (``RAM16SDP4``) also blocks LUT and DFF positions, so nextpnr's ``DFF`` count is
+more than the design's flip-flops: those come from Yosys (``DFF*`` cells). The DSP figure is
+in 18x18-multiplier units, the unit of the device's DSP count: a ``MULT9X9`` is half of one.
 """
 
+import math
 import re
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 
 from hwgen.errors import DoesNotFitError
 
@@ -21,7 +29,13 @@ _CELLS = {
               "ICESTORM_DSP": "dsp"},
     "ecp5": {"TRELLIS_COMB": "lut", "TRELLIS_FF": "ff", "DP16KD": "bram",
              "MULT18X18D": "dsp"},
+    "gowin": {"LUT4": "lut", "DFF": "ff", "BSRAM": "bram", "MULT18X18": "dsp"},
 }
+
+#: Gowin multiplier cells in 18x18 multipliers (two per DSP macro, four 9x9 or one 36x36 per
+#: two macros).
+_GOWIN_MULTIPLIERS = {"MULT9X9": Fraction(1, 2), "MULT18X18": 1, "MULTALU18X18": 1,
+                      "MULTADDALU18X18": 2, "MULTALU36X18": 2, "MULT36X36": 4}
 
 _UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
 _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz")
@@ -103,7 +117,20 @@ def report(family, yosys_log, nextpnr_log, target_mhz, *, routed):
             figures[field], available[field] = util[cell]
     if family == "ice40":
         figures["ff"] = parse_yosys_ffs(yosys_log, "SB_DFF")
+    if family == "gowin":
+        figures["lut"], figures["ff"], figures["dsp"] = _gowin_figures(util, yosys_log)
     fmax = parse_fmax(nextpnr_log)
     fmax_mhz = min(fmax.values()) if fmax else 0.0
     return SynthReport(**figures, fmax_mhz=fmax_mhz, target_mhz=target_mhz,
                        fits=bool(routed and fmax_mhz >= target_mhz), available=available)
+
+
+def _gowin_figures(util, yosys_log):
+    """(LUT positions, flip-flops, 18x18 multipliers) of a Gowin build."""
+    used = {cell: n for cell, (n, _) in util.items()}
+    lut = used.get("LUT4", 0) + used.get("ALU", 0)
+    if "LUT4" in util and lut > util["LUT4"][1]:
+        raise DoesNotFitError(f"the design needs {lut} LUT4+ALU (lut) but the device has"
+                              f" {util['LUT4'][1]}")
+    mults = sum(w * used.get(cell, 0) for cell, w in _GOWIN_MULTIPLIERS.items())
+    return lut, parse_yosys_ffs(yosys_log, "DFF"), math.ceil(mults)

