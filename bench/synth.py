@@ -2,15 +2,16 @@
 
 Usage::
 
-    .venv/bin/python bench/synth.py [--boards icebreaker,ulx3s-85f,orangecrab-25f]
+    .venv/bin/python bench/synth.py [--boards icebreaker,ulx3s-85f,orangecrab-25f,tangnano9k]
         [--bits 2,3,4,6,8] [--arrays 2x2,2x4,4x4,8x8] [--model digits-cnn] [--out bench/results]
 
 Each point quantizes the model at W=A=bits (MSE ranges, cached per run), builds the overlay with
 its UART bridge for the board (``hwgen synth``'s path; builds are cached by digest) and records
 LUT/FF/BRAM/SPRAM/DSP/Fmax; a design that does not fit is a row with ``fits: false`` and the
 reason. Writes ``synth.json`` and ``synth.png`` (resources against bit width) to ``--out`` and
-prints a table. Run time: one to three minutes per point on two cores (first builds); the
-full default grid is 60 points, so run it overnight or narrow it.
+prints a table. Run time: one to three minutes per point on two cores (first builds; five to
+seven on the Tang Nano 9K); the full default grid is 80 points, so run it overnight or narrow
+it.
 """
 
 import argparse
@@ -78,7 +79,7 @@ def main(argv=None):
     from hwgen.commands.generate import array_shape
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--boards", default="icebreaker,ulx3s-85f,orangecrab-25f")
+    p.add_argument("--boards", default="icebreaker,ulx3s-85f,orangecrab-25f,tangnano9k")
     p.add_argument("--bits", default="2,3,4,6,8")
     p.add_argument("--arrays", default="2x2,2x4,4x4,8x8")  # 2x4: 2-3 bits need 4 columns
     p.add_argument("--model", default="digits-cnn")
