@@ -25,7 +25,7 @@ _MULT_LATENCY = 1   # registered product
 _TREE_LATENCY = 1   # registered adder tree over the SIMD lanes
 _ACC_LATENCY = 1    # accumulator register
 _POOL_LATENCY = 1   # lane-wise max/sum register
-_REQUANT_LATENCY = 2  # product + rounding, then shift + clamp
+_REQUANT_LATENCY = 3  # product + rounding, then shift, then clamp
 _MEM_LATENCY = 1    # synchronous block-RAM read
 _SEQ_LATENCY = 2    # loop counters -> registered tap, then registered im2col address
 _BIAS_LATENCY = 1   # registered bias add in front of the requantizer
@@ -225,6 +225,11 @@ class AccelConfig:
 
     def addr_bits(self, depth):
         return max(1, (depth - 1).bit_length())
+
+    @property
+    def act_addr_bits(self):
+        """Width of descriptor addresses: they cover the activation and the logits memory."""
+        return max(self.addr_bits(self.act_depth), self.addr_bits(self.acc_depth))
 
     @property
     def dim_bits(self):

@@ -52,7 +52,7 @@ def layer_bits(cfg):
 
 def act_addr_bits(cfg):
     """Addresses of the activation and logits memories (descriptor bases cover both)."""
-    return max(cfg.addr_bits(cfg.act_depth), cfg.addr_bits(cfg.acc_depth))
+    return cfg.act_addr_bits
 
 
 def lane_bits(cfg):
@@ -69,13 +69,14 @@ def _desc_field_shapes(cfg):
         "src_buf": unsigned(1), "dst_buf": unsigned(1), "to_acc": unsigned(1),
         "bias_en": unsigned(1), "requant_en": unsigned(1),
         "in_h": dim, "in_w": dim, "in_g": count, "row_words": count,
+        "sx_words": base, "sy_words": base,
         "out_h": dim, "out_w": dim, "out_g": count,
         "kh": dim, "kw": dim, "sy": dim, "sx": dim, "py": dim, "px": dim,
         "tiles": count, "steps": step, "slots": step, "out_ch": count,
         "digits": unsigned(cfg.digit_bits),
         "w_base": unsigned(cfg.addr_bits(cfg.weight_depth)),
         "p_base": unsigned(cfg.addr_bits(cfg.param_depth)),
-        "src_base": base, "dst_base": base,
+        "src_base": base, "src_org": base, "dst_base": base,
         "lo": unsigned(cfg.act_bits), "hi": unsigned(cfg.act_bits),
     }
     assert tuple(shapes) == DESC_FIELDS  # the compiler and the gateware list the same fields

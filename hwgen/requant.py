@@ -10,13 +10,15 @@ __all__ = ["Requantizer"]
 
 
 class Requantizer(wiring.Component):
-    """``clamp((acc * M + round_term(s)) >> s, lo, hi)``, floor shift. Latency 2.
+    """``clamp((acc * M + round_term(s)) >> s, lo, hi)``, floor shift. Latency 3.
 
     Implements :func:`quantflow.numerics.requantize` bit for bit: ``round_term(s)`` is
-    ``2**(s-1)`` for ``s > 0`` and 0 for ``s == 0``; ``>>`` is arithmetic (floor). Stage 1
-    registers ``acc * M + round_term(s)``, stage 2 the shifted and clamped value. ``M`` is
+    ``2**(s-1)`` for ``s > 0`` and 0 for ``s == 0``; ``>>`` is arithmetic (floor). ``M`` is
     unsigned ``mult_bits`` wide and ``s`` lies in ``0..shift_max`` (the compiler encodes any
     larger shift, whose result is exactly 0 before clamping, as ``M = 0, s = 0``).
+    Stage 1 registers ``acc * M + round_term(s)``, stage 2 the shifted value, stage 3 the
+    clamped one: on the iCE40 the shift and the two wide compares in one cycle were the design's
+    longest path.
 
     Members
     -------
@@ -56,10 +58,11 @@ class Requantizer(wiring.Component):
         m.d.sync += [prod.eq(p.acc * p.mult + round_term), shift1.eq(p.shift),
                      valid1.eq(self.i.valid)]
         shifted = Signal(signed(self.product_bits))
-        m.d.comb += shifted.eq(prod >> shift1)
+        valid2 = Signal()
+        m.d.sync += [shifted.eq(prod >> shift1), valid2.eq(valid1)]
         m.d.sync += [
             self.o.payload.eq(Mux(shifted < self.lo, self.lo,
                                   Mux(shifted > self.hi, self.hi, shifted))),
-            self.o.valid.eq(valid1),
+            self.o.valid.eq(valid2),
         ]
         return m

@@ -3,9 +3,11 @@
 For each descriptor it loops ``tile -> output pixel -> issue slot``; slot ``k < steps`` issues
 one array cycle for tap ``(ky, kx)`` and input group ``g`` (``g`` innermost; a pooling tile
 fixes ``g`` to its own group). The activation address ``base + iy*row_words + ix*G + g`` is
-computed from registered counters, and taps outside the map are flagged as padding (read as
-zero). Every pixel takes ``slots = max(steps, drain length)`` cycles, so the drain never stalls
-the array and the cycle count is exactly :func:`quantflow.program.layer_cycles`.
+kept as running sums of the descriptor's address steps (``src_org``, ``sx_words``,
+``sy_words``, ``row_words``, ``in_g``: the compiler multiplies, the sequencer only adds), and
+taps outside the map are flagged as padding (read as zero). Every pixel takes
+``slots = max(steps, drain length)`` cycles, so the drain never stalls the array and the cycle
+count is exactly :func:`quantflow.program.layer_cycles`.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -14,7 +16,8 @@ from amaranth.lib.wiring import In, Out
 
 from quantflow.program import Op
 
-from .layouts import desc_layout, lane_bits, layer_bits, meta_layout, step_layout
+from .layouts import (act_addr_bits, desc_layout, lane_bits, layer_bits, meta_layout,
+                      step_layout)
 
 __all__ = ["Sequencer"]
 
@@ -52,7 +55,7 @@ class Sequencer(wiring.Component):
     def latency(self):
         return self._cfg.seq_latency
 
-    def elaborate(self, platform):  # one FSM, kept in one place on purpose (~110 lines)
+    def elaborate(self, platform):  # one FSM, kept in one place on purpose (~140 lines)
         cfg = self._cfg
         m = Module()
         d = self.desc
@@ -60,8 +63,9 @@ class Sequencer(wiring.Component):
         cyc = Signal(cfg.counter_bits)
         m.d.comb += [self.desc_addr.eq(layer), self.cnt_addr.eq(layer)]
 
-        is_mac = d.op == Op.MAC.value
+        is_mac = Signal()
         dim_s = signed(cfg.dim_bits + 2)
+        abits = act_addr_bits(cfg)
         t, g, pix = Signal(cfg.count_bits), Signal(cfg.count_bits), Signal(cfg.count_bits)
         oy, ox, ky, kx = (Signal(cfg.dim_bits, name=n) for n in ("oy", "ox", "ky", "kx"))
         k = Signal(cfg.step_bits)
@@ -70,18 +74,35 @@ class Sequencer(wiring.Component):
         w_tile, w_addr = Signal(wbits), Signal(wbits)
         ch_base, ch_word = Signal(cfg.count_bits), Signal(cfg.count_bits)
         ch_lane = Signal(lane_bits(cfg))
+        rem = Signal(cfg.count_bits)  # out_ch - ch_base
         flush = Signal(cfg.layer_flush_cycles.bit_length())
+        # Address sums kept up to date by adding the descriptor's steps (no multipliers):
+        # row_org / pix_org = the tap (0, 0) of this output row / pixel, tap_row = ky*row_words,
+        # tap_col = kx*in_g, pix_word = pix*out_g, pix_acc = pix*out_ch (modulo 2**abits).
+        row_org, pix_org, tap_row, tap_col, pix_word, pix_acc = (
+            Signal(abits, name=n)
+            for n in ("row_org", "pix_org", "tap_row", "tap_col", "pix_word", "pix_acc"))
+        # Loop bounds minus one, and the end-of-slot flags, registered: compares against
+        # ``field - 1`` computed on the fly were the design's longest path on the iCE40.
+        kw_m1, out_w_m1, out_h_m1 = (Signal(cfg.dim_bits, name=n)
+                                     for n in ("kw_m1", "out_w_m1", "out_h_m1"))
+        in_g_m1, tiles_m1 = Signal(cfg.count_bits), Signal(cfg.count_bits)
+        slots_m2, steps_m1 = Signal(signed(cfg.step_bits + 1)), Signal(cfg.step_bits)
+        k_end = Signal()     # k == slots - 1
+        k_issue = Signal()   # k < steps
+        k_first = Signal()   # k == 0
+        nfull = Signal(cfg.count_bits)
 
         # Stage A: the issue slot, registered.
         a_valid, a_first, a_last = Signal(), Signal(), Signal()
         a_iy, a_ix = Signal(dim_s), Signal(dim_s)
-        a_g, a_w = Signal(cfg.count_bits), Signal(wbits)
+        a_base, a_off = Signal(abits), Signal(abits)
+        a_w = Signal(wbits)
         a_meta = Signal(meta_layout(cfg))
-        # Stage B: the im2col address and the padding flag, registered so the two small
-        # multipliers do not sit in front of the memory address (Fmax).
+        # Stage B: the im2col address and the padding flag, registered in front of the memory.
         pad = ((a_iy < 0) | (a_iy >= d.in_h) | (a_ix < 0) | (a_ix >= d.in_w))
         m.d.sync += [
-            self.act_addr.eq(d.src_base + a_iy * d.row_words + a_ix * d.in_g + a_g),
+            self.act_addr.eq(a_base + a_off),
             self.w_addr.eq(a_w),
             self.step.valid.eq(a_valid), self.step.first.eq(a_first),
             self.step.last.eq(a_last), self.step.pad.eq(pad),
@@ -89,15 +110,12 @@ class Sequencer(wiring.Component):
         ]
         m.d.sync += a_valid.eq(0)
 
-        nfull = Mux(is_mac, cfg.rows, cfg.cols)
-        rem = Signal(cfg.count_bits)
-        m.d.comb += rem.eq(d.out_ch - ch_base)
-
         def tap_advance():
-            with m.If(kx == d.kw - 1):
-                m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+            with m.If(kx == kw_m1):
+                m.d.sync += [kx.eq(0), ky.eq(ky + 1), tap_col.eq(0),
+                             tap_row.eq(tap_row + d.row_words)]
             with m.Else():
-                m.d.sync += kx.eq(kx + 1)
+                m.d.sync += [kx.eq(kx + 1), tap_col.eq(tap_col + d.in_g)]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -111,28 +129,41 @@ class Sequencer(wiring.Component):
                 m.d.sync += [cyc.eq(cyc + 1), d.eq(self.desc_data)]
                 m.next = "INIT"
             with m.State("INIT"):
+                mac = d.op == Op.MAC.value
                 m.d.sync += [
                     cyc.eq(cyc + 1), t.eq(0), g.eq(0), pix.eq(0), oy.eq(0), ox.eq(0),
                     ky.eq(0), kx.eq(0), k.eq(0), iy0.eq(-d.py), ix0.eq(-d.px),
                     w_tile.eq(d.w_base), w_addr.eq(d.w_base),
-                    ch_base.eq(0), ch_word.eq(0), ch_lane.eq(0),
+                    ch_base.eq(0), ch_word.eq(0), ch_lane.eq(0), rem.eq(d.out_ch),
+                    row_org.eq(d.src_org), pix_org.eq(d.src_org), tap_row.eq(0), tap_col.eq(0),
+                    pix_word.eq(0), pix_acc.eq(0),
+                    is_mac.eq(mac), nfull.eq(Mux(mac, cfg.rows, cfg.cols)),
+                    kw_m1.eq(d.kw - 1), out_w_m1.eq(d.out_w - 1), out_h_m1.eq(d.out_h - 1),
+                    in_g_m1.eq(d.in_g - 1), tiles_m1.eq(d.tiles - 1),
+                    slots_m2.eq(d.slots - 2), steps_m1.eq(d.steps - 1),
+                    k_end.eq(d.slots == 1), k_issue.eq(1), k_first.eq(1),
                 ]
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.sync += [
                     cyc.eq(cyc + 1),
-                    a_valid.eq(k < d.steps), a_first.eq(k == 0), a_last.eq(k == d.steps - 1),
-                    a_iy.eq(iy0 + ky), a_ix.eq(ix0 + kx), a_g.eq(Mux(is_mac, g, t)),
+                    a_valid.eq(k_issue), a_first.eq(k_first),
+                    a_last.eq(k_issue & (k == steps_m1)),
+                    a_iy.eq(iy0 + ky), a_ix.eq(ix0 + kx),
+                    a_base.eq(pix_org + tap_row), a_off.eq(tap_col + Mux(is_mac, g, t)),
                     a_w.eq(w_addr),
                     a_meta.n.eq(Mux(rem < nfull, rem, nfull)), a_meta.ch.eq(ch_base),
-                    a_meta.word.eq(d.dst_base + pix * d.out_g + ch_word),
+                    a_meta.word.eq(d.dst_base + pix_word + ch_word),
                     a_meta.lane.eq(ch_lane),
-                    a_meta.acc_addr.eq(d.dst_base + pix * d.out_ch + ch_base),
+                    a_meta.acc_addr.eq(d.dst_base + pix_acc + ch_base),
                 ]
-                with m.If(k != d.slots - 1):
-                    m.d.sync += [k.eq(k + 1), w_addr.eq(w_addr + 1)]
+                with m.If(~k_end):
+                    m.d.sync += [k.eq(k + 1), w_addr.eq(w_addr + 1), k_first.eq(0),
+                                 k_end.eq(k == slots_m2)]
+                    with m.If(k == steps_m1):
+                        m.d.sync += k_issue.eq(0)
                     with m.If(is_mac):
-                        with m.If(g == d.in_g - 1):
+                        with m.If(g == in_g_m1):
                             m.d.sync += g.eq(0)
                             tap_advance()
                         with m.Else():
@@ -140,21 +171,32 @@ class Sequencer(wiring.Component):
                     with m.Else():
                         tap_advance()
                 with m.Else():
-                    m.d.sync += [k.eq(0), g.eq(0), kx.eq(0), ky.eq(0), w_addr.eq(w_tile)]
-                    with m.If(ox != d.out_w - 1):
-                        m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.sx), pix.eq(pix + 1)]
+                    m.d.sync += [k.eq(0), g.eq(0), kx.eq(0), ky.eq(0), w_addr.eq(w_tile),
+                                 tap_row.eq(0), tap_col.eq(0),
+                                 k_end.eq(slots_m2 < 0), k_issue.eq(1), k_first.eq(1)]
+                    with m.If(ox != out_w_m1):
+                        m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.sx), pix.eq(pix + 1),
+                                     pix_org.eq(pix_org + d.sx_words),
+                                     pix_word.eq(pix_word + d.out_g),
+                                     pix_acc.eq(pix_acc + d.out_ch)]
                     with m.Else():
                         m.d.sync += [ox.eq(0), ix0.eq(-d.px)]
-                        with m.If(oy != d.out_h - 1):
-                            m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.sy), pix.eq(pix + 1)]
+                        with m.If(oy != out_h_m1):
+                            m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.sy), pix.eq(pix + 1),
+                                         row_org.eq(row_org + d.sy_words),
+                                         pix_org.eq(row_org + d.sy_words),
+                                         pix_word.eq(pix_word + d.out_g),
+                                         pix_acc.eq(pix_acc + d.out_ch)]
                         with m.Else():
                             # next output-channel tile (MAC) or channel group (pooling)
                             next_lane = ch_lane + Mux(is_mac, cfg.rows % cfg.cols, 0)
                             word_inc = Mux(is_mac, cfg.rows // cfg.cols, 1)
                             m.d.sync += [
                                 oy.eq(0), iy0.eq(-d.py), pix.eq(0), t.eq(t + 1),
+                                row_org.eq(d.src_org), pix_org.eq(d.src_org),
+                                pix_word.eq(0), pix_acc.eq(0),
                                 w_tile.eq(w_tile + d.steps), w_addr.eq(w_tile + d.steps),
-                                ch_base.eq(ch_base + nfull),
+                                ch_base.eq(ch_base + nfull), rem.eq(rem - nfull),
                             ]
                             with m.If(next_lane >= cfg.cols):
                                 m.d.sync += [ch_lane.eq(next_lane - cfg.cols),
@@ -162,7 +204,7 @@ class Sequencer(wiring.Component):
                             with m.Else():
                                 m.d.sync += [ch_lane.eq(next_lane),
                                              ch_word.eq(ch_word + word_inc)]
-                            with m.If(t == d.tiles - 1):
+                            with m.If(t == tiles_m1):
                                 m.d.sync += flush.eq(cfg.layer_flush_cycles - 2)
                                 m.next = "FLUSH"
             with m.State("FLUSH"):

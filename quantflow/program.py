@@ -61,10 +61,10 @@ class Buffer(enum.Enum):
 #: Descriptor fields in hardware order (hwgen.layouts builds the bit layout from this list).
 DESC_FIELDS = (
     "op", "src_buf", "dst_buf", "to_acc", "bias_en", "requant_en",
-    "in_h", "in_w", "in_g", "row_words", "out_h", "out_w", "out_g",
+    "in_h", "in_w", "in_g", "row_words", "sx_words", "sy_words", "out_h", "out_w", "out_g",
     "kh", "kw", "sy", "sx", "py", "px",
     "tiles", "steps", "slots", "out_ch", "digits",
-    "w_base", "p_base", "src_base", "dst_base", "lo", "hi",
+    "w_base", "p_base", "src_base", "src_org", "dst_base", "lo", "hi",
 )
 
 
@@ -81,6 +81,8 @@ class LayerDesc:
     in_w: int
     in_g: int
     row_words: int
+    sx_words: int
+    sy_words: int
     out_h: int
     out_w: int
     out_g: int
@@ -98,6 +100,7 @@ class LayerDesc:
     w_base: int
     p_base: int
     src_base: int
+    src_org: int
     dst_base: int
     lo: int
     hi: int
@@ -250,6 +253,13 @@ class _Builder:
         return base
 
     def desc(self, **kw):
+        # Address steps the sequencer adds instead of multiplying (iCE40 Fmax): modulo the
+        # address width, because the origin of a padded layer lies before ``src_base``.
+        wrap = 1 << self.cfg.act_addr_bits
+        kw["sx_words"] = kw["sx"] * kw["in_g"] % wrap
+        kw["sy_words"] = kw["sy"] * kw["row_words"] % wrap
+        kw["src_org"] = (kw["src_base"] - kw["py"] * kw["row_words"]
+                         - kw["px"] * kw["in_g"]) % wrap
         d = LayerDesc(**kw)
         self.descs.append(d)
         return d
@@ -455,7 +465,11 @@ def _run_desc(d, cfg, act, acc, program):
     lane_shift = cfg.act_bits * (np.arange(cfg.cols) % d.digits)
     for t in range(d.tiles):
         g = g_step if d.op is Op.MAC else np.full_like(k, t)
-        addr = d.src_base + iy * d.row_words + ix * d.in_g + g[None, :]
+        # The sequencer's sums (origin + pixel steps + tap offsets), modulo the address width;
+        # equal to src_base + iy*row_words + ix*in_g + g wherever the tap is inside the map.
+        addr = (d.src_org + oy[:, None] * d.sy_words + ox[:, None] * d.sx_words
+                + ky[None, :] * d.row_words + kx[None, :] * d.in_g + g[None, :])
+        addr %= 1 << cfg.act_addr_bits
         a = np.where(inside[..., None], src[np.where(inside, addr, 0)], 0)  # (P, S, cols)
         if d.op is Op.MAC:
             w = program.weights[d.w_base + t * d.steps + k]                    # (S, rows, cols)
