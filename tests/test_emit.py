@@ -53,3 +53,22 @@ def test_generate_user_errors(qdir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["generate", str(qdir), "--array", "4by4", "--out", str(tmp_path / "o")])
     assert "'4by4' is not an array shape ROWSxCOLS" in capsys.readouterr().err
+
+
+def test_design_cache_keyed_by_generator(qdir, tmp_path, monkeypatch):
+    """A design emitted by another version of the generator is never reused: the cache folder
+    is named by the configuration and the generator digest, which the manifest records."""
+    import json
+
+    from hwgen import emit, simulate
+    from quantflow import serialize
+
+    monkeypatch.setenv("HWGEN_CACHE", str(tmp_path / "cache"))
+    model = serialize.load(qdir)
+    cfg, first = simulate.design_for(model)
+    doc = json.loads((first / "manifest.json").read_text())
+    assert doc["generator"] == emit.generator_digest()
+    assert first.name == f"{cfg.digest}-{emit.generator_digest()}"
+    monkeypatch.setattr(emit, "generator_digest", lambda: "0123456789abcdef")
+    _, second = simulate.design_for(model)
+    assert second != first and (second / "manifest.json").exists()
