@@ -3,7 +3,8 @@
 Usage::
 
     .venv/bin/python bench/synth.py [--boards icebreaker,ulx3s-85f,orangecrab-25f,tangnano9k]
-        [--bits 2,3,4,6,8] [--arrays 2x2,2x4,4x4,8x8] [--model digits-cnn] [--out bench/results]
+        [--bits 2,3,4,6,8] [--arrays board|2x2,2x4,4x4,8x8] [--model digits-cnn]
+        [--out bench/results]
 
 Each point quantizes the model at W=A=bits (MSE ranges, cached per run), builds the overlay with
 its UART bridge for the board (``hwgen synth``'s path; builds are cached by digest) and records
@@ -43,11 +44,12 @@ def _point(qdir, board, array):
     try:
         return synthesize(qdir, board, array)
     except UserError as e:
-        return {"board": board.value.name, "array": list(array), "fits": False,
+        return {"board": board.value.name, "array": list(array) if array else None,
+                "fits": False,
                 "error": str(e)}
 
 
-def _plot(rows, path):
+def _plot(rows, path, by_board=False):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -56,7 +58,8 @@ def _plot(rows, path):
     series = {}
     for r in rows:
         if "lut" in r:
-            key = f"{r['board']} {r['array'][0]}x{r['array'][1]}"
+            key = (r["board"] if by_board
+                   else f"{r['board']} {r['array'][0]}x{r['array'][1]}")
             series.setdefault(key, []).append(r)
     for key, rs in sorted(series.items()):
         rs.sort(key=lambda r: r["bits"])
@@ -81,13 +84,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--boards", default="icebreaker,ulx3s-85f,orangecrab-25f,tangnano9k")
     p.add_argument("--bits", default="2,3,4,6,8")
-    p.add_argument("--arrays", default="2x2,2x4,4x4,8x8")  # 2x4: 2-3 bits need 4 columns
+    p.add_argument("--arrays", default="board",
+                   help="'board' (each board's default array) or shapes, e.g. 2x2,2x4,8x8")
     p.add_argument("--model", default="digits-cnn")
     p.add_argument("--out", default="bench/results")
     args = p.parse_args(argv)
     boards = [board_by_name(b) for b in args.boards.split(",")]
     bits = [int(b) for b in args.bits.split(",")]
-    arrays = [array_shape(a) for a in args.arrays.split(",")]
+    arrays = ([None] if args.arrays == "board"
+              else [array_shape(a) for a in args.arrays.split(",")])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, cache = [], {}
@@ -102,7 +107,8 @@ def main(argv=None):
                     r = _point(qdir, board, array) | {"bits": b, "model": args.model}
                     r.setdefault("wall_seconds", round(time.monotonic() - t, 1))
                     rows.append(r)
-                    a = f"{array[0]}x{array[1]}"
+                    shape = r.get("array") or array or ("?", "?")
+                    a = f"{shape[0]}x{shape[1]}"
                     if "lut" in r:
                         print(f"{r['board']:15s} {b:4d} {a:>5s} {r['lut']:6d} {r['ff']:6d}"
                               f" {r['bram']:4d} {r['spram']:5d} {r['dsp']:3d}"
@@ -112,7 +118,7 @@ def main(argv=None):
                         print(f"{r['board']:15s} {b:4d} {a:>5s} not built: {r['error']}",
                               flush=True)
                     (out / "synth.json").write_text(json.dumps(rows, indent=1) + "\n")
-    _plot(rows, out / "synth.png")
+    _plot(rows, out / "synth.png", by_board=args.arrays == "board")
     print(f"wrote {out / 'synth.json'} and {out / 'synth.png'}")
     return 0
 

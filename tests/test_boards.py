@@ -91,6 +91,22 @@ def test_multiplier_style():
     assert multiplier_style(Board.ULX3S_85F.value, 8, 8, 6, 6) == "dsp"
 
 
+@pytest.mark.parametrize("bits,icebreaker", [(2, (2, 4)), (3, (2, 4)), (4, (2, 2)), (8, (2, 2))])
+def test_default_array_holds_the_input_digits(bits, icebreaker):
+    """Without --array a board's shape is used, columns widened to the 8-bit input's digits;
+    the result is a configuration the model compiles to."""
+    import numpy as np
+
+    from factories import digits_mlp
+    from hwgen.commands.synth import default_array
+    from hwgen.config import AccelConfig
+
+    model = digits_mlp(np.random.default_rng(0), bits, bits)
+    assert default_array(Board.ICEBREAKER.value, model) == icebreaker
+    assert default_array(Board.ULX3S_85F.value, model) == (8, 8)
+    AccelConfig.for_model(model, array=icebreaker)  # raises if the columns were too few
+
+
 def test_parse_logs():
     util = parse_utilisation(_ICE40_LOG)
     assert util["ICESTORM_LC"] == (4100, 5280)

@@ -6,7 +6,7 @@ from pathlib import Path
 NAME = "synth"
 HELP = "synthesize, place and route the overlay with a UART host bridge for an FPGA board"
 
-__all__ = ["NAME", "HELP", "add_arguments", "run", "synthesize"]
+__all__ = ["NAME", "HELP", "add_arguments", "run", "synthesize", "default_array"]
 
 
 def _board(value):
@@ -28,11 +28,26 @@ def add_arguments(p):
     p.add_argument("--board", metavar="NAME", type=_board, required=True,
                    help=f"target board: {names}")
     p.add_argument("--array", metavar="ROWSxCOLS", type=array_shape, default=None,
-                   help="MAC-array shape (default: the board's, e.g. 2x2 on icebreaker)")
+                   help="MAC-array shape (default: the board's, e.g. 2x2 on icebreaker, with"
+                        " columns widened to the input's digits at 2-3 activation bits)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="folder for the bitstream, logs and report.json (replaced atomically;"
                         " default: only the build cache)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+
+def default_array(target, model):
+    """The board's array, its columns widened to the next power of two that holds the network
+    input's digits (an 8-bit input at 2 activation bits is 4 digits in adjacent lanes), so
+    ``hwgen synth`` without ``--array`` builds at every bit width."""
+    from quantflow.numerics import MAX_BITS, MIN_BITS
+
+    rows, cols = target.array
+    act_bits = max(MIN_BITS, min(MAX_BITS, model.abits))  # as AccelConfig.for_model
+    digits = max(1, -(-model.input_fmt.bits // act_bits))
+    while cols < digits:
+        cols *= 2
+    return rows, cols
 
 
 def synthesize(qdir, board, array=None, out=None):
@@ -54,8 +69,8 @@ def synthesize(qdir, board, array=None, out=None):
                                                   or (out / "report.json").exists())):
             # atomic_dir replaces the whole folder: never do that to something we did not write.
             raise UserError(f"{out}: refusing to replace it, it is not an hwgen synth folder")
-    rows, cols = array if array is not None else target.array
     model = load(qdir)
+    rows, cols = array if array is not None else default_array(target, model)
     style = multiplier_style(target, rows, cols, model.wbits, model.abits)
     try:
         cfg = AccelConfig.for_model(model, array=(rows, cols),
