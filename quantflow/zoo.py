@@ -1,7 +1,7 @@
 """The model zoo: small networks trained deterministically on the CPU, cached on disk.
 
-``digits-cnn`` and ``digits-mlp`` are trained on the embedded digits data (Adam, cosine
-schedule, 40 epochs, batch 64), on the training images minus the validation split
+``digits-cnn`` and ``digits-mlp`` are trained on the embedded digits data (AdamW, cosine
+schedule, batch 64; see :data:`RECIPES`), on the training images minus the validation split
 (:func:`quantflow.data.fit_split`): the default PTQ recipe is chosen on that split, and a
 network nearly 100% right on images it has fitted separates the candidates weakly.
 
@@ -37,15 +37,26 @@ class ZooModel(enum.Enum):
 
 @dataclass(frozen=True)
 class Recipe:
+    """Float training settings: AdamW (decoupled ``weight_decay``) with a cosine schedule,
+    cross-entropy with ``label_smoothing``."""
+
     epochs: int = 40
     batch: int = 64
     lr: float = 3e-3
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
     seed: int = 0
 
 
+#: The CNN's recipe was never tuned (it meets its targets). The MLP's was chosen on the
+#: validation split (float network trained on the fit split, ranked by accuracy, then mean
+#: log-likelihood, as the PTQ recipes are) from lr {3e-3, 1e-2, 3e-2} x epochs {40, 80, 150}
+#: x weight decay {0, 1e-2, 1e-1} x label smoothing {0, 0.1}: the old recipe (1e-2, 40, 0, 0)
+#: scored 96.14%; label smoothing gained 1 to 2 points almost everywhere; three settings tied
+#: at the top with 98.52% and this one had the best log-likelihood (-0.1790).
 RECIPES = {
     ZooModel.DIGITS_CNN: Recipe(lr=3e-3),
-    ZooModel.DIGITS_MLP: Recipe(lr=1e-2),
+    ZooModel.DIGITS_MLP: Recipe(epochs=80, lr=3e-2, weight_decay=1e-2, label_smoothing=0.1),
 }
 
 
@@ -78,15 +89,16 @@ def cache_dir():
 
 def _cache_key(which, recipe, ds):
     h = hashlib.sha256()
-    # v2: trained without the validation split (v1 weights had seen it)
-    h.update(f"{which.value}|{recipe}|{torch.__version__}|v2".encode())
+    # v2: trained without the validation split (v1 weights had seen it); v3: AdamW and label
+    # smoothing in the recipe
+    h.update(f"{which.value}|{recipe}|{torch.__version__}|v3".encode())
     h.update(np.ascontiguousarray(ds.x_train).tobytes())
     h.update(np.ascontiguousarray(ds.y_train).tobytes())
     return h.hexdigest()[:16]
 
 
 def train(model, ds, recipe, progress=None):
-    """Adam + cosine schedule on ``ds.x_train``, deterministic: fixed seed, one thread,
+    """AdamW + cosine schedule on ``ds.x_train``, deterministic: fixed seed, one thread,
     deterministic kernels."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # float reductions differ with the thread count
@@ -95,10 +107,11 @@ def train(model, ds, recipe, progress=None):
         gen = torch.Generator().manual_seed(recipe.seed)
         x = torch.from_numpy(ds.x_train)
         y = torch.from_numpy(ds.y_train)
-        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr,
+                                weight_decay=recipe.weight_decay)
         steps = recipe.epochs * ((len(x) + recipe.batch - 1) // recipe.batch)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-        loss_fn = nn.CrossEntropyLoss()
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         model.train()
         for epoch in range(recipe.epochs):
             perm = torch.randperm(len(x), generator=gen)
