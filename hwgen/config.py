@@ -29,6 +29,10 @@ _REQUANT_LATENCY = 3  # product + rounding, then shift, then clamp
 _MEM_LATENCY = 1    # synchronous block-RAM read
 _SEQ_LATENCY = 2    # loop counters -> registered tap, then registered im2col address
 _BIAS_LATENCY = 1   # registered bias add in front of the requantizer
+#: Program memory word: a descriptor is stored as ``desc_words`` of these, low bits first, and
+#: read one per cycle into the sequencer (a 16 x ~240-bit memory would take 15 of the
+#: iCE40UP5K's 30 block RAMs; 32-bit words take 2).
+PROG_WORD_BITS = 32
 
 
 #: Depth fields and the Program usage entry each one must hold.
@@ -277,9 +281,21 @@ class AccelConfig:
         return _MEM_LATENCY + _BIAS_LATENCY + _REQUANT_LATENCY + 1
 
     @property
+    def desc_bits(self):
+        """Width of one layer descriptor (:func:`hwgen.layouts.desc_layout`)."""
+        from .layouts import desc_layout
+        return desc_layout(self).size
+
+    @property
+    def desc_words(self):
+        """Program-memory words per descriptor."""
+        return -(-self.desc_bits // PROG_WORD_BITS)
+
+    @property
     def layer_setup_cycles(self):
-        """Descriptor fetch, latch and counter initialisation before the first issue slot."""
-        return 3
+        """Descriptor fetch (one cycle per program word), latch and counter initialisation
+        before the first issue slot."""
+        return self.desc_words + 2
 
     @property
     def layer_flush_cycles(self):

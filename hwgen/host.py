@@ -77,7 +77,7 @@ def program_images(program, cfg):
     rq = [int(mu) | (int(s) << cfg.mult_bits)
           for mu, s in zip(program.mult, program.shift, strict=True)]
     return {
-        Mem.PROG: [encode_desc(cfg, d) for d in program.descs],
+        Mem.PROG: [w for d in program.descs for w in encode_desc(cfg, d)],
         Mem.WEIGHT: pack_lanes(program.weights.reshape(n, cfg.rows * cfg.cols),
                                cfg.weight_bits),
         Mem.BIAS: [int(b) & ((1 << cfg.acc_bits) - 1) for b in program.bias],

@@ -12,6 +12,8 @@ from amaranth.lib import data
 
 from quantflow.program import DESC_FIELDS, Op
 
+from .config import PROG_WORD_BITS
+
 __all__ = ["act_layout", "weight_row_layout", "weight_layout", "acc_shape", "acc_vector_layout",
            "rq_layout", "desc_layout", "step_layout", "meta_layout", "operand_layout",
            "drain_in_layout",
@@ -89,7 +91,8 @@ def desc_layout(cfg):
 
 
 def encode_desc(cfg, desc):
-    """A :class:`quantflow.program.LayerDesc` -> the integer the program memory holds."""
+    """A :class:`quantflow.program.LayerDesc` -> its ``cfg.desc_words`` program-memory words
+    (``PROG_WORD_BITS`` each, low bits first)."""
     word, offset = 0, 0
     for name, shape in _desc_field_shapes(cfg).items():
         value = desc.fields()[name]
@@ -97,7 +100,8 @@ def encode_desc(cfg, desc):
             raise ValueError(f"Descriptor field {name} must fit {shape.width} bits, not {value!r}")
         word |= value << offset
         offset += shape.width
-    return word
+    mask = (1 << PROG_WORD_BITS) - 1
+    return [(word >> (PROG_WORD_BITS * i)) & mask for i in range(cfg.desc_words)]
 
 
 def step_layout(cfg):
@@ -159,7 +163,8 @@ class Command(enum.IntEnum):
 
 def mem_shape(cfg, mem):
     return {
-        Mem.PROG: desc_layout(cfg), Mem.WEIGHT: weight_layout(cfg), Mem.BIAS: acc_shape(cfg),
+        Mem.PROG: unsigned(PROG_WORD_BITS), Mem.WEIGHT: weight_layout(cfg),
+        Mem.BIAS: acc_shape(cfg),
         Mem.RQ: rq_layout(cfg), Mem.ACT0: act_layout(cfg), Mem.ACT1: act_layout(cfg),
         Mem.ACC: acc_shape(cfg), Mem.CYCLES: unsigned(cfg.counter_bits),
     }[mem]
@@ -167,7 +172,8 @@ def mem_shape(cfg, mem):
 
 def mem_depth(cfg, mem):
     return {
-        Mem.PROG: cfg.max_layers, Mem.WEIGHT: cfg.weight_depth, Mem.BIAS: cfg.param_depth,
+        Mem.PROG: cfg.max_layers * cfg.desc_words, Mem.WEIGHT: cfg.weight_depth,
+        Mem.BIAS: cfg.param_depth,
         Mem.RQ: cfg.param_depth, Mem.ACT0: cfg.act_depth, Mem.ACT1: cfg.act_depth,
         Mem.ACC: cfg.acc_depth, Mem.CYCLES: cfg.max_layers,
     }[mem]

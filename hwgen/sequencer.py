@@ -10,14 +10,15 @@ taps outside the map are flagged as padding (read as zero). Every pixel takes
 count is exactly :func:`quantflow.program.layer_cycles`.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from quantflow.program import Op
 
-from .layouts import (act_addr_bits, desc_layout, lane_bits, layer_bits, meta_layout,
-                      step_layout)
+from .config import PROG_WORD_BITS
+from .layouts import (Mem, act_addr_bits, desc_layout, lane_bits, layer_bits, mem_depth,
+                      meta_layout, step_layout)
 
 __all__ = ["Sequencer"]
 
@@ -29,7 +30,8 @@ class Sequencer(wiring.Component):
     -------
     start : In(1); first, last : In(layer_bits) — run descriptors ``first..last``.
     busy : Out(1); total : Out(counter_bits) — cycles of the last run.
-    desc_addr : Out; desc_data : In(desc_layout) — program memory read port.
+    desc_addr : Out; desc_data : In(PROG_WORD_BITS) — program memory read port; a descriptor
+        is ``cfg.desc_words`` consecutive words, read one per cycle (FETCH).
     desc : Out(desc_layout) — the descriptor being executed (layer constants for the datapath).
     act_addr, w_addr : Out — memory addresses of this issue slot.
     step : Out(step_layout); meta : Out(meta_layout) — the slot's control, same cycle as the
@@ -43,7 +45,8 @@ class Sequencer(wiring.Component):
         super().__init__({
             "start": In(1), "first": In(lb), "last": In(lb),
             "busy": Out(1), "total": Out(cfg.counter_bits),
-            "desc_addr": Out(lb), "desc_data": In(desc_layout(cfg)),
+            "desc_addr": Out(cfg.addr_bits(mem_depth(cfg, Mem.PROG))),
+            "desc_data": In(PROG_WORD_BITS),
             "desc": Out(desc_layout(cfg)),
             "act_addr": Out(cfg.addr_bits(cfg.act_depth)),
             "w_addr": Out(cfg.addr_bits(cfg.weight_depth)),
@@ -61,7 +64,13 @@ class Sequencer(wiring.Component):
         d = self.desc
         layer = Signal(layer_bits(cfg))
         cyc = Signal(cfg.counter_bits)
-        m.d.comb += [self.desc_addr.eq(layer), self.cnt_addr.eq(layer)]
+        # Program words: ``paddr`` walks them (layer * desc_words + j without a multiplier),
+        # ``raw`` collects one descriptor, low word first; ``desc`` is its low bits.
+        paddr = Signal.like(self.desc_addr)
+        fetch_j = Signal(range(cfg.desc_words + 1))
+        raw = Signal(cfg.desc_words * PROG_WORD_BITS)
+        m.d.comb += [self.desc_addr.eq(paddr), self.cnt_addr.eq(layer),
+                     d.as_value().eq(raw[:cfg.desc_bits])]
 
         is_mac = Signal()
         dim_s = signed(cfg.dim_bits + 2)
@@ -120,13 +129,19 @@ class Sequencer(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [layer.eq(self.first), self.total.eq(0), cyc.eq(0)]
+                    m.d.sync += [layer.eq(self.first), self.total.eq(0), cyc.eq(0),
+                                 paddr.eq(self.first * cfg.desc_words), fetch_j.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
-                m.d.sync += cyc.eq(cyc + 1)
-                m.next = "LATCH"
+                # One address per cycle; each word arrives the next cycle (memory latency 1).
+                m.d.sync += [cyc.eq(cyc + 1), paddr.eq(paddr + 1), fetch_j.eq(fetch_j + 1)]
+                with m.If(fetch_j != 0):
+                    m.d.sync += raw.eq(Cat(raw[PROG_WORD_BITS:], self.desc_data))
+                with m.If(fetch_j == cfg.desc_words - 1):
+                    m.next = "LATCH"
             with m.State("LATCH"):
-                m.d.sync += [cyc.eq(cyc + 1), d.eq(self.desc_data)]
+                m.d.sync += [cyc.eq(cyc + 1), fetch_j.eq(0),
+                             raw.eq(Cat(raw[PROG_WORD_BITS:], self.desc_data))]
                 m.next = "INIT"
             with m.State("INIT"):
                 mac = d.op == Op.MAC.value
