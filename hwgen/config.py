@@ -14,7 +14,7 @@ from quantflow.numerics import DEFAULT_MULT_BITS, MAX_BITS, MIN_BITS, QFormat, a
 
 from .errors import DoesNotFitError
 
-__all__ = ["AccelConfig", "DEFAULT_ARRAY"]
+__all__ = ["AccelConfig", "DEFAULT_ARRAY", "input_digits", "model_act_bits"]
 
 #: Default MAC-array shape (PE output lanes x SIMD input lanes).
 DEFAULT_ARRAY = (8, 8)
@@ -47,6 +47,17 @@ def _int(name, value, lo, hi=None):
     if value < lo or (hi is not None and value > hi):
         rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
         raise ValueError(f"{name} must be an integer in {rng}, not {value!r}")
+
+
+def input_digits(input_bits, act_bits):
+    """Digits of ``act_bits`` that carry one ``input_bits``-wide network input (adjacent
+    lanes; 1 when it fits a lane): the array needs at least that many columns."""
+    return max(1, -(-input_bits // act_bits))
+
+
+def model_act_bits(qmodel):
+    """The activation lane width an overlay for ``qmodel`` gets (its bits, within range)."""
+    return max(MIN_BITS, min(MAX_BITS, qmodel.abits))
 
 
 @dataclass(frozen=True)
@@ -152,7 +163,7 @@ class AccelConfig:
 
         rows, cols = array
         fields = dict(weight_bits=qmodel.wbits,
-                      act_bits=max(MIN_BITS, min(MAX_BITS, qmodel.abits)),
+                      act_bits=model_act_bits(qmodel),
                       input_bits=qmodel.input_fmt.bits, rows=rows, cols=cols)
         k = max(layer.reduction for layer in qmodel.layers)
         fields["max_reduction"] = max(cls.max_reduction, 1 << (k - 1).bit_length())
@@ -188,7 +199,7 @@ class AccelConfig:
     @property
     def digits_max(self):
         """Digits of ``act_bits`` needed to carry one network input (1 when it fits a lane)."""
-        return max(1, -(-self.input_bits // self.act_bits))
+        return input_digits(self.input_bits, self.act_bits)
 
     @property
     def product_bits(self):

@@ -75,7 +75,7 @@ class Sequencer(wiring.Component):
         is_mac = Signal()
         dim_s = signed(cfg.dim_bits + 2)
         abits = act_addr_bits(cfg)
-        t, g, pix = Signal(cfg.count_bits), Signal(cfg.count_bits), Signal(cfg.count_bits)
+        t, g = Signal(cfg.count_bits), Signal(cfg.count_bits)
         oy, ox, ky, kx = (Signal(cfg.dim_bits, name=n) for n in ("oy", "ox", "ky", "kx"))
         k = Signal(cfg.step_bits)
         iy0, ix0 = Signal(dim_s), Signal(dim_s)
@@ -146,7 +146,7 @@ class Sequencer(wiring.Component):
             with m.State("INIT"):
                 mac = d.op == Op.MAC.value
                 m.d.sync += [
-                    cyc.eq(cyc + 1), t.eq(0), g.eq(0), pix.eq(0), oy.eq(0), ox.eq(0),
+                    cyc.eq(cyc + 1), t.eq(0), g.eq(0), oy.eq(0), ox.eq(0),
                     ky.eq(0), kx.eq(0), k.eq(0), iy0.eq(-d.py), ix0.eq(-d.px),
                     w_tile.eq(d.w_base), w_addr.eq(d.w_base),
                     ch_base.eq(0), ch_word.eq(0), ch_lane.eq(0), rem.eq(d.out_ch),
@@ -190,14 +190,14 @@ class Sequencer(wiring.Component):
                                  tap_row.eq(0), tap_col.eq(0),
                                  k_end.eq(slots_m2 < 0), k_issue.eq(1), k_first.eq(1)]
                     with m.If(ox != out_w_m1):
-                        m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.sx), pix.eq(pix + 1),
+                        m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.sx),
                                      pix_org.eq(pix_org + d.sx_words),
                                      pix_word.eq(pix_word + d.out_g),
                                      pix_acc.eq(pix_acc + d.out_ch)]
                     with m.Else():
                         m.d.sync += [ox.eq(0), ix0.eq(-d.px)]
                         with m.If(oy != out_h_m1):
-                            m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.sy), pix.eq(pix + 1),
+                            m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.sy),
                                          row_org.eq(row_org + d.sy_words),
                                          pix_org.eq(row_org + d.sy_words),
                                          pix_word.eq(pix_word + d.out_g),
@@ -207,7 +207,7 @@ class Sequencer(wiring.Component):
                             next_lane = ch_lane + Mux(is_mac, cfg.rows % cfg.cols, 0)
                             word_inc = Mux(is_mac, cfg.rows // cfg.cols, 1)
                             m.d.sync += [
-                                oy.eq(0), iy0.eq(-d.py), pix.eq(0), t.eq(t + 1),
+                                oy.eq(0), iy0.eq(-d.py), t.eq(t + 1),
                                 row_org.eq(d.src_org), pix_org.eq(d.src_org),
                                 pix_word.eq(0), pix_acc.eq(0),
                                 w_tile.eq(w_tile + d.steps), w_addr.eq(w_tile + d.steps),

@@ -40,11 +40,10 @@ def default_array(target, model):
     """The board's array, its columns widened to the next power of two that holds the network
     input's digits (an 8-bit input at 2 activation bits is 4 digits in adjacent lanes), so
     ``hwgen synth`` without ``--array`` builds at every bit width."""
-    from quantflow.numerics import MAX_BITS, MIN_BITS
+    from hwgen.config import input_digits, model_act_bits
 
     rows, cols = target.array
-    act_bits = max(MIN_BITS, min(MAX_BITS, model.abits))  # as AccelConfig.for_model
-    digits = max(1, -(-model.input_fmt.bits // act_bits))
+    digits = input_digits(model.input_fmt.bits, model_act_bits(model))
     while cols < digits:
         cols *= 2
     return rows, cols
