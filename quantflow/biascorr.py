@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .importers import Act, run_float
+from .importers import Act, float_layer
 from .qmodel import MAC_KINDS
 
 __all__ = ["BiasCorrection", "correct_bias", "preact_errors"]
@@ -33,20 +33,20 @@ def preact_errors(net, layers, x_calib):
     """Per MAC layer: the mean per-channel error ``E[deq(acc)] - E[float pre-activation]``
     (numpy ``(O,)``), each layer fed its own model's inputs (quantized vs float)."""
     errs = {}
-    xq = net.quantize_input(x_calib)
-    xf = torch.as_tensor(np.asarray(x_calib), dtype=torch.float64)
+    outq = {-1: net.quantize_input(x_calib)}
+    outf = {-1: torch.as_tensor(np.asarray(x_calib), dtype=torch.float64)}
     for i, (fq, fl) in enumerate(zip(net.layers, layers, strict=True)):
+        aq, af = ([out[j] for j in net.sources(i)] for out in (outq, outf))
         if fq.kind in MAC_KINDS:
-            errs[i] = _channel_error(fq, fl, xq, xf)
-        xq = fq(xq)
-        xf = run_float([fl], xf)[0]
+            errs[i] = _channel_error(fq, fl, aq[0], af[0])
+        outq[i], outf[i] = fq(*aq), float_layer(fl, *af)
     return errs
 
 
 def _channel_error(fq, fl, xq, xf):
     acc = fq.accumulate(xq)
     deq = acc * _deq_scale(fq, acc.dim())
-    ref = run_float([replace(fl, act=Act.NONE)], xf)[0]
+    ref = float_layer(replace(fl, act=Act.NONE), xf)
     dims = [d for d in range(acc.dim()) if d != 1]
     return (deq - ref).mean(dim=dims).numpy()
 
@@ -59,18 +59,18 @@ def correct_bias(net, layers, x_calib):
     Returns the per-layer corrections that were subtracted (``{index: (O,) array}``).
     """
     done = {}
-    xq = net.quantize_input(x_calib)
-    xf = torch.as_tensor(np.asarray(x_calib), dtype=torch.float64)
+    outq = {-1: net.quantize_input(x_calib)}
+    outf = {-1: torch.as_tensor(np.asarray(x_calib), dtype=torch.float64)}
     for i, (fq, fl) in enumerate(zip(net.layers, layers, strict=True)):
+        aq, af = ([out[j] for j in net.sources(i)] for out in (outq, outf))
         if fq.kind in MAC_KINDS:
-            err = _channel_error(fq, fl, xq, xf)
+            err = _channel_error(fq, fl, aq[0], af[0])
             # Correct the bias the accumulator really adds (the rounded one): correcting the
             # float bias would leave its old rounding error on top of the new one.
             grid = fq.w_scale * fq.in_scale
             fq.bias.copy_(fq.int_bias() * grid - torch.from_numpy(err))
             done[i] = err
-        xq = fq(xq)
-        xf = run_float([fl], xf)[0]
+        outq[i], outf[i] = fq(*aq), float_layer(fl, *af)
     return done
 
 

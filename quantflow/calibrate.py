@@ -44,10 +44,14 @@ def _fake_symmetric(w, t, qmax):
     return np.clip(np.rint(w / s), -qmax, qmax) * s
 
 
-def activation_scale(values, bits, method):
-    """Scale for an unsigned ``bits``-bit activation tensor from calibration ``values``."""
+def activation_scale(values, bits, method, signed=False):
+    """Scale for a ``bits``-bit activation tensor from calibration ``values``: unsigned
+    (``[0, t]``, ``2**b - 1`` steps) or signed symmetric (``[-t, t]``, ``2**(b-1) - 1`` steps
+    each side; the range is set on ``|x|``)."""
     x = np.asarray(values, dtype=np.float64).ravel()
-    levels = (1 << bits) - 1
+    if signed:
+        x = np.abs(x)
+    levels = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
     top = float(x.max()) if x.size else 0.0
     if top <= _TINY:
         return 1.0  # a dead tensor: any scale is exact, keep 1 so ratios stay finite

@@ -35,18 +35,26 @@ def floor_ste(x):
 
 
 class _FQLayer(nn.Module):
-    def __init__(self, fl, in_fmt, in_scale, w_bits, w_scale, out_fmt, out_scale, mult_bits):
+    """One fake-quant layer. ``in_scale`` is a float, or one float per input of an ADD."""
+
+    def __init__(self, fl, in_fmt, in_scale, w_bits, w_scale, out_fmt, out_scale, mult_bits,
+                 inputs=None):
         super().__init__()
         self.name, self.kind, self.act = fl.name, fl.kind, fl.act
+        self.inputs, self.groups = inputs, int(getattr(fl, "groups", 1))
         self.in_shape, self.out_shape = tuple(fl.in_shape), tuple(fl.out_shape)
         self.kernel, self.stride, self.padding = fl.kernel, fl.stride, fl.padding
         self.in_fmt, self.out_fmt, self.mult_bits = in_fmt, out_fmt, mult_bits
         self.extra = dict(fl.extra)
         dt = torch.float64
-        self.in_scale = nn.Parameter(torch.tensor(float(in_scale), dtype=dt))
-        # Only MAC layers and average pooling requantize; the last MAC layer returns its
-        # accumulator (out_fmt None). Max pooling and flatten pass integers through.
-        self.requant = out_fmt is not None and fl.kind in MAC_KINDS + (LayerKind.AVGPOOL,)
+        if fl.kind is LayerKind.ADD:
+            self.in_scale = nn.Parameter(torch.tensor([float(v) for v in in_scale], dtype=dt))
+        else:
+            self.in_scale = nn.Parameter(torch.tensor(float(in_scale), dtype=dt))
+        # MAC layers, average pooling and adds requantize; the last MAC layer returns its
+        # accumulator (out_fmt None). Max pooling, flatten and concat pass integers through.
+        self.requant = out_fmt is not None and fl.kind in MAC_KINDS + (LayerKind.AVGPOOL,
+                                                                       LayerKind.ADD)
         self.out_scale = nn.Parameter(torch.tensor(float(out_scale or 1.0), dtype=dt),
                                       requires_grad=self.requant)
         if fl.kind in MAC_KINDS:
@@ -82,13 +90,18 @@ class _FQLayer(nn.Module):
         """Real requantization ratio per output channel (tensor)."""
         if self.kind in MAC_KINDS:
             return self.w_scale * self.in_scale / self.out_scale
+        if self.kind is LayerKind.ADD:
+            return self.in_scale / self.out_scale
         return (self.in_scale / self.out_scale / (self.kernel[0] * self.kernel[1])).reshape(1)
 
     def clamp_bounds(self):
+        """The output format's range; a fused ReLU raises ``lo`` to 0, ReLU6 lowers ``hi``."""
         lo, hi = self.out_fmt.min, self.out_fmt.max
         if self.act is Act.RELU6:
             hi = min(hi, int(np.floor(6.0 / float(self.out_scale))))
-        return max(lo, 0), hi
+        if self.act in (Act.RELU, Act.RELU6):
+            lo = max(lo, 0)
+        return lo, hi
 
     @torch.no_grad()
     def refresh(self):
@@ -108,15 +121,32 @@ class _FQLayer(nn.Module):
         if k is LayerKind.AVGPOOL:
             return F.avg_pool2d(x, self.kernel, self.stride, self.padding, divisor_override=1)
         if k is LayerKind.CONV2D:
-            return F.conv2d(x, self.int_weight(), self.int_bias(), self.stride, self.padding)
+            return F.conv2d(x, self.int_weight(), self.int_bias(), self.stride, self.padding,
+                            groups=self.groups)
         return F.linear(x, self.int_weight(), self.int_bias())
 
-    def forward(self, x, exact=True):
+    def _add(self, xs, exact):
+        """numerics.add_requantize: each input rescaled with its own (M, s), summed, clamped."""
+        if exact:
+            total = 0
+            for x, m, s in zip(xs, self.mult, self.shift, strict=True):
+                rnd = torch.exp2(s - 1) if s > 0 else torch.zeros_like(s)
+                total = total + floor_ste((x * m + rnd) / torch.exp2(s))
+        else:
+            total = floor_ste(sum(x * r for x, r in zip(xs, self.ratio(), strict=True)) + 0.5)
+        lo, hi = self.clamp_bounds()
+        return torch.clamp(total, lo, hi)
+
+    def forward(self, x, *others, exact=True):
         k = self.kind
         if k is LayerKind.FLATTEN:
             return torch.flatten(x, 1)
         if k is LayerKind.MAXPOOL:
             return F.max_pool2d(x, self.kernel, self.stride, self.padding)
+        if k is LayerKind.CONCAT:
+            return torch.cat([x, *others], dim=1)
+        if k is LayerKind.ADD:
+            return self._add([x, *others], exact)
         acc = self.accumulate(x)
         if not self.requant:
             return acc
@@ -139,14 +169,18 @@ class _FQLayer(nn.Module):
         else:
             w_scale, out_scale = None, self.out_scale.numpy().reshape(1)
         lo, hi = self.clamp_bounds() if self.requant else (0, 0)
+        in_scales = self.in_scale.numpy().reshape(-1)
         layer = QLayer(
             name=self.name, kind=self.kind, in_shape=self.in_shape, out_shape=self.out_shape,
-            in_fmt=self.in_fmt, out_fmt=self.out_fmt, in_scale=float(self.in_scale),
+            in_fmt=self.in_fmt, out_fmt=self.out_fmt, in_scale=float(in_scales[0]),
             out_scale=np.asarray(out_scale, dtype=np.float64),
             kernel=tuple(self.kernel), stride=tuple(self.stride), padding=tuple(self.padding),
             w_fmt=self.w_fmt, requant=self.requant or self.kind not in MAC_KINDS, lo=lo, hi=hi,
             w_scale=w_scale,
-            extra={k: v for k, v in self.extra.items() if isinstance(v, (str, int, bool))})
+            extra={k: v for k, v in self.extra.items() if isinstance(v, (str, int, bool))},
+            inputs=None if self.inputs is None else tuple(self.inputs), groups=self.groups)
+        if self.kind is LayerKind.ADD:
+            layer.extra["in_scales"] = [float(v) for v in in_scales]
         if self.kind in MAC_KINDS:
             layer.weight = self.int_weight().numpy().astype(np.int64)
             layer.bias = self.int_bias().numpy().astype(np.int64)
@@ -159,7 +193,9 @@ class _FQLayer(nn.Module):
 
 
 class FakeQuantNet(nn.Module):
-    """Fake-quantized chain built by :func:`quantflow.ptq.quantize`; see the module docstring."""
+    """Fake-quantized graph built by :func:`quantflow.ptq.quantize`; see the module docstring.
+
+    Each layer's ``inputs`` names the layers it reads (``-1``: the network input)."""
 
     def __init__(self, name, input_shape, input_fmt, input_scale, layers):
         super().__init__()
@@ -174,10 +210,23 @@ class FakeQuantNet(nn.Module):
     def forward_int(self, x_int, exact=True):
         """Every layer's integer-valued output for integer inputs (list of float64 tensors)."""
         outs, x = [], torch.as_tensor(x_int, dtype=torch.float64)
-        for layer in self.layers:
-            x = layer(x, exact=exact)
-            outs.append(x)
+        for i, layer in enumerate(self.layers):
+            args = [x if j < 0 else outs[j] for j in self.sources(i)]
+            outs.append(layer(*args, exact=exact))
         return outs
+
+    def sources(self, index):
+        inputs = self.layers[index].inputs
+        return (index - 1,) if inputs is None else tuple(inputs)
+
+    def layer_inputs(self, x_int, index, exact=True):
+        """The integer inputs of layer ``index`` (a list: one tensor, or one per add/concat
+        input)."""
+        outs, x = [], torch.as_tensor(x_int, dtype=torch.float64)
+        for i in range(index):
+            args = [x if j < 0 else outs[j] for j in self.sources(i)]
+            outs.append(self.layers[i](*args, exact=exact))
+        return [x if j < 0 else outs[j] for j in self.sources(index)]
 
     def forward(self, x, exact=True):
         """Float input -> dequantized logits (accumulator times per-class scale)."""
@@ -192,12 +241,10 @@ class FakeQuantNet(nn.Module):
     def export(self, meta=None):
         self.refresh()
         layers = [layer.export() for layer in self.layers]
-        fmt = self.input_fmt
-        for layer in layers:  # in_fmt of pass-through layers follows their producer
-            layer.in_fmt = fmt
-            if layer.kind in (LayerKind.MAXPOOL, LayerKind.FLATTEN):
-                layer.out_fmt = fmt
-            fmt = layer.out_fmt
         model = QuantizedModel(self.name, self.input_shape, self.input_fmt, self.input_scale,
                                layers, dict(meta or {}))
+        for i, layer in enumerate(layers):  # pass-through formats follow their producer
+            layer.in_fmt = model.tensor_fmt(model.sources(i)[0])
+            if layer.kind in (LayerKind.MAXPOOL, LayerKind.FLATTEN, LayerKind.CONCAT):
+                layer.out_fmt = layer.in_fmt
         return model.validate()

@@ -1,10 +1,15 @@
-"""Front end: a torch.nn model -> a chain of float layers (BatchNorm folded, ReLU fused).
+"""Front end: a torch.nn model -> a graph of float layers (BatchNorm folded, ReLU fused).
 
-Graph capture uses ``torch.fx.symbolic_trace``. The supported graph is a chain of Conv2d
-(stride, padding, groups=1), Linear, BatchNorm (folded into the preceding Conv2d/Linear),
-ReLU/ReLU6 (fused into the preceding layer's clamp), MaxPool2d, AvgPool2d, global average
-pooling and Flatten; Dropout and Identity are dropped. Anything else raises
-:class:`UnsupportedOpError` naming the op, its place in the graph and the supported list.
+Graph capture uses ``torch.fx.symbolic_trace``. The captured graph is a DAG in topological
+order: each :class:`FloatLayer` names the layers it reads (``inputs``, ``-1`` for the network
+input), so residual adds, concatenations and tensors read by several layers are kept. Supported:
+Conv2d (stride, padding, any ``groups``: depthwise and grouped), Linear, BatchNorm (folded into
+the preceding Conv2d/Linear), ReLU/ReLU6 (fused into the clamp of the Conv2d/Linear/add before
+it), the residual add (``+``, ``torch.add``, ``operator.add``) of two tensors, ``torch.cat``
+along channels, MaxPool2d, AvgPool2d, global average pooling and Flatten; Dropout and Identity
+are dropped. A fusion needs the fused tensor to have no other reader (a BatchNorm or ReLU on a
+tensor that a shortcut also reads cannot be folded). Anything else raises
+:class:`UnsupportedOpError` naming the op, its graph node and the supported list.
 """
 
 import enum
@@ -19,11 +24,13 @@ from torch import fx, nn
 from .errors import UnsupportedOpError
 from .qmodel import LayerKind
 
-__all__ = ["Act", "FloatLayer", "capture", "run_float", "SUPPORTED"]
+__all__ = ["Act", "FloatLayer", "capture", "run_float", "float_layer", "sources", "consumers",
+           "SUPPORTED"]
 
-SUPPORTED = ("Conv2d (groups=1)", "Linear", "BatchNorm1d/2d (after Conv2d/Linear)",
-             "ReLU", "ReLU6", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d(1)",
-             "Flatten", "Dropout", "Identity")
+SUPPORTED = ("Conv2d (any groups: depthwise, grouped)", "Linear",
+             "BatchNorm1d/2d (after Conv2d/Linear)", "ReLU", "ReLU6",
+             "add of two tensors (+, torch.add)", "torch.cat (channels)", "MaxPool2d",
+             "AvgPool2d", "AdaptiveAvgPool2d(1)", "Flatten", "Dropout", "Identity")
 
 
 class Act(enum.Enum):
@@ -34,7 +41,10 @@ class Act(enum.Enum):
 
 @dataclass
 class FloatLayer:
-    """One layer of the float chain, weights as float64 numpy arrays (BN already folded)."""
+    """One layer of the float graph, weights as float64 numpy arrays (BN already folded).
+
+    ``inputs``: indices of the layers it reads (``-1``: the network input; ``None``: the
+    previous layer, as in a chain)."""
 
     name: str
     kind: LayerKind
@@ -47,7 +57,19 @@ class FloatLayer:
     padding: tuple = (0, 0)
     act: Act = Act.NONE
     extra: dict = field(default_factory=dict)
+    inputs: tuple | None = None
+    groups: int = 1
 
+
+def sources(layers, index):
+    """Indices of the layers ``layers[index]`` reads (``-1``: the network input)."""
+    inputs = layers[index].inputs
+    return (index - 1,) if inputs is None else tuple(inputs)
+
+
+def consumers(layers, index):
+    """Indices of the layers that read ``layers[index]`` (``-1``: the network input)."""
+    return [j for j in range(len(layers)) if index in sources(layers, j)]
 
 def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
@@ -70,14 +92,15 @@ def _pool(kind, name, kernel, stride, padding, node, index):
 def _module_layer(mod, node, index):
     name = node.target
     if isinstance(mod, nn.Conv2d):
-        if mod.groups != 1 or _pair(mod.dilation) != (1, 1) or mod.padding_mode != "zeros" \
+        if _pair(mod.dilation) != (1, 1) or mod.padding_mode != "zeros" \
                 or isinstance(mod.padding, str):
-            _fail(node, index, "Conv2d with groups, dilation, string or non-zero padding mode")
+            _fail(node, index, "Conv2d with dilation, string or non-zero padding mode")
         w = mod.weight.detach().double().numpy().copy()
         b = (mod.bias.detach().double().numpy().copy() if mod.bias is not None
              else np.zeros(w.shape[0]))
         return FloatLayer(name, LayerKind.CONV2D, weight=w, bias=b, kernel=_pair(mod.kernel_size),
-                          stride=_pair(mod.stride), padding=_pair(mod.padding))
+                          stride=_pair(mod.stride), padding=_pair(mod.padding),
+                          groups=int(mod.groups))
     if isinstance(mod, nn.Linear):
         w = mod.weight.detach().double().numpy().copy()
         b = (mod.bias.detach().double().numpy().copy() if mod.bias is not None
@@ -160,9 +183,21 @@ def _function_layer(node, index):
                     FloatLayer(node.name + "_flatten", LayerKind.FLATTEN)]
     if t in (F.dropout,):
         return None
+    if t in (operator.add, torch.add, operator.iadd) or (node.op == "call_method"
+                                                          and t in ("add", "add_")):
+        extra = {k: v for k, v in kw.items() if k != "other"}
+        tensors = [a for a in (*args, kw.get("other")) if a is not None]
+        if len(tensors) != 2 or not all(isinstance(a, fx.Node) for a in tensors) or extra:
+            _fail(node, index, "add other than of two tensors (a constant or alpha)")
+        return FloatLayer(node.name, LayerKind.ADD)
+    if t in (torch.cat, torch.concat):
+        dim = args[1] if len(args) > 1 else kw.get("dim", 0)
+        parts = args[0] if args else kw.get("tensors")
+        if dim not in (1, -3) or not isinstance(parts, (list, tuple)) or len(parts) < 2 \
+                or not all(isinstance(a, fx.Node) for a in parts):
+            _fail(node, index, f"torch.cat(dim={dim}) (only channels of (N, C, H, W): dim=1)")
+        return FloatLayer(node.name, LayerKind.CONCAT)
     what = t.__name__ if callable(t) and hasattr(t, "__name__") else str(t)
-    if t in (operator.add, torch.add, operator.iadd):
-        what = "add (residual connections are not supported)"
     _fail(node, index, f"{what!r} ({node.op})")
     return None
 
@@ -185,7 +220,8 @@ def _fold_bn(layer, bn, node, index):
 
 
 def capture(model, input_shape):
-    """Trace ``model`` and return its chain of :class:`FloatLayer` with shapes filled in."""
+    """Trace ``model`` and return its graph of :class:`FloatLayer` with shapes filled in
+    (topological order; the last layer is the network output)."""
     model = model.eval()
     try:
         gm = fx.symbolic_trace(model)
@@ -193,60 +229,106 @@ def capture(model, input_shape):
         raise UnsupportedOpError(f"cannot trace the model with torch.fx ({type(e).__name__}:"
                                  f" {str(e).splitlines()[0] if str(e) else ''})") from None
     modules = dict(gm.named_modules())
-    layers, current = [], None
+    layers, value = [], {}  # value: fx node -> index of the layer holding it (-1: the input)
     for index, node in enumerate(gm.graph.nodes):
         if node.op == "placeholder":
-            if current is not None:
+            if value:
                 _fail(node, index, "a second model input")
-            current = node
+            value[node] = -1
             continue
         if node.op == "output":
-            if node.args[0] is not current:
-                _fail(node, index, "an output that is not the end of the chain")
+            out = node.args[0]
+            if not layers:
+                raise UnsupportedOpError("the model has no layers to quantize")
+            if not isinstance(out, fx.Node) or out not in value or value[out] < 0 \
+                    or value[out] != len(layers) - 1:
+                _fail(node, index, "an output that is not one tensor computed last")
             continue
         if node.op == "get_attr":
             _fail(node, index, f"parameter access {node.target!r}")
         inputs = [a for a in node.all_input_nodes]
-        if inputs != [current]:
-            _fail(node, index, f"{node.target!r} on a branch (only chains are supported)")
+        if any(a not in value for a in inputs):
+            _fail(node, index, f"{node.target!r} on a value the flow does not track")
         if node.op == "call_module":
             item = _module_layer(modules[node.target], node, index)
         else:
             item = _function_layer(node, index)
-        current = node
-        for it in item if isinstance(item, list) else [item]:
-            _append(layers, it, node, index)
+        src = _operands(node)
+        if not isinstance(item, FloatLayer) and not isinstance(item, list) and len(src) != 1:
+            _fail(node, index, f"{node.target!r} of {len(src)} tensors")
+        value[node] = _append(layers, item, node, index, [value[a] for a in src], src)
     if not layers:
         raise UnsupportedOpError("the model has no layers to quantize")
+    for i, layer in enumerate(layers[:-1]):
+        if not consumers(layers, i):
+            raise UnsupportedOpError(f"layer {layer.name!r}: its output is never used (the"
+                                     " network has one output)")
     return _infer_shapes(layers, tuple(input_shape))
 
 
-def _append(layers, item, node, index):
+def _operands(node):
+    """The tensor operands of ``node`` in order (a cat's list unpacked)."""
+    out = []
+    for a in (*node.args, *node.kwargs.values()):
+        for b in (a if isinstance(a, (list, tuple)) else [a]):
+            if isinstance(b, fx.Node):
+                out.append(b)
+    return out
+
+
+def _sole_reader(node, producer):
+    """``producer`` (an fx node) feeds ``node`` and nothing else."""
+    return len(producer.users) == 1
+
+
+def _append(layers, item, node, index, refs, src):
+    """Add ``item`` (a layer, list, Act, BatchNorm or None) reading ``refs``; return the index
+    of the layer that holds ``node``'s value."""
     if item is None:
-        return
+        return refs[0]
     if isinstance(item, Act):
+        ref = refs[0]
+        target = ref
         # ReLU after a max pool commutes with it (max is monotone, no padding): fuse it into
-        # the MAC layer that feeds the pool. Average pooling does not commute with ReLU.
-        target = next((lyr for lyr in reversed(layers) if lyr.kind is not LayerKind.MAXPOOL),
-                      None)
-        if target is None or target.kind not in (LayerKind.CONV2D, LayerKind.LINEAR) \
-                or target.act is not Act.NONE:
-            _fail(node, index, f"{item.value} not after Conv2d/Linear")
-        target.act = item
-        return
+        # the layer that feeds the pool. Average pooling does not commute with ReLU.
+        if ref >= 0 and layers[ref].kind is LayerKind.MAXPOOL and _sole_reader(node, src[0]):
+            pool_src = src[0].all_input_nodes
+            target = sources(layers, ref)[0]
+            if len(pool_src) != 1 or len(pool_src[0].users) != 1:
+                target = -1
+        if target < 0 or layers[target].kind not in (LayerKind.CONV2D, LayerKind.LINEAR,
+                                                      LayerKind.ADD) \
+                or layers[target].act is not Act.NONE:
+            _fail(node, index, f"{item.value} not after Conv2d/Linear/add")
+        if not _sole_reader(node, src[0]):
+            _fail(node, index, f"{item.value} on a tensor that other layers also read (it"
+                  " cannot be fused into the layer before it)")
+        layers[target].act = item
+        return ref
     if isinstance(item, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        _fold_bn(layers[-1] if layers else None, item, node, index)
-        return
-    layers.append(item)
+        ref = refs[0]
+        if ref >= 0 and not _sole_reader(node, src[0]):
+            _fail(node, index, f"{type(item).__name__} on a tensor that other layers also read")
+        _fold_bn(layers[ref] if ref >= 0 else None, item, node, index)
+        return ref
+    items = item if isinstance(item, list) else [item]
+    for n, it in enumerate(items):
+        it.inputs = tuple(refs) if n == 0 else (len(layers) - 1,)
+        layers.append(it)
+    return len(layers) - 1
 
 
 def _infer_shapes(layers, shape):
-    for layer in layers:
+    shapes = {-1: shape}
+    for i, layer in enumerate(layers):
+        src = sources(layers, i)
+        shape = shapes[src[0]]
         layer.in_shape = shape
         if layer.kind is LayerKind.CONV2D:
-            if len(shape) != 3 or shape[0] != layer.weight.shape[1]:
+            cin = layer.weight.shape[1] * layer.groups
+            if len(shape) != 3 or shape[0] != cin:
                 raise UnsupportedOpError(f"layer {layer.name!r}: Conv2d expects "
-                                         f"{layer.weight.shape[1]} input channels, gets {shape}")
+                                         f"{cin} input channels, gets {shape}")
             shape = (layer.weight.shape[0],) + _spatial(shape, layer)
         elif layer.kind is LayerKind.LINEAR:
             if len(shape) != 1 or shape[0] != layer.weight.shape[1]:
@@ -262,7 +344,19 @@ def _infer_shapes(layers, shape):
             shape = (shape[0],) + _spatial(shape, layer)
         elif layer.kind is LayerKind.FLATTEN:
             shape = (int(np.prod(shape)),)
+        elif layer.kind is LayerKind.ADD:
+            others = [shapes[j] for j in src]
+            if any(o != shape for o in others):
+                raise UnsupportedOpError(f"layer {layer.name!r}: add of tensors of different"
+                                         f" shapes {others} (broadcasting is not supported)")
+        elif layer.kind is LayerKind.CONCAT:
+            others = [shapes[j] for j in src]
+            if any(len(o) != 3 or o[1:] != shape[1:] for o in others):
+                raise UnsupportedOpError(f"layer {layer.name!r}: torch.cat of {others} (only"
+                                         " feature maps of one size, along channels)")
+            shape = (sum(o[0] for o in others), *shape[1:])
         layer.out_shape = shape
+        shapes[i] = shape
     return layers
 
 
@@ -278,26 +372,31 @@ def _spatial(shape, layer):
 
 
 def run_float(layers, x, upto=None):
-    """Float64 forward of the captured chain; returns each layer's output (after its act)."""
+    """Float64 forward of the captured graph; returns each layer's output (after its act)."""
     outs = []
     x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
-    for layer in layers[:upto]:
-        x = _float_layer(layer, x)
-        outs.append(x)
+    for i, layer in enumerate(layers[:upto]):
+        args = [x if j < 0 else outs[j] for j in sources(layers, i)]
+        outs.append(float_layer(layer, *args))
     return outs
 
 
-def _float_layer(layer, x):
+def float_layer(layer, x, *others):
+    """One float layer on its input(s) (``others``: the further inputs of an add/concat)."""
     k = layer.kind
     if k is LayerKind.CONV2D:
         y = F.conv2d(x, torch.from_numpy(layer.weight), torch.from_numpy(layer.bias),
-                     stride=layer.stride, padding=layer.padding)
+                     stride=layer.stride, padding=layer.padding, groups=layer.groups)
     elif k is LayerKind.LINEAR:
         y = F.linear(x, torch.from_numpy(layer.weight), torch.from_numpy(layer.bias))
     elif k is LayerKind.MAXPOOL:
         y = F.max_pool2d(x, layer.kernel, layer.stride, layer.padding)
     elif k is LayerKind.AVGPOOL:
         y = F.avg_pool2d(x, layer.kernel, layer.stride, layer.padding)
+    elif k is LayerKind.ADD:
+        y = x + sum(others)
+    elif k is LayerKind.CONCAT:
+        y = torch.cat([x, *others], dim=1)
     else:
         y = torch.flatten(x, 1)
     if layer.act is Act.RELU:
@@ -308,7 +407,7 @@ def _float_layer(layer, x):
 
 
 def clone(layers):
-    """Deep copy of a float chain (passes may change weights in place)."""
+    """Deep copy of a float graph (passes may change weights in place)."""
     return [replace(lyr, weight=None if lyr.weight is None else lyr.weight.copy(),
                     bias=None if lyr.bias is None else lyr.bias.copy(), extra=dict(lyr.extra))
             for lyr in layers]

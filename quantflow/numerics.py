@@ -7,12 +7,26 @@ functions here. Pure numpy and integer arithmetic; no torch, no Amaranth.
 Contract (DESIGN.md section 3):
 
 - weights: signed two's complement, ``b_w`` in 2..8, symmetric, per output channel;
-- activations: unsigned ``b_a`` in 2..8, zero point 0;
+- activations: ``b_a`` in 2..8, zero point 0; unsigned after a ReLU, signed two's complement
+  (symmetric scale, full code range) where the graph needs negative values: a Conv2d/Linear
+  without ReLU that is not the last layer (a linear bottleneck, a projection shortcut), an add
+  of signed branches, a network input with negative values;
 - bias: signed, at accumulator scale ``s_w * s_a``, added into the accumulator;
 - accumulator: signed, ``acc_bits(b_w, b_a, K)`` wide, overflow impossible by construction;
 - requantization per output channel: ``clamp((acc * M + round_term(s)) >> s, lo, hi)`` with an
   unsigned ``m``-bit ``M``, ``>>`` arithmetic (floor) and ``round_term(s) = 2**(s-1)`` for
-  ``s > 0`` and ``0`` for ``s == 0`` (round half up; exact when no bits are dropped).
+  ``s > 0`` and ``0`` for ``s == 0`` (round half up; exact when no bits are dropped);
+- residual add of inputs ``x_i`` (each with its own scale): every input is rescaled to the
+  output scale with its own ``(M_i, s_i)`` and the integers are summed, then clamped (a ReLU
+  after the add is folded into ``lo``): ``clamp(sum_i rescale(x_i, M_i, s_i), lo, hi)`` with
+  ``rescale(x, M, s) = (x * M + round_term(s)) >> s`` (:func:`add_requantize`);
+- concatenation along channels moves integers only: its inputs share one format and scale.
+
+Why symmetric signed rather than a zero point: a zero point ``z`` adds ``z * sum(w)`` to every
+accumulator, which a bias absorbs only where no padding tap reads the zero; with ``z = 0``
+padding is a zero word, the MAC array needs no correction term, and a signed lane costs one
+sign bit in each multiplier operand. The one code lost to symmetry (``-2**(b-1)`` is used only
+by clamping) costs less than a correction path in every PE.
 """
 
 from dataclasses import dataclass
@@ -23,7 +37,7 @@ import numpy as np
 __all__ = [
     "MIN_BITS", "MAX_BITS", "QFormat", "check_bits", "acc_bits", "product_bound",
     "round_term", "requantize", "Requant", "derive_multiplier", "max_shift",
-    "DEFAULT_MULT_BITS",
+    "DEFAULT_MULT_BITS", "rescale", "add_requantize",
 ]
 
 #: Supported word lengths for weights and activations (inclusive).
@@ -87,8 +101,9 @@ class QFormat:
         return cls(check_bits("weight bits", bits), True)
 
     @classmethod
-    def activation(cls, bits):
-        return cls(check_bits("activation bits", bits), False)
+    def activation(cls, bits, signed=False):
+        """An activation format: unsigned after a ReLU, signed two's complement otherwise."""
+        return cls(check_bits("activation bits", bits), bool(signed))
 
     def to_json(self):
         return {"bits": self.bits, "signed": self.signed}
@@ -132,6 +147,30 @@ def round_term(shift):
     return np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
 
 
+def rescale(x, mult, shift):
+    """``(x * M + round_term(s)) >> s`` on int64, elementwise (requantization before the
+    clamp; ``mult`` and ``shift`` broadcast against ``x``)."""
+    x = np.asarray(x, dtype=np.int64)
+    mult = np.asarray(mult, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    return np.right_shift(x * mult + round_term(shift), shift)
+
+
+def add_requantize(inputs, mults, shifts, lo, hi):
+    """The residual add: ``clamp(sum_i rescale(x_i, M_i, s_i), lo, hi)``.
+
+    ``inputs`` are int64 arrays of one shape, each at its own scale; ``mults[i]``, ``shifts[i]``
+    rescale input ``i`` to the output scale (one pair per input tensor). The sum is exact in
+    int64 (each term is below ``2**(bits + mult_bits)``), and the clamp folds a following ReLU.
+    """
+    if len(inputs) != len(mults) or len(inputs) != len(shifts):
+        raise ValueError(f"An add must have one (M, s) per input, not {len(mults)} for"
+                         f" {len(inputs)} inputs")
+    total = sum(rescale(x, int(m), int(s)) for x, m, s in zip(inputs, mults, shifts,
+                                                               strict=True))
+    return np.clip(total, lo, hi)
+
+
 def requantize(acc, mult, shift, lo, hi):
     """``clamp((acc * M + round_term(s)) >> s, lo, hi)`` on int64, elementwise.
 
@@ -139,11 +178,7 @@ def requantize(acc, mult, shift, lo, hi):
     against ``(N, C, H, W)``, or ``(C,)`` against ``(N, C)``). ``>>`` is numpy's arithmetic
     right shift on int64, which is floor division by ``2**s`` for negative values too.
     """
-    acc = np.asarray(acc, dtype=np.int64)
-    mult = np.asarray(mult, dtype=np.int64)
-    shift = np.asarray(shift, dtype=np.int64)
-    prod = acc * mult + round_term(shift)
-    return np.clip(np.right_shift(prod, shift), lo, hi)
+    return np.clip(rescale(acc, mult, shift), lo, hi)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Post-training quantization: a captured float chain -> FakeQuantNet -> QuantizedModel.
+"""Post-training quantization: a captured float graph -> FakeQuantNet -> QuantizedModel.
 
 The default recipe (``auto``) picks the weight and activation range-setting methods that give
 the best accuracy on a validation split of the *training* data; the test set is never used
@@ -15,12 +15,13 @@ from . import reference
 from .calibrate import RangeMethod, activation_scale, weight_scales
 from .errors import UnsupportedOpError, UserError
 from .fakequant import FakeQuantNet, _FQLayer
-from .importers import Act, run_float
+from .importers import Act, run_float, sources
 from .numerics import DEFAULT_MULT_BITS, QFormat, Requant, check_bits
 from .qmodel import MAC_KINDS, LayerKind
 
 __all__ = ["PTQConfig", "quantize", "assemble", "quantize_auto", "check_chain",
-           "check_layer_bits", "accuracy", "val_score"]
+           "check_layer_bits", "accuracy", "val_score", "plan_formats", "tensor_scales",
+           "layer_inputs"]
 
 
 @dataclass(frozen=True)
@@ -58,25 +59,106 @@ class PTQConfig:
 
 
 def check_chain(layers):
-    """Every MAC layer but the last must end in ReLU/ReLU6 (activations are unsigned); the
-    last MAC layer returns logits and may only be followed by Flatten."""
-    macs = [i for i, lyr in enumerate(layers) if lyr.kind in MAC_KINDS]
-    if not macs:
+    """The network output (the last layer) must be a Conv2d/Linear returning logits, possibly
+    followed by Flatten, and nothing else may read those logits. Returns the logits layer's
+    index. Every other Conv2d/Linear requantizes: unsigned after a ReLU, signed otherwise."""
+    if not any(lyr.kind in MAC_KINDS for lyr in layers):
         raise UnsupportedOpError("the model has no Conv2d or Linear layer")
-    last = macs[-1]
-    for i in macs[:-1]:
-        if layers[i].act is Act.NONE:
-            raise UnsupportedOpError(
-                f"layer {layers[i].name!r} has no ReLU after it: intermediate activations are"
-                " unsigned, so every Conv2d/Linear but the last must be followed by ReLU/ReLU6")
-    if layers[last].act is not Act.NONE:
-        raise UnsupportedOpError(f"the last layer {layers[last].name!r} must return logits,"
+    last = len(layers) - 1
+    path = [last]
+    while layers[last].kind is LayerKind.FLATTEN and sources(layers, last)[0] >= 0:
+        last = sources(layers, last)[0]
+        path.append(last)
+    lyr = layers[last]
+    if lyr.kind not in MAC_KINDS:
+        raise UnsupportedOpError(f"{lyr.kind.value} layer {lyr.name!r} gives the network output:"
+                                 " it must come from a Conv2d/Linear (logits)")
+    if lyr.act is not Act.NONE:
+        raise UnsupportedOpError(f"the last layer {lyr.name!r} must return logits,"
                                  " not pass through a ReLU")
-    for lyr in layers[last + 1:]:
-        if lyr.kind is not LayerKind.FLATTEN:
-            raise UnsupportedOpError(f"{lyr.kind.value} layer {lyr.name!r} after the last"
-                                     " Conv2d/Linear is not supported (logits come from it)")
+    for j, other in enumerate(layers):
+        if j not in path and any(k in path[1:] for k in sources(layers, j)):
+            raise UnsupportedOpError(f"layer {other.name!r} reads the logits of {lyr.name!r}:"
+                                     " the last Conv2d/Linear returns its accumulator, which"
+                                     " only the network output may read")
     return last
+
+
+def plan_formats(layers, cfg, input_fmt):
+    """Each layer's output format (``None`` for the logits layer), by the numerics contract:
+    a Conv2d/Linear is unsigned after a ReLU and signed without; an add is signed unless a
+    ReLU follows it or all its inputs are unsigned; pooling and flatten keep their input's
+    format; a concat's inputs are requantized to one format (signed if any is, the widest).
+    """
+    logits = check_chain(layers)
+    forced = {}
+    for _ in range(len(layers) + 1):
+        fmts = {-1: input_fmt}
+        for i, fl in enumerate(layers):
+            src = sources(layers, i)
+            _, ab = cfg.bits_for(fl.name)
+            if i in forced:
+                fmts[i] = forced[i]
+            elif fl.kind in MAC_KINDS:
+                fmts[i] = None if i == logits else QFormat.activation(ab, fl.act is Act.NONE)
+            elif fl.kind is LayerKind.ADD:
+                fmts[i] = QFormat.activation(ab, fl.act is Act.NONE
+                                             and any(fmts[j].signed for j in src))
+            elif fl.kind is LayerKind.CONCAT:
+                fmts[i] = QFormat(max(fmts[j].bits for j in src),
+                                  any(fmts[j].signed for j in src))
+            else:
+                fmts[i] = fmts[src[0]]
+        changed = False
+        for i, fl in enumerate(layers):
+            if fl.kind is not LayerKind.CONCAT:
+                continue
+            for j in sources(layers, i):
+                if fmts[j] == fmts[i]:
+                    continue
+                if j < 0 or not _requantizes(layers, j, logits):
+                    raise UnsupportedOpError(
+                        f"concat {fl.name!r}: input {_tensor_name(layers, j)!r} is"
+                        f" {fmts[j]} and cannot be requantized to the concat's {fmts[i]} (only"
+                        " Conv2d/Linear/add outputs can)")
+                forced[j], changed = fmts[i], True
+        if not changed:
+            return fmts
+    raise AssertionError("concat formats did not settle")  # each pass only widens formats
+
+
+def _requantizes(layers, j, logits):
+    return j != logits and layers[j].kind in MAC_KINDS + (LayerKind.ADD,)
+
+
+def _tensor_name(layers, j):
+    return "the network input" if j < 0 else layers[j].name
+
+
+def tensor_scales(layers, fmts, input_scale, out_scales):
+    """The scale of every tensor (``-1``: the input) from the chosen ``out_scales`` of the
+    requantizing layers: pooling, flatten and concat keep their input's scale. A concat needs
+    equal scales on its inputs (PTQ gives them one shared scale)."""
+    scales = {-1: float(input_scale)}
+    for i, fl in enumerate(layers):
+        src = sources(layers, i)
+        if i in out_scales and fmts[i] is not None and fl.kind is not LayerKind.AVGPOOL:
+            scales[i] = float(out_scales[i])
+        else:
+            scales[i] = scales[src[0]]
+        if fl.kind is LayerKind.CONCAT:
+            got = {scales[j] for j in src}
+            if len(got) != 1:
+                raise UnsupportedOpError(f"concat {fl.name!r}: its inputs have different scales"
+                                         f" ({sorted(got)}); only Conv2d/Linear/add outputs can"
+                                         " share one")
+    return scales
+
+
+def layer_inputs(layers, acts, index):
+    """Float values of layer ``index``'s first input; ``acts`` maps -1 to the network input and
+    each layer index to its output."""
+    return acts[sources(layers, index)[0]]
 
 
 def _layer_inputs(fl, x):
@@ -89,8 +171,8 @@ def _layer_inputs(fl, x):
 
 
 def check_layer_bits(layers, layer_bits):
-    """Every key of ``layer_bits`` must name a Conv2d/Linear layer of the chain."""
-    valid = [lyr.name for lyr in layers if lyr.kind in MAC_KINDS]
+    """Every key of ``layer_bits`` must name a Conv2d/Linear or add layer of the graph."""
+    valid = [lyr.name for lyr in layers if lyr.kind in MAC_KINDS + (LayerKind.ADD,)]
     for key, value in layer_bits.items():
         if key not in valid:
             raise UserError(f"Layer name must be one of {', '.join(valid)}, not {key!r}")
@@ -100,47 +182,73 @@ def check_layer_bits(layers, layer_bits):
         check_bits(f"Activation bits of layer {key!r}", value[1])
 
 
+def input_format(x_calib, bits):
+    """The network input's format: signed when the calibration data has negative values (the
+    format is chosen to hold the data, never clipped to zero)."""
+    x = np.asarray(x_calib)
+    return QFormat(bits, bool(x.size and float(x.min()) < 0))
+
+
 def quantize(layers, name, input_shape, x_calib, cfg):
-    """Build the FakeQuantNet for ``cfg`` from a captured float chain and calibration inputs."""
-    check_chain(layers)
+    """Build the FakeQuantNet for ``cfg`` from a captured float graph and calibration inputs."""
     check_layer_bits(layers, cfg.layer_bits)
-    acts = [np.asarray(x_calib, dtype=np.float64)]
-    acts += [a.numpy() for a in run_float(layers, x_calib)]
-    input_scale = activation_scale(x_calib, cfg.input_bits, cfg.a_method)
+    input_fmt = input_format(x_calib, cfg.input_bits)
+    fmts = plan_formats(layers, cfg, input_fmt)
+    outs = [a.numpy() for a in run_float(layers, x_calib)]
+    acts = {-1: np.asarray(x_calib, dtype=np.float64)} | dict(enumerate(outs))
+    input_scale = activation_scale(x_calib, cfg.input_bits, cfg.a_method, input_fmt.signed)
     w_scales, out_scales = {}, {}
     for i, fl in enumerate(layers):
-        if fl.kind not in MAC_KINDS:
-            continue
-        wb, ab = cfg.bits_for(fl.name)
-        inputs = (_layer_inputs(fl, acts[i]) if cfg.w_method is RangeMethod.MSE_OUTPUT
-                  else None)
-        w_scales[i] = weight_scales(fl.weight, wb, cfg.w_method, inputs)
-        out_scales[i] = activation_scale(acts[i + 1], ab, cfg.a_method)
-    return assemble(layers, name, input_shape, cfg, input_scale, w_scales, out_scales)
+        wb, _ = cfg.bits_for(fl.name)
+        if fl.kind in MAC_KINDS:
+            inputs = (_layer_inputs(fl, layer_inputs(layers, acts, i))
+                      if cfg.w_method is RangeMethod.MSE_OUTPUT else None)
+            w_scales[i] = weight_scales(fl.weight, wb, cfg.w_method, inputs)
+        if fmts[i] is not None and fl.kind in MAC_KINDS + (LayerKind.ADD,):
+            out_scales[i] = activation_scale(acts[i], fmts[i].bits, cfg.a_method,
+                                             fmts[i].signed)
+    _share_concat_scales(layers, fmts, acts, cfg, out_scales)
+    return assemble(layers, name, input_shape, cfg, input_scale, w_scales, out_scales,
+                    input_fmt)
 
 
-def assemble(layers, name, input_shape, cfg, input_scale, w_scales, out_scales):
-    """The FakeQuantNet from chosen scales: ``w_scales[i]`` (per output channel) and
-    ``out_scales[i]`` (per tensor) keyed by the index of each MAC layer in ``layers``; the
-    last MAC layer's output scale is ignored (it returns its accumulator)."""
-    last = check_chain(layers)
+def _share_concat_scales(layers, fmts, acts, cfg, out_scales):
+    """A concat's inputs get one scale, set from the concat's own calibration values."""
+    for i, fl in enumerate(layers):
+        if fl.kind is LayerKind.CONCAT:
+            shared = activation_scale(acts[i], fmts[i].bits, cfg.a_method, fmts[i].signed)
+            for j in sources(layers, i):
+                if j in out_scales:
+                    out_scales[j] = shared
+
+
+def assemble(layers, name, input_shape, cfg, input_scale, w_scales, out_scales,
+             input_fmt=None):
+    """The FakeQuantNet from chosen scales: ``w_scales[i]`` (per output channel) for each MAC
+    layer and ``out_scales[i]`` (per tensor) for each requantizing layer (Conv2d/Linear, add),
+    keyed by index in ``layers``; the logits layer's output scale is ignored (it returns its
+    accumulator). ``input_fmt`` defaults to unsigned ``cfg.input_bits``."""
     check_layer_bits(layers, cfg.layer_bits)
-    input_fmt = in_fmt = QFormat(cfg.input_bits, False)
-    in_scale = input_scale
+    input_fmt = input_fmt or QFormat(cfg.input_bits, False)
+    fmts = plan_formats(layers, cfg, input_fmt)
+    scales = tensor_scales(layers, fmts, input_scale, out_scales)
     fq = []
     for i, fl in enumerate(layers):
-        wb, ab = cfg.bits_for(fl.name)
+        src = sources(layers, i)
+        wb, _ = cfg.bits_for(fl.name)
+        in_fmt, in_scale = fmts[src[0]], scales[src[0]]
         w_scale = out_fmt = out_scale = None
         if fl.kind in MAC_KINDS:
             w_scale = w_scales[i]
-            if i != last:
-                out_fmt, out_scale = QFormat.activation(ab), out_scales[i]
+            if fmts[i] is not None:
+                out_fmt, out_scale = fmts[i], scales[i]
+        elif fl.kind is LayerKind.ADD:
+            in_scale = [scales[j] for j in src]
+            out_fmt, out_scale = fmts[i], scales[i]
         elif fl.kind is LayerKind.AVGPOOL:
             out_fmt, out_scale = in_fmt, in_scale  # a mean keeps the scale: ratio 1/k^2
-        layer = _FQLayer(fl, in_fmt, in_scale, wb, w_scale, out_fmt, out_scale, cfg.mult_bits)
-        fq.append(layer)
-        if out_fmt is not None:
-            in_fmt, in_scale = out_fmt, out_scale
+        fq.append(_FQLayer(fl, in_fmt, in_scale, wb, w_scale, out_fmt, out_scale, cfg.mult_bits,
+                           inputs=src))
     return FakeQuantNet(name, input_shape, input_fmt, input_scale, fq)
 
 

@@ -1,6 +1,7 @@
 """QuantizedModel: the integer network every later stage consumes.
 
-A chain of :class:`QLayer` records holding integer weights, biases at accumulator scale, and
+A graph of :class:`QLayer` records (a DAG in topological order: each layer names the layers it
+reads, ``-1`` being the network input) holding integer weights, biases at accumulator scale, and
 per-output-channel requantization ``(M, s, lo, hi)`` as the contract in
 :mod:`quantflow.numerics` defines them. Float scales are kept beside the integers only to
 dequantize (inputs, logits) and to document; no integer result depends on them.
@@ -18,7 +19,9 @@ from .numerics import QFormat, acc_bits, product_bound
 
 __all__ = ["LayerKind", "QLayer", "QuantizedModel", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+#: 2: layers name their inputs (DAGs), grouped convolutions, ADD and CONCAT, signed
+#: activations. Version 1 folders (chains) still load.
+FORMAT_VERSION = 2
 
 
 class LayerKind(enum.Enum):
@@ -27,6 +30,8 @@ class LayerKind(enum.Enum):
     MAXPOOL = "maxpool"
     AVGPOOL = "avgpool"
     FLATTEN = "flatten"
+    ADD = "add"
+    CONCAT = "concat"
 
 
 #: Kinds that multiply by weights and accumulate.
@@ -44,6 +49,13 @@ class QLayer:
     False the layer returns its accumulator (the last layer: logits at accumulator scale) and
     ``out_fmt`` is the accumulator format. For AVGPOOL: scalar-like ``mult``/``shift`` of shape
     ``(1,)`` requantize the window sum. MAXPOOL and FLATTEN carry no parameters.
+
+    ``inputs``: indices of the layers this one reads (``-1`` is the network input); ``None``
+    means the previous layer (a chain). CONV2D with ``groups > 1`` has weights
+    ``(O, I / groups, kh, kw)`` (depthwise when ``groups == I``). ADD has one ``mult``/``shift``
+    per input (:func:`quantflow.numerics.add_requantize`); CONCAT joins its inputs along
+    channels and carries no parameters. ``in_shape``/``in_fmt``/``in_scale`` describe the
+    first input; the others are their producers' outputs.
     """
 
     name: str
@@ -67,6 +79,8 @@ class QLayer:
     hi: int = 0
     w_scale: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    inputs: tuple | None = None
+    groups: int = 1
 
     @property
     def reduction(self):
@@ -113,7 +127,11 @@ class QLayer:
             _check(self.w_fmt is not None and self.w_fmt.signed, f"{where}: weight format must"
                    " be signed")
             if self.kind is LayerKind.CONV2D:
-                want = (o, self.in_shape[0], *self.kernel)
+                g = self.groups
+                _check(_is_int(g) and g >= 1 and self.in_shape[0] % g == 0 and o % g == 0,
+                       f"{where}: groups must divide the {self.in_shape[0]} input and {o}"
+                       f" output channels, not {g!r}")
+                want = (o, self.in_shape[0] // g, *self.kernel)
             else:
                 want = (o, int(np.prod(self.in_shape)))
             # Shape first: the reduction length (and so the bound) is read from it.
@@ -123,7 +141,13 @@ class QLayer:
             bound = product_bound(self.w_fmt, self.in_fmt, self.reduction)
             _check(bool(np.all(np.abs(self.bias) <= bound)), f"{where}: bias outside the"
                    " accumulator bound")
-        if self.kind in MAC_KINDS + (LayerKind.AVGPOOL,) and self.requant:
+        if self.kind is LayerKind.ADD:
+            n = len(self.inputs or ())
+            _check(n >= 2 and self.mult is not None and self.shift is not None
+                   and self.mult.shape == (n,) and self.shift.shape == (n,),
+                   f"{where}: an add must have two or more inputs and one (M, s) per input")
+            _check(self.requant, f"{where}: an add must requantize its sum")
+        if self.kind in MAC_KINDS + (LayerKind.AVGPOOL, LayerKind.ADD) and self.requant:
             _check(self.mult is not None and bool(np.all(self.mult >= 0)),
                    f"{where}: multipliers must be non-negative")
             _check(bool(np.all((self.shift >= 0) & (self.shift <= 63))),
@@ -148,6 +172,12 @@ class QLayer:
             want = (channels, *spatial)
         elif self.kind is LayerKind.FLATTEN:
             want = (int(np.prod(self.in_shape)),)
+        elif self.kind is LayerKind.ADD:
+            want = tuple(self.in_shape)
+        elif self.kind is LayerKind.CONCAT:
+            _check(len(self.in_shape) == 3 and len(self.out_shape) == 3,
+                   f"{where}: concatenation joins (C, H, W) maps along channels")
+            want = (self.out_shape[0], *self.in_shape[1:])
         else:
             want = (self.out_shape[0],)
         _check(tuple(self.out_shape) == want and all(n >= 1 for n in want),
@@ -165,7 +195,7 @@ def _check(cond, message):
 
 @dataclass(eq=False)
 class QuantizedModel:
-    """A chain of integer layers with the input quantization that feeds it.
+    """A graph of integer layers (topological order) with the input quantization feeding it.
 
     ``input_scale``: real value of one input LSB; ``x_int = clamp(round(x / input_scale))``
     in ``input_fmt``. The last layer's output is the network output (logits).
@@ -178,22 +208,65 @@ class QuantizedModel:
     layers: list
     meta: dict = field(default_factory=dict)
 
+    def sources(self, index):
+        """Indices of the layers layer ``index`` reads (``-1``: the network input)."""
+        inputs = self.layers[index].inputs
+        return (index - 1,) if inputs is None else tuple(inputs)
+
+    def consumers(self, index):
+        """Indices of the layers that read layer ``index``'s output (``-1``: the input)."""
+        return [j for j in range(len(self.layers)) if index in self.sources(j)]
+
+    def tensor_shape(self, index):
+        return tuple(self.input_shape) if index < 0 else tuple(self.layers[index].out_shape)
+
+    def tensor_fmt(self, index):
+        return self.input_fmt if index < 0 else self.layers[index].out_fmt
+
     def validate(self):
-        """Raise :class:`ArtifactError` when the chain is inconsistent."""
+        """Raise :class:`ArtifactError` when the graph is inconsistent."""
         _check(len(self.layers) > 0, "model has no layers")
-        shape, fmt = tuple(self.input_shape), self.input_fmt
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
+            src = layer.inputs
+            _check(src is None or (isinstance(src, tuple) and len(src) >= 1
+                                   and all(_is_int(j) and -1 <= j < i for j in src)),
+                   f"layer {i} ({layer.name!r}): inputs must be earlier layers (or -1, the"
+                   f" network input), not {src!r}")
+            src = self.sources(i)
+            multi = layer.kind in (LayerKind.ADD, LayerKind.CONCAT)
+            _check(multi or len(src) == 1, f"layer {i} ({layer.name!r}, {layer.kind.value})"
+                   f" reads one tensor, not {len(src)}")
+            shape, fmt = self.tensor_shape(src[0]), self.tensor_fmt(src[0])
             _check(tuple(layer.in_shape) == shape,
                    f"layer {i} ({layer.name!r}) expects input shape {tuple(layer.in_shape)},"
                    f" gets {shape}")
             _check(layer.in_fmt == fmt, f"layer {i} ({layer.name!r}) expects input {layer.in_fmt},"
                    f" gets {fmt}")
+            self._validate_joins(i, layer, src)
             layer.validate(i)
-            if layer.kind in MAC_KINDS and not layer.requant and i != len(self.layers) - 1:
-                raise ArtifactError(f"layer {i} ({layer.name!r}) returns its accumulator but is"
-                                    " not the last layer")
-            shape, fmt = tuple(layer.out_shape), layer.out_fmt
+            for j in src:
+                if j >= 0 and self.layers[j].kind in MAC_KINDS and not self.layers[j].requant:
+                    raise ArtifactError(f"layer {j} ({self.layers[j].name!r}) returns its"
+                                        " accumulator but is not the last layer")
+            if i != last:
+                _check(bool(self.consumers(i)), f"layer {i} ({layer.name!r}): its output is"
+                       " never used (only the last layer is the network output)")
         return self
+
+    def _validate_joins(self, i, layer, src):
+        where = f"layer {i} ({layer.name!r}, {layer.kind.value})"
+        shapes = [self.tensor_shape(j) for j in src]
+        if layer.kind is LayerKind.ADD:
+            _check(all(s == shapes[0] for s in shapes),
+                   f"{where}: inputs must have one shape, not {shapes}")
+        elif layer.kind is LayerKind.CONCAT:
+            _check(all(len(s) == 3 and s[1:] == shapes[0][1:] for s in shapes),
+                   f"{where}: inputs must be (C, H, W) maps of one size, not {shapes}")
+            fmts = {self.tensor_fmt(j) for j in src}
+            _check(len(fmts) == 1, f"{where}: inputs must share one format, not {fmts}")
+            _check(tuple(layer.out_shape)[:1] == (sum(s[0] for s in shapes),),
+                   f"{where}: output channels {layer.out_shape[0]} != the sum of the inputs'")
 
     @property
     def output_scale(self):
@@ -203,6 +276,13 @@ class QuantizedModel:
         """Float input (N, *input_shape) -> integers in ``input_fmt``, round half to even."""
         q = np.rint(np.asarray(x, dtype=np.float64) / self.input_scale)
         return np.clip(q, self.input_fmt.min, self.input_fmt.max).astype(np.int64)
+
+    def input_saturation(self, x):
+        """Fraction of input values that :meth:`quantize_input` clips to the format's ends
+        (reported, so no input is clipped silently)."""
+        q = np.rint(np.asarray(x, dtype=np.float64) / self.input_scale)
+        out = (q < self.input_fmt.min) | (q > self.input_fmt.max)
+        return float(out.mean()) if out.size else 0.0
 
     @property
     def mac_layers(self):
@@ -218,7 +298,8 @@ class QuantizedModel:
         (an exporter may leave ``requant`` set on them), so they never count: the network
         input's width is ``input_fmt``, not an activation width."""
         fmts = [layer.out_fmt for layer in self.layers
-                if layer.requant and layer.kind in MAC_KINDS + (LayerKind.AVGPOOL,)]
+                if layer.requant
+                and layer.kind in MAC_KINDS + (LayerKind.AVGPOOL, LayerKind.ADD)]
         return max(f.bits for f in fmts) if fmts else self.input_fmt.bits
 
     def summary_rows(self):
@@ -226,6 +307,7 @@ class QuantizedModel:
         for layer in self.layers:
             rows.append({
                 "name": layer.name, "kind": layer.kind.value,
+                "inputs": ",".join(str(j) for j in self.sources(len(rows))),
                 "in": "x".join(map(str, layer.in_shape)),
                 "out": "x".join(map(str, layer.out_shape)),
                 "w": layer.w_fmt.bits if layer.w_fmt else "",

@@ -8,7 +8,7 @@ the construction. Layout is NCHW with torch's flatten order (C, H, W).
 
 import numpy as np
 
-from .numerics import requantize
+from .numerics import add_requantize, requantize
 from .qmodel import LayerKind
 
 __all__ = ["run", "run_layer", "predict", "AccumulatorOverflow"]
@@ -44,8 +44,9 @@ def _requant(layer, acc, channel_axis):
     return requantize(acc, mult, shift, layer.lo, layer.hi)
 
 
-def run_layer(layer, x):
-    """One layer on a batch of int64 inputs; returns int64 outputs."""
+def run_layer(layer, x, *others):
+    """One layer on a batch of int64 inputs; returns int64 outputs. ``others`` are the further
+    inputs of an ADD or CONCAT."""
     x = np.asarray(x, dtype=np.int64)
     if x.shape[1:] != tuple(layer.in_shape):
         raise ValueError(f"Input shape must be (N, {', '.join(map(str, layer.in_shape))}), "
@@ -53,7 +54,15 @@ def run_layer(layer, x):
     kind = layer.kind
     if kind is LayerKind.CONV2D:
         win = _windows(x, layer.kernel, layer.stride, layer.padding)
-        acc = np.einsum("nchwij,ocij->nohw", win, layer.weight, optimize=True)
+        g = layer.groups
+        if g == 1:
+            acc = np.einsum("nchwij,ocij->nohw", win, layer.weight, optimize=True)
+        else:  # grouped: output channel o reads input channels of its group only
+            n, c, ho, wo = win.shape[:4]
+            win = win.reshape(n, g, c // g, ho, wo, *layer.kernel)
+            wg = layer.weight.reshape(g, -1, *layer.weight.shape[1:])
+            acc = np.einsum("ngchwij,gocij->ngohw", win, wg, optimize=True)
+            acc = acc.reshape(n, -1, ho, wo)
         acc = acc + layer.bias[None, :, None, None]
         _check_acc(layer, acc)
         return _requant(layer, acc, 1)
@@ -71,18 +80,23 @@ def run_layer(layer, x):
         return _requant(layer, acc, 1)
     if kind is LayerKind.FLATTEN:
         return x.reshape(len(x), -1)
+    if kind is LayerKind.ADD:
+        xs = [x, *(np.asarray(o, dtype=np.int64) for o in others)]
+        return add_requantize(xs, layer.mult, layer.shift, layer.lo, layer.hi)
+    if kind is LayerKind.CONCAT:
+        return np.concatenate([x, *(np.asarray(o, dtype=np.int64) for o in others)], axis=1)
     raise AssertionError(f"unhandled layer kind {kind}")  # every LayerKind is handled above
 
 
 def run(model, x_int):
-    """Run the whole chain on int inputs (N, *input_shape); return every layer's output."""
+    """Run the whole graph on int inputs (N, *input_shape); return every layer's output."""
     outs = []
     x = np.asarray(x_int, dtype=np.int64)
     if not model.input_fmt.contains(x):
         raise ValueError(f"Inputs must lie in {model.input_fmt}, not {x.min()}..{x.max()}")
-    for layer in model.layers:
-        x = run_layer(layer, x)
-        outs.append(x)
+    for i, layer in enumerate(model.layers):
+        args = [x if j < 0 else outs[j] for j in model.sources(i)]
+        outs.append(run_layer(layer, *args))
     return outs
 
 

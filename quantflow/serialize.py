@@ -28,6 +28,8 @@ __all__ = ["save", "load", "atomic_dir", "tensor_digest"]
 
 _ARRAYS = ("weight", "bias", "mult", "shift", "w_scale", "out_scale")
 _MAGIC = "hwgen.quantized-model"
+#: Versions :func:`load` reads: 1 (chains: each layer reads the previous one) and the current.
+_READABLE = (1, FORMAT_VERSION)
 
 
 def tensor_digest(arrays):
@@ -79,6 +81,8 @@ def _layer_record(layer, index, arrays):
         "w_fmt": layer.w_fmt.to_json() if layer.w_fmt else None,
         "requant": layer.requant, "lo": int(layer.lo), "hi": int(layer.hi),
         "extra": layer.extra,
+        "inputs": [index - 1] if layer.inputs is None else [int(j) for j in layer.inputs],
+        "groups": int(layer.groups),
     }
     for attr in _ARRAYS:
         value = getattr(layer, attr)
@@ -159,9 +163,9 @@ def _read_json(file):
         raise ArtifactError(f"{file}: not valid JSON ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != _MAGIC:
         raise ArtifactError(f"{file}: not a QuantizedModel description")
-    if doc.get("version") != FORMAT_VERSION:
+    if doc.get("version") not in _READABLE:
         raise ArtifactError(f"{file}: format version {doc.get('version')!r} is not supported"
-                            f" (this tool reads version {FORMAT_VERSION})")
+                            f" (this tool reads versions {', '.join(map(str, _READABLE))})")
     return doc
 
 
@@ -191,4 +195,6 @@ def _layer_from_record(rec, index, arrays):
         w_fmt=w_fmt, weight=arr("weight", np.int64), bias=arr("bias", np.int64),
         mult=arr("mult", np.int64), shift=arr("shift", np.int64), requant=bool(rec["requant"]),
         lo=int(rec["lo"]), hi=int(rec["hi"]), w_scale=arr("w_scale", np.float64),
-        extra=dict(rec.get("extra", {})))
+        extra=dict(rec.get("extra", {})),
+        inputs=tuple(int(j) for j in rec["inputs"]) if "inputs" in rec else None,
+        groups=int(rec.get("groups", 1)))

@@ -199,17 +199,60 @@ def _view(x):
     return x.view(-1)
 
 
+def _add_constant(x):
+    return x + 1.0
+
+
+def _add_alpha(x):
+    return torch.add(x, x, alpha=2)
+
+
+def _cat_height(x):
+    return torch.cat([x, x], dim=2)
+
+
+class SharedRelu(nn.Module):
+    """A ReLU on a tensor the add also reads: the pre-ReLU tensor must stay."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(1, 2, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        y = self.c(x)
+        return self.relu(y) + y
+
+
+class SharedBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(1, 2, 3, padding=1)
+        self.bn = nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        y = self.c(x)
+        return self.bn(y) + y
+
+
 UNSUPPORTED = [
     ("sigmoid", nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid()), "Sigmoid", 2, "_1"),
     ("tanh", nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.Tanh()), "Tanh", 3, "_2"),
-    ("residual", Residual(), r"<built-in function add> on a branch \(only chains are "
-                             r"supported\)", 3, "add"),
-    ("groups", nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3, groups=2)),
-     "Conv2d with groups, dilation, string or non-zero padding mode", 2, "_1"),
+    ("add constant", Functional(_add_constant),
+     r"add other than of two tensors \(a constant or alpha\)", 2, "add"),
+    ("add alpha", Functional(_add_alpha),
+     r"add other than of two tensors \(a constant or alpha\)", 2, "add"),
+    ("cat height", Functional(_cat_height),
+     r"torch.cat\(dim=2\) \(only channels of \(N, C, H, W\): dim=1\)", 2, "cat"),
+    ("relu on a shared tensor", SharedRelu(),
+     "relu on a tensor that other layers also read \\(it cannot be fused into the layer"
+     " before it\\)", 2, "relu"),
+    ("bn on a shared tensor", SharedBN(),
+     "BatchNorm2d on a tensor that other layers also read", 2, "bn"),
     ("dilation", nn.Sequential(nn.Conv2d(1, 2, 3, dilation=2)),
-     "Conv2d with groups, dilation, string or non-zero padding mode", 1, "_0"),
+     "Conv2d with dilation, string or non-zero padding mode", 1, "_0"),
     ("reflect", nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")),
-     "Conv2d with groups, dilation, string or non-zero padding mode", 1, "_0"),
+     "Conv2d with dilation, string or non-zero padding mode", 1, "_0"),
     ("maxpool padding", nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, padding=1)),
      "MaxPool2d with padding", 2, "_1"),
     ("maxpool ceil", nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, ceil_mode=True)),
@@ -225,12 +268,12 @@ UNSUPPORTED = [
     ("bn no stats", nn.Sequential(nn.Conv2d(1, 2, 3),
                                   nn.BatchNorm2d(2, track_running_stats=False)),
      "BatchNorm2d without running statistics", 2, "_1"),
-    ("relu first", nn.Sequential(nn.ReLU(), nn.Conv2d(1, 2, 3)), "relu not after Conv2d/Linear",
+    ("relu first", nn.Sequential(nn.ReLU(), nn.Conv2d(1, 2, 3)), "relu not after Conv2d/Linear/add",
      1, "_0"),
     ("relu twice", nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.ReLU6()),
-     "relu6 not after Conv2d/Linear", 3, "_2"),
+     "relu6 not after Conv2d/Linear/add", 3, "_2"),
     ("relu after avgpool", nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2), nn.ReLU()),
-     "relu not after Conv2d/Linear", 3, "_2"),
+     "relu not after Conv2d/Linear/add", 3, "_2"),
     ("mean one dim", Functional(_mean3), r"'mean' \(call_method\)", 2, "mean"),
     ("max_pool2d ceil", Functional(_maxpool_ceil),
      "max_pool2d with dilation, ceil_mode or return_indices", 2, "max_pool2d"),

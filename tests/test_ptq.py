@@ -10,6 +10,7 @@ from quantflow import data, flow, ptq, reference, zoo
 from quantflow.calibrate import RangeMethod
 from quantflow.errors import UnsupportedOpError
 from quantflow.importers import capture
+from quantflow.numerics import QFormat
 
 
 def _chain(*modules, shape=(1, 8, 8)):
@@ -24,21 +25,25 @@ def test_check_chain_accepts_the_zoo():
                                   nn.Flatten())) == 1
 
 
+def test_layers_without_relu_are_signed():
+    """A Conv2d/Linear without ReLU that is not the last layer gives a signed tensor."""
+    layers = _chain(nn.Flatten(), nn.Linear(64, 8), nn.Linear(8, 3))
+    x = np.linspace(0, 1, 64 * 4).reshape(4, 1, 8, 8)
+    qm = ptq.quantize(layers, "m", (1, 8, 8), x, ptq.PTQConfig(4, 4)).export()
+    assert qm.layers[1].out_fmt == QFormat(4, True)
+    assert (qm.layers[1].lo, qm.layers[1].hi) == (-8, 7)
+
+
 @pytest.mark.parametrize(("modules", "message"), [
-    ((nn.Flatten(), nn.Linear(64, 8), nn.Linear(8, 3)),
-     r"^layer '1' has no ReLU after it: intermediate activations are unsigned, so every "
-     r"Conv2d/Linear but the last must be followed by ReLU/ReLU6$"),
-    ((nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3)),
-     r"^layer '0' has no ReLU after it: intermediate activations are unsigned"),
     ((nn.Flatten(), nn.Linear(64, 3), nn.ReLU()),
      r"^the last layer '1' must return logits, not pass through a ReLU$"),
     ((nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 3), nn.ReLU6()),
      r"^the last layer '3' must return logits, not pass through a ReLU$"),
     ((nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3), nn.MaxPool2d(2)),
-     r"^maxpool layer '3' after the last Conv2d/Linear is not supported \(logits come from "
-     r"it\)$"),
+     r"^maxpool layer '3' gives the network output: it must come from a Conv2d/Linear"
+     r" \(logits\)$"),
     ((nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3), nn.AvgPool2d(2)),
-     r"^avgpool layer '3' after the last Conv2d/Linear is not supported"),
+     r"^avgpool layer '3' gives the network output"),
     ((nn.MaxPool2d(2), nn.Flatten()), r"^the model has no Conv2d or Linear layer$"),
 ])
 def test_check_chain_messages(modules, message):

@@ -25,7 +25,8 @@ def test_tiny_model_is_valid_and_derives_properties():
     assert np.array_equal(m.output_scale, [0.1, 0.2, 0.3])
     rows = m.summary_rows()
     assert [r["kind"] for r in rows] == ["conv2d", "maxpool", "avgpool", "flatten", "linear"]
-    assert rows[0] == {"name": "conv", "kind": "conv2d", "in": "1x4x4", "out": "2x4x4",
+    assert rows[0] == {"name": "conv", "kind": "conv2d", "inputs": "-1", "in": "1x4x4",
+                       "out": "2x4x4",
                        "w": 3, "a_in": 4, "a_out": 3, "acc": 12, "macs": 288}
     assert rows[1]["w"] == "" and rows[1]["acc"] == ""
 
@@ -143,7 +144,8 @@ def test_artifact_error_is_a_user_error():
 
 
 def test_layer_kinds_cover_the_contract():
-    assert {k.value for k in LayerKind} == {"conv2d", "linear", "maxpool", "avgpool", "flatten"}
+    assert {k.value for k in LayerKind} == {"conv2d", "linear", "maxpool", "avgpool", "flatten",
+                                          "add", "concat"}
 
 
 def test_abits_without_requantizing_layers_is_the_input_width():

@@ -194,15 +194,51 @@ def test_load_wrong_format(saved, doc):
         serialize.load(saved)
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None])
+@pytest.mark.parametrize("version", [0, FORMAT_VERSION + 1, "1", None])
 def test_load_wrong_version(saved, version):
     doc = json.loads((saved / "model.json").read_text())
     doc["version"] = version
     (saved / "model.json").write_text(json.dumps(doc))
     with pytest.raises(ArtifactError,
                        match=rf"^{_esc(saved / 'model.json')}: format version {version!r} is "
-                             rf"not supported \(this tool reads version {FORMAT_VERSION}\)$"):
+                             rf"not supported \(this tool reads versions 1, {FORMAT_VERSION}\)$"):
         serialize.load(saved)
+
+
+def test_version_1_folder_loads_as_a_chain(saved):
+    """A folder written before DAGs (no ``inputs``/``groups``) loads: each layer reads the
+    previous one."""
+    want = serialize.load(saved)
+    doc = json.loads((saved / "model.json").read_text())
+    doc["version"] = 1
+    for rec in doc["layers"]:
+        del rec["inputs"], rec["groups"]
+    (saved / "model.json").write_text(json.dumps(doc))
+    got = serialize.load(saved)
+    assert [layer.inputs for layer in got.layers] == [None] * len(got.layers)
+    assert [got.sources(i) for i in range(len(got.layers))] == [
+        want.sources(i) for i in range(len(want.layers))]
+
+
+def test_dag_model_round_trips(tmp_path):
+    """inputs, groups, ADD's per-input (M, s) and signed formats survive save and load."""
+    import dagnets
+
+    from quantflow import importers, ptq
+    from quantflow.calibrate import RangeMethod
+    x = np.linspace(-1, 1, 64 * 40).reshape(40, 1, 8, 8)
+    for name in ("resnet", "mobile", "concat"):
+        layers = importers.capture(dagnets.build(name), (1, 8, 8))
+        cfg = ptq.PTQConfig(4, 4, w_method=RangeMethod.MINMAX, a_method=RangeMethod.MINMAX)
+        qm = ptq.quantize(layers, name, (1, 8, 8), x, cfg).export()
+        got = serialize.load(serialize.save(qm, tmp_path / name))
+        for a, b in zip(qm.layers, got.layers, strict=True):
+            assert (a.kind, a.inputs, a.groups, a.in_fmt, a.out_fmt, a.lo, a.hi) == (
+                b.kind, b.inputs, b.groups, b.in_fmt, b.out_fmt, b.lo, b.hi)
+            for attr in ("weight", "bias", "mult", "shift"):
+                va, vb = getattr(a, attr), getattr(b, attr)
+                assert (va is None and vb is None) or np.array_equal(va, vb)
+        assert got.input_fmt.signed
 
 
 def test_load_missing_tensors(saved):
