@@ -69,9 +69,10 @@ def _desc_field_shapes(cfg):
     shapes = {
         "op": unsigned(max(op.value for op in Op).bit_length()),
         "src_buf": unsigned(1), "dst_buf": unsigned(1), "to_acc": unsigned(1),
-        "bias_en": unsigned(1), "requant_en": unsigned(1),
-        "in_h": dim, "in_w": dim, "in_g": count, "row_words": count,
-        "sx_words": base, "sy_words": base,
+        "bias_en": unsigned(1), "requant_en": unsigned(1), "a_signed": unsigned(1),
+        "b_signed": unsigned(1), "src2_buf": unsigned(1),
+        "in_h": dim, "in_w": dim, "in_g": count, "px_words": count, "row_words": count,
+        "sx_words": base, "sy_words": base, "src2_delta": base,
         "out_h": dim, "out_w": dim, "out_g": count,
         "kh": dim, "kw": dim, "sy": dim, "sx": dim, "py": dim, "px": dim,
         "tiles": count, "steps": step, "slots": step, "out_ch": count,
@@ -79,7 +80,8 @@ def _desc_field_shapes(cfg):
         "w_base": unsigned(cfg.addr_bits(cfg.weight_depth)),
         "p_base": unsigned(cfg.addr_bits(cfg.param_depth)),
         "src_base": base, "src_org": base, "dst_base": base,
-        "lo": unsigned(cfg.act_bits), "hi": unsigned(cfg.act_bits),
+        # clamp bounds as two's complement of act_bits + 1 (unsigned max or signed min)
+        "lo": unsigned(cfg.act_bits + 1), "hi": unsigned(cfg.act_bits + 1),
     }
     assert tuple(shapes) == DESC_FIELDS  # the compiler and the gateware list the same fields
     return shapes

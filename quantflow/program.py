@@ -6,8 +6,15 @@ import ``hwgen``; :class:`hwgen.config.AccelConfig` is the configuration it is w
 
 Dataflow the descriptors encode (README "design notes"):
 
-- Activations live in two ping-pong memories, one word per ``(pixel, group)`` holding ``cols``
-  channels of ``act_bits`` each, pixel-major: word ``base + (y*W + x)*G + g``. The network input
+- Activations live in two memories (banks), one word per ``(pixel, group)`` holding ``cols``
+  channels of ``act_bits`` each, pixel-major: word ``base + (y*W + x)*stride + g``. Every live
+  tensor of the DAG gets its own region (:mod:`quantflow.alloc`: first fit over both banks,
+  kept until its last reader; a chain gets the classic ping-pong). A tensor's lane map says
+  which channel each lane of its ``groups`` words holds (``-1``: unused), so a concatenation
+  costs nothing: its parts are written side by side (each from a word boundary) into one
+  region whose pixel ``stride`` is the sum of the parts' groups, and a reader of the concat
+  packs its weights by the joint lane map. Signed tensors are stored as two's complement lanes
+  and the descriptor's ``a_signed``/``b_signed`` say how the datapath reads them. The network input
   may be wider than a lane: it is stored as ``digits = ceil(input_bits / act_bits)`` digits of
   ``act_bits`` in adjacent lanes (``cols // digits`` channels per word) and the PE shifts lane
   ``l``'s product left by ``act_bits * (l % digits)`` before the adder tree, so
@@ -29,6 +36,14 @@ Dataflow the descriptors encode (README "design notes"):
   requantization while the next pixel computes. Each pixel takes ``slots = max(steps, rows)``
   cycles, which makes the cycle count exact and the utilisation ``macs / (cycles * rows*cols)``.
 - Pooling runs one ``cols``-channel group per tile, lane-wise max or sum over the window.
+- A grouped or depthwise convolution runs as a convolution whose weights are zero between
+  groups (each output channel reads only its own group's channels; the zero products cost
+  cycles, which the throughput issue's depthwise mode removes).
+- An add runs one ``cols``-channel group per tile: per pixel it reads the word of input A, then
+  the word of input B (``src2_delta`` words away, in bank ``src2_buf``), and the drain rescales
+  the lanes of each pair with their own ``(M, s)``, sums them and clamps
+  (:func:`quantflow.numerics.add_requantize`): ``2 * cols`` drain cycles, so a pixel takes
+  ``slots = 2 * cols + 1``.
 """
 
 import enum
@@ -36,12 +51,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .alloc import Region, allocate
 from .errors import UnsupportedOpError
-from .numerics import requantize
 from .qmodel import LayerKind
 
 __all__ = ["Op", "Buffer", "LayerDesc", "TensorLoc", "Program", "compile_program",
-           "execute", "pack_input", "read_loc", "layer_cycles", "DESC_FIELDS"]
+           "execute", "pack_input", "read_loc", "layer_cycles", "DESC_FIELDS", "add_slots"]
 
 
 class Op(enum.Enum):
@@ -49,10 +64,11 @@ class Op(enum.Enum):
     MAC = 0
     MAX = 1
     SUM = 2
+    ADD = 3
 
 
 class Buffer(enum.Enum):
-    """Where a tensor lives: one of the ping-pong activation memories or the logits memory."""
+    """Where a tensor lives: one of the two activation banks or the logits memory."""
     ACT0 = 0
     ACT1 = 1
     ACC = 2
@@ -60,8 +76,10 @@ class Buffer(enum.Enum):
 
 #: Descriptor fields in hardware order (hwgen.layouts builds the bit layout from this list).
 DESC_FIELDS = (
-    "op", "src_buf", "dst_buf", "to_acc", "bias_en", "requant_en",
-    "in_h", "in_w", "in_g", "row_words", "sx_words", "sy_words", "out_h", "out_w", "out_g",
+    "op", "src_buf", "dst_buf", "to_acc", "bias_en", "requant_en", "a_signed", "b_signed",
+    "src2_buf",
+    "in_h", "in_w", "in_g", "px_words", "row_words", "sx_words", "sy_words", "src2_delta",
+    "out_h", "out_w", "out_g",
     "kh", "kw", "sy", "sx", "py", "px",
     "tiles", "steps", "slots", "out_ch", "digits",
     "w_base", "p_base", "src_base", "src_org", "dst_base", "lo", "hi",
@@ -77,12 +95,17 @@ class LayerDesc:
     to_acc: bool
     bias_en: bool
     requant_en: bool
+    a_signed: bool
+    b_signed: bool
+    src2_buf: int
     in_h: int
     in_w: int
     in_g: int
+    px_words: int
     row_words: int
     sx_words: int
     sy_words: int
+    src2_delta: int
     out_h: int
     out_w: int
     out_g: int
@@ -122,12 +145,15 @@ class LayerDesc:
         return self.tiles * self.pixels * self.slots
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TensorLoc:
     """Where and how one layer output (or the input) is stored.
 
     ``stored`` is ``(C, H, W)`` as laid out in words (a vector is ``(F, 1, 1)``); ``shape`` is
-    the model's logical shape of the tensor.
+    the model's logical shape of the tensor. ``groups`` words per pixel hold its channels,
+    ``stride`` words separate two pixels (more than ``groups`` for a part of a concat), and
+    ``lanes[g, l]`` is the channel in lane ``l`` of group ``g`` (``-1``: unused; lane ``l``
+    holds digit ``l % digits`` of its channel).
     """
     buf: Buffer
     base: int
@@ -136,13 +162,25 @@ class TensorLoc:
     groups: int = 1
     digits: int = 1
     per_word: int = 1
+    stride: int = 1
+    lanes: np.ndarray | None = None
+    signed: bool = False
 
     @property
     def words(self):
         c, h, w = self.stored
         if self.buf is Buffer.ACC:
             return c * h * w
-        return h * w * self.groups
+        return (h * w - 1) * self.stride + self.groups
+
+    def reshaped(self, shape):
+        """The same words seen with another logical shape (a flatten)."""
+        return TensorLoc(self.buf, self.base, self.stored, tuple(shape), self.groups,
+                         self.digits, self.per_word, self.stride, self.lanes, self.signed)
+
+    def at(self, buf, base, stride):
+        return TensorLoc(buf, base, self.stored, self.shape, self.groups, self.digits,
+                         self.per_word, stride, self.lanes, self.signed)
 
 
 @dataclass(eq=False)
@@ -151,7 +189,7 @@ class Program:
     name: str
     config_digest: str
     descs: list
-    layer_desc: list          # model layer index -> descriptor index (None for FLATTEN)
+    layer_desc: list          # model layer index -> descriptor index (None: FLATTEN, CONCAT)
     outputs: list             # model layer index -> TensorLoc
     input_loc: TensorLoc
     weights: np.ndarray       # (words, rows, cols) int64
@@ -178,6 +216,12 @@ def _ceil(a, b):
     return -(-a // b)
 
 
+def add_slots(cfg):
+    """Issue slots per pixel and group of an add: the drain's ``2 * cols`` pair cycles, and one
+    more so input A of the next pixel never overwrites a pair still draining."""
+    return 2 * cfg.cols + 1
+
+
 def layer_cycles(desc, cfg):
     """Analytical (and, by construction, exact) cycles of one descriptor on the overlay."""
     return cfg.layer_setup_cycles + desc.issue_slots + cfg.layer_flush_cycles
@@ -191,22 +235,33 @@ def _lane_channels(cols, groups, digits, per_word, channels):
     return np.where((lane < per_word * digits) & (ch < channels), ch, -1)
 
 
+def _plain(cfg, buf, shape, signed, digits=1):
+    """A tensor in its own words: channels in order, ``cols // digits`` per word."""
+    c = shape[0]
+    per_word = cfg.cols // digits
+    groups = _ceil(c, per_word)
+    return TensorLoc(buf, 0, tuple(shape), tuple(shape), groups, digits, per_word, groups,
+                     _lane_channels(cfg.cols, groups, digits, per_word, c), bool(signed))
+
+
+def _stored(shape):
+    return tuple(shape) if len(shape) == 3 else (int(np.prod(shape)), 1, 1)
+
+
 def _input_loc(model, cfg):
     shape = tuple(model.input_shape)
-    stored = shape if len(shape) == 3 else (shape[0], 1, 1)
-    if model.layers[0].kind is LayerKind.FLATTEN:
+    stored = _stored(shape)
+    readers = model.consumers(-1)
+    if readers and all(model.layers[j].kind is LayerKind.FLATTEN for j in readers):
         # The host packs the input, so a network that starts by flattening gets its input
         # stored as a vector: the first linear layer then fills every lane (C*H*W channels)
         # instead of only the C channels of one pixel.
         stored = (int(np.prod(shape)), 1, 1)
     bits = model.input_fmt.bits
-    if model.input_fmt.signed:
-        raise UnsupportedOpError("the network input must be unsigned, not"
-                                 f" {model.input_fmt}")
     cfg.need("input bits", bits, cfg.input_bits)
     digits = max(1, _ceil(bits, cfg.act_bits))
-    per_word = cfg.cols // digits
-    return TensorLoc(Buffer.ACT0, 0, stored, shape, _ceil(stored[0], per_word), digits, per_word)
+    loc = _plain(cfg, Buffer.ACT0, stored, model.input_fmt.signed, digits)
+    return loc.reshaped(shape)
 
 
 def _canonical_shift(mult, shift, cfg):
@@ -240,7 +295,7 @@ class _Builder:
         cfg = self.cfg
         o, _, kh, kw = w4.shape
         tiles = _ceil(o, cfg.rows)
-        lanes = _lane_channels(cfg.cols, src.groups, src.digits, src.per_word, src.stored[0])
+        lanes = src.lanes
         wpad = np.zeros((tiles * cfg.rows, w4.shape[1] + 1, kh, kw), dtype=np.int64)
         wpad[:o, :-1] = w4  # channel index -1 (unused lane) reads the zero column
         # words[t, ky, kx, g, r, l] = wpad[t*rows + r, lanes[g, l], ky, kx]
@@ -256,21 +311,38 @@ class _Builder:
         # Address steps the sequencer adds instead of multiplying (iCE40 Fmax): modulo the
         # address width, because the origin of a padded layer lies before ``src_base``.
         wrap = 1 << self.cfg.act_addr_bits
-        kw["sx_words"] = kw["sx"] * kw["in_g"] % wrap
+        kw.setdefault("src2_buf", 0)
+        kw.setdefault("src2_delta", 0)
+        kw.setdefault("b_signed", False)
+        kw["row_words"] = kw["in_w"] * kw["px_words"] % wrap
+        kw["sx_words"] = kw["sx"] * kw["px_words"] % wrap
         kw["sy_words"] = kw["sy"] * kw["row_words"] % wrap
         kw["src_org"] = (kw["src_base"] - kw["py"] * kw["row_words"]
-                         - kw["px"] * kw["in_g"]) % wrap
+                         - kw["px"] * kw["px_words"]) % wrap
+        kw["lo"] %= 1 << (self.cfg.act_bits + 1)   # two's complement in the field
+        kw["hi"] %= 1 << (self.cfg.act_bits + 1)
         d = LayerDesc(**kw)
         self.descs.append(d)
         return d
 
 
-def _act_out(cfg, buf, shape):
-    c, h, w = shape
-    return TensorLoc(buf, 0, shape, shape, _ceil(c, cfg.cols), 1, cfg.cols)
+def _dense_weight(layer, c_in):
+    """Grouped weights (O, C/groups, kh, kw) as a dense (O, C, kh, kw) with zeros between
+    groups: output channel o reads only the channels of its group."""
+    w = layer.weight
+    g = layer.groups
+    if g == 1:
+        return w
+    o = w.shape[0]
+    dense = np.zeros((o, c_in, *w.shape[2:]), dtype=np.int64)
+    cg, og = c_in // g, o // g
+    for n in range(o):
+        grp = n // og
+        dense[n, grp * cg:(grp + 1) * cg] = w[n]
+    return dense
 
 
-def _mac_layer(b, i, layer, src):
+def _mac_layer(b, i, layer, src, dst):
     cfg = b.cfg
     where = f"layer {i} ({layer.name!r})"
     c, h, w = src.stored
@@ -278,11 +350,10 @@ def _mac_layer(b, i, layer, src):
         w4 = layer.weight.reshape(layer.weight.shape[0], c, h, w)
         kernel, stride, pad = (h, w), (1, 1), (0, 0)
     else:
-        w4 = layer.weight
+        w4 = _dense_weight(layer, c)
         kernel, stride, pad = tuple(layer.kernel), tuple(layer.stride), tuple(layer.padding)
     o = w4.shape[0]
-    ho = (h + 2 * pad[0] - kernel[0]) // stride[0] + 1
-    wo = (w + 2 * pad[1] - kernel[1]) // stride[1] + 1
+    ho, wo = dst.stored[1:]
     cfg.need(f"{where} weight bits", layer.w_fmt.bits, cfg.weight_bits)
     cfg.need(f"{where} reduction length", layer.reduction, cfg.max_reduction)
     for name, v in (("kernel", max(kernel)), ("stride", max(stride)), ("padding", max(pad)),
@@ -292,38 +363,34 @@ def _mac_layer(b, i, layer, src):
         mult, shift = layer.mult, layer.shift
         cfg.need(f"{where} requantization multiplier", int(np.max(mult)),
                  (1 << cfg.mult_bits) - 1)
-        _check_out_fmt(cfg, where, layer)
+        cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.act_bits)
     else:
         mult = shift = np.zeros(o, dtype=np.int64)
-    stored = (o, ho, wo)
-    if layer.requant:
-        dst = _act_out(cfg, Buffer(1 - src.buf.value), stored)
-    else:
-        dst = TensorLoc(Buffer.ACC, 0, stored, stored)
     w_base = b.weight_words(w4, src)
     p_base = b.params(layer.bias, mult, shift)
     steps = kernel[0] * kernel[1] * src.groups
     b.desc(op=Op.MAC, src_buf=src.buf.value, dst_buf=dst.buf.value % 2,
            to_acc=not layer.requant, bias_en=True, requant_en=bool(layer.requant),
-           in_h=h, in_w=w, in_g=src.groups, row_words=w * src.groups,
-           out_h=ho, out_w=wo, out_g=dst.groups if layer.requant else 0,
+           a_signed=src.signed, in_h=h, in_w=w, in_g=src.groups, px_words=src.stride,
+           out_h=ho, out_w=wo, out_g=dst.stride if layer.requant else 0,
            kh=kernel[0], kw=kernel[1], sy=stride[0], sx=stride[1], py=pad[0], px=pad[1],
            tiles=_ceil(o, cfg.rows), steps=steps, slots=max(steps, cfg.rows), out_ch=o,
            digits=src.digits, w_base=w_base, p_base=p_base, src_base=src.base,
            dst_base=dst.base, lo=int(layer.lo) if layer.requant else 0,
            hi=int(layer.hi) if layer.requant else 0)
     b.macs.append(layer.macs)
-    return dst
 
 
-def _check_out_fmt(cfg, where, layer):
-    if layer.out_fmt.signed:
-        raise UnsupportedOpError(f"{where}: requantized outputs must be unsigned, not"
-                                 f" {layer.out_fmt}")
-    cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.act_bits)
+def _written_channels(cfg, loc):
+    """Lanes a lane-wise op (pool, add) writes: the channels in order when the lane map is the
+    plain one, else every lane of every group (a concat's map has gaps; the output keeps it)."""
+    c = loc.stored[0]
+    if np.array_equal(loc.lanes.reshape(-1)[:c], np.arange(c)):
+        return c
+    return loc.groups * cfg.cols
 
 
-def _pool_layer(b, i, layer, src):
+def _pool_layer(b, i, layer, src, dst):
     cfg = b.cfg
     where = f"layer {i} ({layer.name!r})"
     if src.digits != 1:
@@ -335,12 +402,12 @@ def _pool_layer(b, i, layer, src):
     for name, v in (("kernel", max(kernel)), ("stride", max(stride)), ("padding", max(pad))):
         cfg.need(f"{where} {name}", v, cfg.max_dim)
     cfg.need(f"{where} window", kernel[0] * kernel[1], cfg.max_reduction)
-    dst = _act_out(cfg, Buffer(1 - src.buf.value), (c, ho, wo))
     avg = layer.kind is LayerKind.AVGPOOL
+    n_ch = _written_channels(cfg, src)
     if avg and layer.requant:
-        _check_out_fmt(cfg, where, layer)
-        p_base = b.params(np.zeros(c, np.int64), np.full(c, int(layer.mult[0])),
-                          np.full(c, int(layer.shift[0])))
+        cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.act_bits)
+        p_base = b.params(np.zeros(n_ch, np.int64), np.full(n_ch, int(layer.mult[0])),
+                          np.full(n_ch, int(layer.shift[0])))
         cfg.need(f"{where} requantization multiplier", int(layer.mult[0]),
                  (1 << cfg.mult_bits) - 1)
     else:
@@ -349,19 +416,140 @@ def _pool_layer(b, i, layer, src):
         raise UnsupportedOpError(f"{where}: average pooling must requantize its window sum")
     steps = kernel[0] * kernel[1]
     b.desc(op=Op.SUM if avg else Op.MAX, src_buf=src.buf.value, dst_buf=dst.buf.value,
-           to_acc=False, bias_en=False, requant_en=avg,
-           in_h=h, in_w=w, in_g=src.groups, row_words=w * src.groups,
-           out_h=ho, out_w=wo, out_g=dst.groups,
+           to_acc=False, bias_en=False, requant_en=avg, a_signed=src.signed,
+           in_h=h, in_w=w, in_g=src.groups, px_words=src.stride,
+           out_h=ho, out_w=wo, out_g=dst.stride,
            kh=kernel[0], kw=kernel[1], sy=stride[0], sx=stride[1], py=pad[0], px=pad[1],
-           tiles=src.groups, steps=steps, slots=max(steps, cfg.cols), out_ch=c, digits=1,
+           tiles=src.groups, steps=steps, slots=max(steps, cfg.cols), out_ch=n_ch, digits=1,
            w_base=0, p_base=p_base, src_base=src.base, dst_base=dst.base,
            lo=int(layer.lo) if avg else 0, hi=int(layer.hi) if avg else 0)
     b.macs.append(0)
-    return dst
+
+
+def _add_layer(b, i, layer, srcs, dst):
+    cfg = b.cfg
+    where = f"layer {i} ({layer.name!r})"
+    if len(srcs) != 2:
+        raise UnsupportedOpError(f"{where}: the overlay adds two tensors, not {len(srcs)}")
+    a, bb = srcs
+    if a.digits != 1 or bb.digits != 1:
+        raise UnsupportedOpError(f"{where}: adding the {cfg.input_bits}-bit network input needs"
+                                 f" activation lanes of that width, not {cfg.act_bits}")
+    if a.stride != bb.stride or not np.array_equal(a.lanes, bb.lanes):
+        raise UnsupportedOpError(f"{where}: the two inputs of an add must have one layout (a"
+                                 " concat part cannot be added to a plain tensor)")
+    cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.act_bits)
+    cfg.need(f"{where} requantization multiplier", int(np.max(layer.mult)),
+             (1 << cfg.mult_bits) - 1)
+    c, h, w = a.stored
+    wrap = 1 << cfg.act_addr_bits
+    p_base = b.params(np.zeros(2, np.int64), layer.mult, layer.shift)
+    b.desc(op=Op.ADD, src_buf=a.buf.value, dst_buf=dst.buf.value, to_acc=False,
+           bias_en=False, requant_en=True, a_signed=a.signed, b_signed=bb.signed,
+           src2_buf=bb.buf.value, src2_delta=(bb.base - a.base) % wrap,
+           in_h=h, in_w=w, in_g=a.groups, px_words=a.stride, out_h=h, out_w=w,
+           out_g=dst.stride, kh=1, kw=1, sy=1, sx=1, py=0, px=0, tiles=a.groups, steps=2,
+           slots=add_slots(cfg), out_ch=_written_channels(cfg, a), digits=1, w_base=0,
+           p_base=p_base, src_base=a.base, dst_base=dst.base, lo=int(layer.lo),
+           hi=int(layer.hi))
+    b.macs.append(0)
 
 
 def _cat(parts, empty):
     return np.concatenate(parts) if parts else empty
+
+
+def _layouts(model, cfg, input_loc):
+    """Each layer output's TensorLoc before placement (bank 0, base 0), the concat each tensor
+    is a part of, and the tensor whose words each tensor shares (a flatten's source)."""
+    locs, part_of, alias = {-1: input_loc}, {}, {}
+    for i, layer in enumerate(model.layers):
+        src = model.sources(i)
+        where = f"layer {i} ({layer.name!r})"
+        kind, shape = layer.kind, tuple(layer.out_shape)
+        signed = layer.out_fmt.signed
+        if kind is LayerKind.FLATTEN:
+            locs[i], alias[i] = locs[src[0]].reshaped(shape), src[0]
+        elif kind in (LayerKind.CONV2D, LayerKind.LINEAR):
+            if layer.requant:
+                locs[i] = _plain(cfg, Buffer.ACT0, _stored(shape), signed).reshaped(shape)
+            else:
+                locs[i] = TensorLoc(Buffer.ACC, 0, _stored(shape), shape)
+        elif kind in (LayerKind.MAXPOOL, LayerKind.AVGPOOL, LayerKind.ADD):
+            s = locs[src[0]]
+            locs[i] = TensorLoc(Buffer.ACT0, 0, _stored(shape), shape, s.groups, 1, s.per_word,
+                                s.groups, s.lanes, signed)
+        else:  # CONCAT: the parts side by side, each from a word boundary
+            lanes, offset = [], 0
+            for j in src:
+                p = locs[j]
+                if j < 0 or j in alias or j in part_of or p.buf is Buffer.ACC or p.digits != 1 \
+                        or model.layers[j].kind is LayerKind.CONCAT or len(model.consumers(j)) \
+                        and any(model.layers[k].kind is LayerKind.CONCAT and k != i
+                                for k in model.consumers(j)):
+                    raise UnsupportedOpError(
+                        f"{where}: concat input {j} must be a Conv2d/Linear, pool or add output"
+                        " read by no other concat (the network input, a flatten or a concat"
+                        " cannot be placed inside one)")
+                part_of[j] = i
+                lanes.append(np.where(p.lanes >= 0, p.lanes + offset, -1))
+                offset += p.stored[0]
+            lanes = np.concatenate(lanes)
+            locs[i] = TensorLoc(Buffer.ACT0, 0, _stored(shape), shape, len(lanes), 1, cfg.cols,
+                                len(lanes), lanes, signed)
+    return locs, part_of, alias
+
+
+def _root(t, alias, part_of):
+    while t in alias:
+        t = alias[t]
+    return part_of.get(t, t)
+
+
+def _place(model, cfg, locs, part_of, alias):
+    """Regions for every root tensor (first fit, kept until the last reader)."""
+    n = len(model.layers)
+    last, first = {}, {}
+    for i in range(n):
+        for j in model.sources(i):
+            r = _root(j, alias, part_of)
+            last[r] = max(last.get(r, -1), i)
+    for t in [-1, *range(n)]:
+        r = _root(t, alias, part_of)
+        first[r] = min(first.get(r, n), t)
+        last.setdefault(r, n)  # the output stays to the end
+    requests = []
+    for r in sorted(first, key=lambda k: (first[k], k)):
+        if r == -1 or locs[r].buf is Buffer.ACC or r in alias:
+            continue
+        requests.append((r, locs[r].words, first[r], last[r]))
+    fixed = [(-1, Region(0, 0, locs[-1].words, -1, last[-1]))] if -1 not in alias else []
+    regions = allocate(requests, fixed)
+    placed = {}
+    for t in [-1, *range(n)]:
+        loc = locs[t]
+        if loc.buf is Buffer.ACC:
+            placed[t] = loc
+            continue
+        r = _root(t, alias, part_of)
+        reg = regions[r]
+        if t in part_of or (t in alias and _root(t, alias, {}) in part_of):
+            owner = locs[r]
+            part = _root(t, alias, {})
+            offset = _group_offset(model, locs, part, part_of[part])
+            placed[t] = loc.at(Buffer(reg.bank), reg.base + offset, owner.stride)
+        else:
+            placed[t] = loc.at(Buffer(reg.bank), reg.base, loc.stride)
+    return placed, regions
+
+
+def _group_offset(model, locs, part, cat):
+    offset = 0
+    for j in model.sources(cat):
+        if j == part:
+            return offset
+        offset += locs[j].groups
+    raise AssertionError("a concat part is one of its sources")
 
 
 def compile_program(model, cfg):
@@ -370,39 +558,47 @@ def compile_program(model, cfg):
     Raises
     ------
     UnsupportedOpError
-        For a layer the overlay cannot run (pooling the wide network input, signed outputs).
+        For a layer the overlay cannot run (pooling the wide network input, a concat it cannot
+        lay out, an add of two layouts).
     Whatever ``cfg.need`` raises (``hwgen.errors.DoesNotFitError``)
         When a buffer, a field or a word length of the configuration is too small.
     """
     model.validate()
     b = _Builder(model, cfg)
-    loc = _input_loc(model, cfg)
-    input_loc = loc
+    input_loc = _input_loc(model, cfg)
+    locs, part_of, alias = _layouts(model, cfg, input_loc)
+    placed, regions = _place(model, cfg, locs, part_of, alias)
+    input_loc = placed[-1]
     outputs, layer_desc = [], []
-    reads_input = True  # the network input may be wider than a lane (read as digits)
     for i, layer in enumerate(model.layers):
-        if not reads_input and layer.kind is not LayerKind.FLATTEN:
-            cfg.need(f"layer {i} ({layer.name!r}) input bits", layer.in_fmt.bits, cfg.act_bits)
-        if layer.kind is LayerKind.FLATTEN:
-            loc = TensorLoc(loc.buf, loc.base, loc.stored, tuple(layer.out_shape),
-                            loc.groups, loc.digits, loc.per_word)
+        srcs = [placed[j] for j in model.sources(i)]
+        for j, s in zip(model.sources(i), srcs, strict=True):
+            if _root(j, alias, {}) >= 0 and s.buf is not Buffer.ACC \
+                    and layer.kind is not LayerKind.FLATTEN:
+                cfg.need(f"layer {i} ({layer.name!r}) input bits", model.tensor_fmt(j).bits,
+                         cfg.act_bits)
+        if any(s.buf is Buffer.ACC for s in srcs) and layer.kind is not LayerKind.FLATTEN:
+            raise UnsupportedOpError(f"layer {i} ({layer.name!r}) follows a layer that"
+                                     " returns its accumulator")
+        dst = placed[i]
+        if layer.kind in (LayerKind.FLATTEN, LayerKind.CONCAT):
             layer_desc.append(None)
         else:
-            if loc.buf is Buffer.ACC:
-                raise UnsupportedOpError(f"layer {i} ({layer.name!r}) follows a layer that"
-                                         " returns its accumulator")
             layer_desc.append(len(b.descs))
-            reads_input = False
             if layer.kind in (LayerKind.CONV2D, LayerKind.LINEAR):
-                loc = _mac_layer(b, i, layer, loc)
+                _mac_layer(b, i, layer, srcs[0], dst)
+            elif layer.kind is LayerKind.ADD:
+                _add_layer(b, i, layer, srcs, dst)
             else:
-                loc = _pool_layer(b, i, layer, loc)
-            loc = TensorLoc(loc.buf, loc.base, loc.stored, tuple(layer.out_shape), loc.groups,
-                            loc.digits, loc.per_word)
-        outputs.append(loc)
-    act_words = max([input_loc.words] + [o.words for o in outputs if o.buf is not Buffer.ACC])
+                _pool_layer(b, i, layer, srcs[0], dst)
+        outputs.append(dst)
+    act_words = max([0] + [reg.end for reg in regions.values()])
     acc_words = max([0] + [o.words for o in outputs if o.buf is Buffer.ACC])
-    cfg.need("activation memory (words per ping-pong bank)", act_words, cfg.act_depth)
+    busiest = max(regions.values(), key=lambda r: r.end)
+    at = "the network input" if busiest.first < 0 else \
+        f"layer {busiest.first} ({model.layers[busiest.first].name!r})"
+    cfg.need(f"activation memory (words per bank; the live tensors at {at})", act_words,
+             cfg.act_depth)
     cfg.need("weight memory (words)", b.n_weights, cfg.weight_depth)
     cfg.need("bias/requantization memory (entries)", b.n_params, cfg.param_depth)
     cfg.need("logits memory (entries)", acc_words, cfg.acc_depth)
@@ -421,93 +617,4 @@ def compile_program(model, cfg):
     return prog
 
 
-# -- software model: the Program executed the way the hardware does -----------------------------
-
-def pack_input(program, cfg, x):
-    """One input (``input_shape``) -> (words, cols) lane values of the activation memory."""
-    loc = program.input_loc
-    c, h, w = loc.stored
-    x = np.asarray(x, dtype=np.int64).reshape(c, h * w)  # torch order: a flatten is a reshape
-    lanes = _lane_channels(cfg.cols, loc.groups, loc.digits, loc.per_word, c)  # (G, cols)
-    digit = np.arange(cfg.cols) % loc.digits
-    xpad = np.concatenate([x, np.zeros((1, h * w), np.int64)])              # row -1 = zero
-    vals = xpad[lanes]                                                      # (G, cols, HW)
-    vals = (vals >> (cfg.act_bits * digit)[None, :, None]) & ((1 << cfg.act_bits) - 1)
-    return vals.transpose(2, 0, 1).reshape(h * w * loc.groups, cfg.cols)
-
-
-def read_loc(loc, cfg, act, acc):
-    """Read a tensor from memory state (act: two (depth, cols) arrays; acc: (depth,))."""
-    c, h, w = loc.stored
-    if loc.buf is Buffer.ACC:
-        flat = acc[loc.base:loc.base + c * h * w].reshape(h * w, c)
-        out = flat.T.reshape(c, h, w)
-    else:
-        words = act[loc.buf.value][loc.base:loc.base + loc.words]
-        lanes = words.reshape(h * w, loc.groups, cfg.cols)[:, :, :loc.per_word * loc.digits]
-        digits = lanes.reshape(h * w, loc.groups * loc.per_word, loc.digits)[:, :c]
-        weight = 1 << (cfg.act_bits * np.arange(loc.digits))
-        out = (digits * weight).sum(axis=2).T.reshape(c, h, w)
-    return out.reshape(loc.shape)
-
-
-def _run_desc(d, cfg, act, acc, program):
-    src, dst = act[d.src_buf], act[d.dst_buf]
-    oy, ox = np.divmod(np.arange(d.pixels), d.out_w)
-    k = np.arange(d.steps)
-    inner_g = d.in_g if d.op is Op.MAC else 1
-    g_step, tap = k % inner_g, k // inner_g
-    ky, kx = tap // d.kw, tap % d.kw
-    iy = oy[:, None] * d.sy - d.py + ky[None, :]
-    ix = ox[:, None] * d.sx - d.px + kx[None, :]
-    inside = (iy >= 0) & (iy < d.in_h) & (ix >= 0) & (ix < d.in_w)
-    nfull = cfg.rows if d.op is Op.MAC else cfg.cols
-    lane_shift = cfg.act_bits * (np.arange(cfg.cols) % d.digits)
-    for t in range(d.tiles):
-        g = g_step if d.op is Op.MAC else np.full_like(k, t)
-        # The sequencer's sums (origin + pixel steps + tap offsets), modulo the address width;
-        # equal to src_base + iy*row_words + ix*in_g + g wherever the tap is inside the map.
-        addr = (d.src_org + oy[:, None] * d.sy_words + ox[:, None] * d.sx_words
-                + ky[None, :] * d.row_words + kx[None, :] * d.in_g + g[None, :])
-        addr %= 1 << cfg.act_addr_bits
-        a = np.where(inside[..., None], src[np.where(inside, addr, 0)], 0)  # (P, S, cols)
-        if d.op is Op.MAC:
-            w = program.weights[d.w_base + t * d.steps + k]                    # (S, rows, cols)
-            vec = np.einsum("psc,src->pr", a << lane_shift, w)
-        elif d.op is Op.MAX:
-            vec = a.max(axis=1)
-        else:
-            vec = a.sum(axis=1)
-        n = min(nfull, d.out_ch - t * nfull)
-        ch = t * nfull + np.arange(n)
-        v = vec[:, :n]
-        if d.bias_en:
-            v = v + program.bias[d.p_base + ch][None, :]
-        if d.requant_en:
-            v = requantize(v, program.mult[d.p_base + ch][None, :],
-                           program.shift[d.p_base + ch][None, :], d.lo, d.hi)
-        pix = np.arange(d.pixels)[:, None]
-        if d.to_acc:
-            acc[d.dst_base + pix * d.out_ch + ch[None, :]] = v
-        else:
-            dst[d.dst_base + pix * d.out_g + (ch // cfg.cols)[None, :],
-                (ch % cfg.cols)[None, :]] = v
-
-
-def execute(program, cfg, x):
-    """Run one input through the Program on a model of the memories; every layer's output.
-
-    Returns a list, one int64 array per model layer, shaped like ``quantflow.reference.run``'s
-    outputs without the batch axis.
-    """
-    act = [np.zeros((cfg.act_depth, cfg.cols), np.int64) for _ in range(2)]
-    acc = np.zeros(cfg.acc_depth, np.int64)
-    words = pack_input(program, cfg, x)
-    act[program.input_loc.buf.value][:len(words)] = words
-    outs = []
-    for i, loc in enumerate(program.outputs):
-        di = program.layer_desc[i]
-        if di is not None:
-            _run_desc(program.descs[di], cfg, act, acc, program)
-        outs.append(read_loc(loc, cfg, act, acc))
-    return outs
+from .progmodel import execute, pack_input, read_loc  # noqa: E402  (re-exported)
