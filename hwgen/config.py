@@ -14,7 +14,7 @@ from quantflow.numerics import DEFAULT_MULT_BITS, MAX_BITS, MIN_BITS, QFormat, a
 
 from .errors import DoesNotFitError
 
-__all__ = ["AccelConfig", "DEFAULT_ARRAY", "input_digits", "model_act_bits"]
+__all__ = ["AccelConfig", "DEFAULT_ARRAY", "input_digits", "model_act_bits", "model_signed"]
 
 #: Default MAC-array shape (PE output lanes x SIMD input lanes).
 DEFAULT_ARRAY = (8, 8)
@@ -55,6 +55,12 @@ def input_digits(input_bits, act_bits):
     return max(1, -(-input_bits // act_bits))
 
 
+def model_signed(qmodel):
+    """True when any activation tensor of ``qmodel`` (or its input) is signed."""
+    return qmodel.input_fmt.signed or any(layer.requant and layer.out_fmt.signed
+                                          for layer in qmodel.layers)
+
+
 def model_act_bits(qmodel):
     """The activation lane width an overlay for ``qmodel`` gets (its bits, within range)."""
     return max(MIN_BITS, min(MAX_BITS, qmodel.abits))
@@ -92,6 +98,12 @@ class AccelConfig:
         buffer count).
     counter_bits : int
         Width of the per-layer cycle counters (at most ``host_bits``: a RUN reply is one word).
+    signed_acts : bool
+        Activation lanes may hold signed (two's complement) values, per layer as the
+        descriptor says: each multiplier takes a one-bit-wider signed operand and the pool
+        unit compares signed. False (the default, and what :meth:`for_model` picks for a
+        network without signed tensors) builds the unsigned datapath, one partial product
+        smaller per multiplier.
     lut_multipliers : bool
         Build the ``b_a x b_w`` PE multipliers as shift-and-add logic (True), which Yosys keeps
         in LUTs, or as ``*`` (False), which it maps to DSP blocks where it can: low-bit
@@ -114,6 +126,7 @@ class AccelConfig:
     host_bits: int = 32
     counter_bits: int = 32
     lut_multipliers: bool = True
+    signed_acts: bool = False
 
     def __post_init__(self):
         _int("Weight bits", self.weight_bits, MIN_BITS, MAX_BITS)
@@ -143,6 +156,8 @@ class AccelConfig:
         _int("Counter bits", self.counter_bits, 8, self.host_bits)
         if not isinstance(self.lut_multipliers, bool):
             raise TypeError(f"LUT multipliers must be a bool, not {self.lut_multipliers!r}")
+        if not isinstance(self.signed_acts, bool):
+            raise TypeError(f"Signed activations must be a bool, not {self.signed_acts!r}")
         if self.cols < self.digits_max:
             raise ValueError(
                 f"Array columns must be at least the {self.digits_max} digits of a "
@@ -164,7 +179,8 @@ class AccelConfig:
         rows, cols = array
         fields = dict(weight_bits=qmodel.wbits,
                       act_bits=model_act_bits(qmodel),
-                      input_bits=qmodel.input_fmt.bits, rows=rows, cols=cols)
+                      input_bits=qmodel.input_fmt.bits, rows=rows, cols=cols,
+                      signed_acts=model_signed(qmodel))
         k = max(layer.reduction for layer in qmodel.layers)
         fields["max_reduction"] = max(cls.max_reduction, 1 << (k - 1).bit_length())
         dims = [d for layer in qmodel.layers
@@ -190,7 +206,7 @@ class AccelConfig:
 
     @property
     def a_fmt(self):
-        return QFormat(self.act_bits, False)
+        return QFormat(self.act_bits, self.signed_acts)
 
     @property
     def in_fmt(self):
@@ -204,7 +220,8 @@ class AccelConfig:
     @property
     def product_bits(self):
         """Signed width of one lane product after the digit shift."""
-        return self.weight_bits + self.act_bits + 1 + self.act_bits * (self.digits_max - 1)
+        return (self.weight_bits + self.a_operand_bits + 1
+                + self.act_bits * (self.digits_max - 1))
 
     @property
     def acc_bits(self):
@@ -237,6 +254,18 @@ class AccelConfig:
     def lanes_max(self):
         """Entries of the vector the array or the pool unit hands to the drain."""
         return max(self.rows, self.cols)
+
+    @property
+    def drain_span(self):
+        """Most cycles the drain spends on one vector: ``lanes_max`` elements, or an add's
+        ``2 * cols`` (every lane twice, A then B) plus the slot that keeps pairs apart."""
+        return max(self.lanes_max, 2 * self.cols + 1)
+
+    @property
+    def a_operand_bits(self):
+        """Width of a multiplier's activation operand: one sign bit more when lanes may be
+        signed."""
+        return self.act_bits + (1 if self.signed_acts else 0)
 
     def addr_bits(self, depth):
         return max(1, (depth - 1).bit_length())
@@ -313,7 +342,7 @@ class AccelConfig:
         """FLUSH + DONE states: covers the last issue slot until its last element is written
         (sequencer, memory, array, drain of up to ``lanes_max`` elements, write), with margin;
         fixed so the cycle count of a layer is exact."""
-        return (_SEQ_LATENCY + _MEM_LATENCY + self.mac_latency + self.lanes_max
+        return (_SEQ_LATENCY + _MEM_LATENCY + self.mac_latency + self.drain_span
                 + self.drain_latency + 1)
 
     # -- fitting -----------------------------------------------------------------------------

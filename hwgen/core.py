@@ -133,12 +133,13 @@ class Core(wiring.Component):
         step = _delay(m, seq.step, cfg.mem_latency, "step")
         meta = _delay(m, seq.meta, cfg.mem_latency, "meta")
         act = Signal(act_layout(cfg))
-        raw = Mux(d.src_buf, Value.cast(mems[Mem.ACT1].r_data), Value.cast(mems[Mem.ACT0].r_data))
+        raw = Mux(step.bank, Value.cast(mems[Mem.ACT1].r_data), Value.cast(mems[Mem.ACT0].r_data))
         m.d.comb += act.eq(Mux(step.pad, 0, raw))
         operands = Signal(operand_layout(cfg))
         m.d.comb += [operands.act.eq(act), operands.weight.eq(mems[Mem.WEIGHT].r_data),
-                     operands.first.eq(step.first), operands.last.eq(step.last)]
-        is_mac = d.op == Op.MAC.value
+                     operands.first.eq(step.first), operands.last.eq(step.last),
+                     operands.signed.eq(step.signed)]
+        is_mac = d.op == Op.MAC.value  # MAX, SUM and ADD words go through the pool unit
         m.d.comb += [array.i.valid.eq(step.valid & is_mac), array.i.payload.eq(operands),
                      array.digits.eq(d.digits)]
         # The pool unit is shallower than the array: delay its operands to the same latency.
@@ -158,8 +159,9 @@ class Core(wiring.Component):
             vec.meta.eq(meta_out),
             drain.i.valid.eq(array.o.valid | pool.o.valid), drain.i.payload.eq(vec),
             drain.bias_en.eq(d.bias_en), drain.requant_en.eq(d.requant_en),
-            drain.to_acc.eq(d.to_acc), drain.p_base.eq(d.p_base), drain.lo.eq(d.lo),
-            drain.hi.eq(d.hi),
+            drain.to_acc.eq(d.to_acc), drain.p_base.eq(d.p_base),
+            drain.lo.eq(d.lo.as_signed()), drain.hi.eq(d.hi.as_signed()),
+            drain.pair.eq(d.op == Op.ADD.value),
             drain.bias.eq(mems[Mem.BIAS].r_data), drain.rq.eq(mems[Mem.RQ].r_data),
         ]
 

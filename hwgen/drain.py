@@ -3,10 +3,17 @@
 Each element gets its channel's bias (MAC layers), goes through the single requantizer (one
 wide ``acc x M`` multiplier for the whole design instead of one per PE) or bypasses it (max
 pooling, logits), and is written to its lane of an activation word or to the logits memory.
+
+For an add (``pair``) the vector of input A arrives one cycle before the vector of input B;
+the drain keeps A's lanes and emits ``A_0, B_0, A_1, B_1, ...``, each rescaled with its own
+input's ``(M, s)`` (parameter entries ``p_base`` and ``p_base + 1``); the requantizer sums
+each pair before the clamp (:func:`quantflow.numerics.add_requantize`) and one lane is written
+per pair.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
+from amaranth.lib.data import ArrayLayout as data_array
 from amaranth.lib.wiring import In, Out
 
 from .layouts import (acc_shape, acc_vector_layout, act_addr_bits, act_layout, drain_in_layout,
@@ -24,8 +31,9 @@ class Drain(wiring.Component):
     i : In(stream.Signature(drain_in_layout, always_ready=True)) — a vector arrives at most
         every ``max(steps, n)`` cycles, and its first element leaves in the cycle it arrives,
         so the drain is always free when the next one comes.
-    bias_en, requant_en, to_acc : In(1); p_base : In(param address); lo, hi : In(act_bits) —
-        layer constants from the descriptor.
+    bias_en, requant_en, to_acc, pair : In(1); p_base : In(param address);
+        lo, hi : In(signed(act_bits + 1)) — layer constants from the descriptor (``pair``: an
+        add).
     p_addr : Out — bias / requantization parameter address; bias, rq : In — their data.
     act_addr, act_en (one per lane), act_data : Out — activation write (dst buffer chosen
         by the core); acc_addr, acc_data, acc_en : Out — logits write.
@@ -37,8 +45,9 @@ class Drain(wiring.Component):
         pbits = cfg.addr_bits(cfg.param_depth)
         super().__init__({
             "i": In(stream.Signature(drain_in_layout(cfg), always_ready=True)),
-            "bias_en": In(1), "requant_en": In(1), "to_acc": In(1),
-            "p_base": In(pbits), "lo": In(cfg.act_bits), "hi": In(cfg.act_bits),
+            "bias_en": In(1), "requant_en": In(1), "to_acc": In(1), "pair": In(1),
+            "p_base": In(pbits), "lo": In(signed(cfg.act_bits + 1)),
+            "hi": In(signed(cfg.act_bits + 1)),
             "p_addr": Out(pbits), "bias": In(acc_shape(cfg)), "rq": In(rq_layout(cfg)),
             "act_addr": Out(cfg.addr_bits(cfg.act_depth)), "act_en": Out(cfg.cols),
             "act_data": Out(act_layout(cfg)),
@@ -57,57 +66,80 @@ class Drain(wiring.Component):
         n_lanes = cfg.lanes_max
         abits = act_addr_bits(cfg)
         vec = Signal(acc_vector_layout(cfg, n_lanes))
-        cnt = Signal(cfg.lanes_max.bit_length())
+        # An add's input A, kept while the pairs drain (lanes are at most act_bits + 1 wide).
+        va = Signal(data_array(signed(cfg.act_bits + 1), cfg.cols))
+        phase = Signal()  # pair mode: the next element is B's
+        cnt = Signal(cfg.drain_span.bit_length())
         ch = Signal(cfg.count_bits)
         word = Signal(abits)
         lane = Signal(lane_bits(cfg))
         acc_addr = Signal(abits)
 
-        # The element leaving this cycle: straight from an arriving vector, or from the register.
-        e_valid, e_val = Signal(), Signal(acc_shape(cfg))
+        # The element leaving this cycle: straight from an arriving vector, or from a register.
+        e_valid, e_val, e_second = Signal(), Signal(acc_shape(cfg)), Signal()
         e_ch, e_word, e_lane, e_acc = (Signal.like(ch), Signal.like(word), Signal.like(lane),
                                        Signal.like(acc_addr))
         src = Signal(acc_vector_layout(cfg, n_lanes))
         meta = self.i.payload.meta
-        with m.If(self.i.valid):
-            m.d.comb += [e_valid.eq(meta.n != 0), src.eq(self.i.payload.acc), e_ch.eq(meta.ch),
-                         e_word.eq(meta.word), e_lane.eq(meta.lane), e_acc.eq(meta.acc_addr)]
-            m.d.sync += cnt.eq(Mux(meta.n != 0, meta.n - 1, 0))
+        inc = self.i.payload.acc
+        shift_vec = Cat(*[src[j + 1] for j in range(n_lanes - 1)], src[n_lanes - 1])
+        shift_va = Cat(*[va[j + 1] for j in range(cfg.cols - 1)], va[cfg.cols - 1])
+        m.d.comb += src.eq(vec)
+        with m.If(self.i.valid & self.pair & ~meta.b):
+            # input A of an add: keep its lanes, emit nothing yet
+            m.d.sync += va.eq(Cat(*[inc[j][:cfg.act_bits + 1] for j in range(cfg.cols)]))
+        with m.Elif(self.i.valid):
+            m.d.comb += [e_valid.eq(meta.n != 0), e_ch.eq(meta.ch), e_word.eq(meta.word),
+                         e_lane.eq(meta.lane), e_acc.eq(meta.acc_addr)]
+            with m.If(self.pair):  # input B: A_0 leaves now, B_0 next
+                m.d.comb += e_val.eq(va[0])
+                m.d.sync += [cnt.eq(Mux(meta.n != 0, 2 * meta.n - 1, 0)), phase.eq(1),
+                             vec.eq(inc), va.eq(shift_va)]
+            with m.Else():
+                m.d.comb += [src.eq(inc), e_val.eq(inc[0])]
+                m.d.sync += [cnt.eq(Mux(meta.n != 0, meta.n - 1, 0)), vec.eq(shift_vec)]
         with m.Else():
-            m.d.comb += [e_valid.eq(cnt != 0), src.eq(vec), e_ch.eq(ch), e_word.eq(word),
+            m.d.comb += [e_valid.eq(cnt != 0), e_ch.eq(ch), e_word.eq(word),
                          e_lane.eq(lane), e_acc.eq(acc_addr)]
             with m.If(cnt != 0):
                 m.d.sync += cnt.eq(cnt - 1)
-        m.d.comb += e_val.eq(src[0])
+                with m.If(self.pair & ~phase):
+                    m.d.comb += e_val.eq(va[0])
+                    m.d.sync += [va.eq(shift_va), phase.eq(1)]
+                with m.Else():
+                    m.d.comb += [e_val.eq(vec[0]), e_second.eq(self.pair)]
+                    m.d.sync += [vec.eq(shift_vec), phase.eq(0)]
+        # The position advances after each element, or after each pair's B element.
+        advance = ~self.pair | e_second
         last_lane = e_lane == cfg.cols - 1
         m.d.sync += [
-            vec.eq(Cat(*[src[j + 1] for j in range(n_lanes - 1)], src[n_lanes - 1])),
-            ch.eq(e_ch + 1),
-            lane.eq(Mux(last_lane, 0, e_lane + 1)),
-            word.eq(Mux(last_lane, e_word + 1, e_word)),
-            acc_addr.eq(e_acc + 1),
+            ch.eq(e_ch + advance),
+            lane.eq(Mux(advance, Mux(last_lane, 0, e_lane + 1), e_lane)),
+            word.eq(Mux(advance & last_lane, e_word + 1, e_word)),
+            acc_addr.eq(e_acc + advance),
         ]
-        m.d.comb += self.p_addr.eq(self.p_base + e_ch)
+        m.d.comb += self.p_addr.eq(self.p_base + Mux(self.pair, e_second, e_ch))
 
         # Stage 1: parameters arrive (memory latency 1).
-        s1_valid, s1_val = Signal(), Signal(acc_shape(cfg))
+        s1_valid, s1_val, s1_second = Signal(), Signal(acc_shape(cfg)), Signal()
         s1_word, s1_lane, s1_acc = Signal.like(word), Signal.like(lane), Signal.like(acc_addr)
         m.d.sync += [s1_valid.eq(e_valid), s1_val.eq(e_val), s1_word.eq(e_word),
-                     s1_lane.eq(e_lane), s1_acc.eq(e_acc)]
+                     s1_lane.eq(e_lane), s1_acc.eq(e_acc), s1_second.eq(e_second)]
         # Stage 2: bias added and registered (keeps the add out of the multiplier's path).
         s2_sum = Signal(acc_shape(cfg))  # fits: the reference bounds acc + bias by acc_bits
-        s2_valid, s2_rq = Signal(), Signal.like(self.rq)
+        s2_valid, s2_rq, s2_second = Signal(), Signal.like(self.rq), Signal()
         s2_word, s2_lane, s2_acc = Signal.like(word), Signal.like(lane), Signal.like(acc_addr)
         m.d.sync += [s2_sum.eq(s1_val + Mux(self.bias_en, self.bias, 0)), s2_rq.eq(self.rq),
                      s2_valid.eq(s1_valid), s2_word.eq(s1_word), s2_lane.eq(s1_lane),
-                     s2_acc.eq(s1_acc)]
+                     s2_acc.eq(s1_acc), s2_second.eq(s1_second)]
         m.submodules.requant = rq = Requantizer(cfg)
         m.d.comb += [rq.i.valid.eq(s2_valid), rq.i.payload.acc.eq(s2_sum),
                      rq.i.payload.mult.eq(s2_rq.mult), rq.i.payload.shift.eq(s2_rq.shift),
+                     rq.i.payload.second.eq(s2_second), rq.pair.eq(self.pair),
                      rq.lo.eq(self.lo), rq.hi.eq(self.hi)]
 
         # Bypass path delayed alongside the requantizer.
-        pipe = [(s2_valid, s2_sum, s2_word, s2_lane, s2_acc)]
+        pipe = [(s2_valid & (~self.pair | s2_second), s2_sum, s2_word, s2_lane, s2_acc)]
         for n in range(rq.latency):
             prev = pipe[-1]
             nxt = tuple(Signal.like(s, name=f"d{n}_{i}") for i, s in enumerate(prev))

@@ -107,14 +107,17 @@ def encode_desc(cfg, desc):
 
 
 def step_layout(cfg):
-    """Control of one array cycle: operands valid, first/last step of a pixel, padding tap."""
-    return data.StructLayout({"valid": 1, "first": 1, "last": 1, "pad": 1})
+    """Control of one array cycle: operands valid, first/last step of a pixel, padding tap, the
+    bank to read, whether the lanes are signed, and input B of an add."""
+    return data.StructLayout({"valid": 1, "first": 1, "last": 1, "pad": 1, "bank": 1,
+                              "signed": 1, "b": 1})
 
 
 def meta_layout(cfg):
     """Where the drain writes a result vector: element count, first channel, word and lane."""
     return data.StructLayout({
         "n": unsigned(cfg.lanes_max.bit_length()),
+        "b": unsigned(1),  # the vector is input B of an add (A came the cycle before)
         "ch": unsigned(cfg.count_bits),
         "word": unsigned(act_addr_bits(cfg)),
         "lane": unsigned(lane_bits(cfg)),
@@ -131,12 +134,12 @@ def drain_in_layout(cfg):
 def operand_layout(cfg):
     """One array cycle's operands: the activation word, the weight word and the step control."""
     return data.StructLayout({"act": act_layout(cfg), "weight": weight_layout(cfg),
-                              "first": 1, "last": 1})
+                              "first": 1, "last": 1, "signed": 1})
 
 
 def requant_in_layout(cfg):
     return data.StructLayout({"acc": acc_shape(cfg), "mult": unsigned(cfg.mult_bits),
-                              "shift": unsigned(cfg.shift_bits)})
+                              "shift": unsigned(cfg.shift_bits), "second": unsigned(1)})
 
 
 class Mem(enum.IntEnum):

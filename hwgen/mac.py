@@ -14,21 +14,26 @@ __all__ = ["Multiplier", "PE"]
 
 
 class Multiplier(wiring.Component):
-    """One unsigned ``act_bits`` x signed ``weight_bits`` product, registered. Latency 1.
+    """One ``act_bits`` x signed ``weight_bits`` product, registered. Latency 1.
+
+    The activation operand is unsigned, or with ``signed_acts`` a signed ``act_bits + 1``
+    operand (the lane sign-extended when the layer reads a signed tensor, zero-extended
+    otherwise).
 
     Members
     -------
-    a : In(unsigned(act_bits))
+    a : In(unsigned(act_bits)) or In(signed(act_bits + 1))
     w : In(signed(weight_bits))
     p : Out(signed(act_bits + weight_bits + 1)) — ``a * w`` one cycle later.
     """
 
     def __init__(self, cfg):
         self._cfg = cfg
+        a_shape = signed(cfg.a_operand_bits) if cfg.signed_acts else unsigned(cfg.act_bits)
         super().__init__({
-            "a": In(unsigned(cfg.act_bits)),
+            "a": In(a_shape),
             "w": In(signed(cfg.weight_bits)),
-            "p": Out(signed(cfg.act_bits + cfg.weight_bits + 1)),
+            "p": Out(signed(cfg.a_operand_bits + cfg.weight_bits + 1)),
         })
 
     @property
@@ -41,6 +46,9 @@ class Multiplier(wiring.Component):
             # a * w as the sum of w << i over the set bits of a: Yosys sees adders (LUTs and
             # carry chains) instead of a $mul it would spend a DSP block on.
             terms = [Mux(self.a[i], self.w << i, 0) for i in range(len(self.a))]
+            if self._cfg.signed_acts:  # two's complement: the top bit weighs -2**b
+                top = len(self.a) - 1
+                terms[top] = Mux(self.a[top], -(self.w << top), 0)
             m.d.sync += self.p.eq(sum(terms[1:], terms[0]))
         else:
             m.d.sync += self.p.eq(self.a * self.w)
@@ -68,6 +76,7 @@ class PE(wiring.Component):
     a : In(act_layout) — activation word (broadcast to every PE).
     w : In(weight_row_layout) — this PE's weights.
     en, first, last : In(1) — operands valid; first/last step of the output pixel.
+    signed : In(1) — the lanes hold a signed tensor (with ``signed_acts``; layer constant).
     digits : In(digit_bits) — digits per input channel (layer constant, 1..digits_max).
     acc : Out(signed(acc_bits)) — the accumulator; final when ``valid``.
     valid : Out(1) — one cycle after the last step's sum was added.
@@ -78,7 +87,7 @@ class PE(wiring.Component):
         super().__init__({
             "a": In(act_layout(cfg)),
             "w": In(weight_row_layout(cfg)),
-            "en": In(1), "first": In(1), "last": In(1),
+            "en": In(1), "first": In(1), "last": In(1), "signed": In(1),
             "digits": In(cfg.digit_bits),
             "acc": Out(signed(cfg.acc_bits)),
             "valid": Out(1),
@@ -94,7 +103,19 @@ class PE(wiring.Component):
         products = []
         for lane in range(cfg.cols):
             mul = m.submodules[f"mul{lane}"] = Multiplier(cfg)
-            m.d.comb += [mul.a.eq(self.a[lane]), mul.w.eq(self.w[lane])]
+            a = self.a[lane]
+            if cfg.signed_acts:
+                # Sign-extend the lane when the layer reads a signed tensor: for a wide input
+                # only its top digit is signed (lane % digits == digits - 1).
+                top = Signal(name=f"top{lane}")
+                with m.Switch(self.digits):
+                    for d in range(2, cfg.digits_max + 1):
+                        with m.Case(d):
+                            m.d.comb += top.eq(lane % d == d - 1)
+                    with m.Default():
+                        m.d.comb += top.eq(1)
+                a = Cat(a, self.signed & top & a[-1]).as_signed()
+            m.d.comb += [mul.a.eq(a), mul.w.eq(self.w[lane])]
             products.append(mul.p)
         ctrl1 = Signal(3)
         m.d.sync += ctrl1.eq(Cat(self.en, self.first, self.last))

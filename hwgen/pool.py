@@ -1,6 +1,6 @@
 """Lane-wise pooling: integer max or window sum (average pooling before requantization)."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,6 +44,8 @@ class PoolUnit(wiring.Component):
         with m.If(self.i.valid):
             for lane in range(cfg.cols):
                 cur, x = self.o.payload[lane], a[lane]
+                if cfg.signed_acts:  # a signed tensor's lanes compare and sum signed
+                    x = Cat(x, self.i.payload.signed & x[-1]).as_signed()
                 nxt = Mux(self.sum, cur + x, Mux(x > cur, x, cur))
                 m.d.sync += cur.eq(Mux(self.i.payload.first, x, nxt))
         m.d.sync += self.o.valid.eq(self.i.valid & self.i.payload.last)

@@ -24,7 +24,11 @@ class Requantizer(wiring.Component):
     -------
     i : In(stream.Signature(requant_in_layout, always_ready=True)) — a fixed pipeline with
         no stalls: its consumer is a memory write port, which always accepts.
-    lo, hi : In(unsigned(act_bits)) — clamp bounds (layer constants).
+    lo, hi : In(signed(act_bits + 1)) — clamp bounds (layer constants; unsigned maximum or
+        signed minimum).
+    pair : In(1) — an add: elements come in pairs (``payload.second`` marks the second); the
+        first's shifted value is held and added to the second's before the clamp
+        (:func:`quantflow.numerics.add_requantize`), and only the second gives an output.
     o : Out(stream.Signature(unsigned(act_bits), always_ready=True))
     """
 
@@ -32,8 +36,9 @@ class Requantizer(wiring.Component):
         self._cfg = cfg
         super().__init__({
             "i": In(stream.Signature(requant_in_layout(cfg), always_ready=True)),
-            "lo": In(unsigned(cfg.act_bits)),
-            "hi": In(unsigned(cfg.act_bits)),
+            "lo": In(signed(cfg.act_bits + 1)),
+            "hi": In(signed(cfg.act_bits + 1)),
+            "pair": In(1),
             "o": Out(stream.Signature(unsigned(cfg.act_bits), always_ready=True)),
         })
 
@@ -57,12 +62,19 @@ class Requantizer(wiring.Component):
         valid1 = Signal()
         m.d.sync += [prod.eq(p.acc * p.mult + round_term), shift1.eq(p.shift),
                      valid1.eq(self.i.valid)]
+        second1 = Signal()
+        m.d.sync += second1.eq(p.second)
         shifted = Signal(signed(self.product_bits))
-        valid2 = Signal()
-        m.d.sync += [shifted.eq(prod >> shift1), valid2.eq(valid1)]
+        valid2, second2 = Signal(), Signal()
+        m.d.sync += [shifted.eq(prod >> shift1), valid2.eq(valid1), second2.eq(second1)]
+        hold = Signal.like(shifted)
+        with m.If(valid2 & ~second2):
+            m.d.sync += hold.eq(shifted)
+        total = Signal(signed(self.product_bits + 1))
+        m.d.comb += total.eq(Mux(self.pair, shifted + hold, shifted))
         m.d.sync += [
-            self.o.payload.eq(Mux(shifted < self.lo, self.lo,
-                                  Mux(shifted > self.hi, self.hi, shifted))),
-            self.o.valid.eq(valid2),
+            self.o.payload.eq(Mux(total < self.lo, self.lo,
+                                  Mux(total > self.hi, self.hi, total))),
+            self.o.valid.eq(valid2 & (~self.pair | second2)),
         ]
         return m

@@ -72,7 +72,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.desc_addr.eq(paddr), self.cnt_addr.eq(layer),
                      d.as_value().eq(raw[:cfg.desc_bits])]
 
-        is_mac = Signal()
+        is_mac, is_add = Signal(), Signal()
         dim_s = signed(cfg.dim_bits + 2)
         abits = act_addr_bits(cfg)
         t, g = Signal(cfg.count_bits), Signal(cfg.count_bits)
@@ -103,7 +103,8 @@ class Sequencer(wiring.Component):
         nfull = Signal(cfg.count_bits)
 
         # Stage A: the issue slot, registered.
-        a_valid, a_first, a_last = Signal(), Signal(), Signal()
+        a_valid, a_first, a_last, a_bank, a_b = Signal(), Signal(), Signal(), Signal(), Signal()
+        a_signed = Signal()
         a_iy, a_ix = Signal(dim_s), Signal(dim_s)
         a_base, a_off = Signal(abits), Signal(abits)
         a_w = Signal(wbits)
@@ -115,6 +116,7 @@ class Sequencer(wiring.Component):
             self.w_addr.eq(a_w),
             self.step.valid.eq(a_valid), self.step.first.eq(a_first),
             self.step.last.eq(a_last), self.step.pad.eq(pad),
+            self.step.bank.eq(a_bank), self.step.signed.eq(a_signed), self.step.b.eq(a_b),
             self.meta.eq(a_meta),
         ]
         m.d.sync += a_valid.eq(0)
@@ -124,7 +126,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += [kx.eq(0), ky.eq(ky + 1), tap_col.eq(0),
                              tap_row.eq(tap_row + d.row_words)]
             with m.Else():
-                m.d.sync += [kx.eq(kx + 1), tap_col.eq(tap_col + d.in_g)]
+                m.d.sync += [kx.eq(kx + 1), tap_col.eq(tap_col + d.px_words)]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -152,7 +154,8 @@ class Sequencer(wiring.Component):
                     ch_base.eq(0), ch_word.eq(0), ch_lane.eq(0), rem.eq(d.out_ch),
                     row_org.eq(d.src_org), pix_org.eq(d.src_org), tap_row.eq(0), tap_col.eq(0),
                     pix_word.eq(0), pix_acc.eq(0),
-                    is_mac.eq(mac), nfull.eq(Mux(mac, cfg.rows, cfg.cols)),
+                    is_mac.eq(mac), is_add.eq(d.op == Op.ADD.value),
+                    nfull.eq(Mux(mac, cfg.rows, cfg.cols)),
                     kw_m1.eq(d.kw - 1), out_w_m1.eq(d.out_w - 1), out_h_m1.eq(d.out_h - 1),
                     in_g_m1.eq(d.in_g - 1), tiles_m1.eq(d.tiles - 1),
                     slots_m2.eq(d.slots - 2), steps_m1.eq(d.steps - 1),
@@ -160,17 +163,24 @@ class Sequencer(wiring.Component):
                 ]
                 m.next = "RUN"
             with m.State("RUN"):
+                # An add reads input A at slot 0 and input B (src2_delta words on, in bank
+                # src2_buf) at slot 1; each is its own one-step "window" for the pool path.
+                second = is_add & ~k_first
                 m.d.sync += [
                     cyc.eq(cyc + 1),
-                    a_valid.eq(k_issue), a_first.eq(k_first),
-                    a_last.eq(k_issue & (k == steps_m1)),
+                    a_valid.eq(k_issue), a_first.eq(k_first | is_add),
+                    a_last.eq(k_issue & ((k == steps_m1) | is_add)),
+                    a_bank.eq(Mux(second, d.src2_buf, d.src_buf)),
+                    a_signed.eq(Mux(second, d.b_signed, d.a_signed)), a_b.eq(second),
                     a_iy.eq(iy0 + ky), a_ix.eq(ix0 + kx),
-                    a_base.eq(pix_org + tap_row), a_off.eq(tap_col + Mux(is_mac, g, t)),
+                    a_base.eq(pix_org + tap_row + Mux(second, d.src2_delta, 0)),
+                    a_off.eq(tap_col + Mux(is_mac, g, t)),
                     a_w.eq(w_addr),
                     a_meta.n.eq(Mux(rem < nfull, rem, nfull)), a_meta.ch.eq(ch_base),
                     a_meta.word.eq(d.dst_base + pix_word + ch_word),
                     a_meta.lane.eq(ch_lane),
                     a_meta.acc_addr.eq(d.dst_base + pix_acc + ch_base),
+                    a_meta.b.eq(second),
                 ]
                 with m.If(~k_end):
                     m.d.sync += [k.eq(k + 1), w_addr.eq(w_addr + 1), k_first.eq(0),
@@ -183,7 +193,7 @@ class Sequencer(wiring.Component):
                             tap_advance()
                         with m.Else():
                             m.d.sync += g.eq(g + 1)
-                    with m.Else():
+                    with m.Elif(~is_add):
                         tap_advance()
                 with m.Else():
                     m.d.sync += [k.eq(0), g.eq(0), kx.eq(0), ky.eq(0), w_addr.eq(w_tile),

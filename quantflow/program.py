@@ -319,6 +319,10 @@ class _Builder:
         kw["sy_words"] = kw["sy"] * kw["row_words"] % wrap
         kw["src_org"] = (kw["src_base"] - kw["py"] * kw["row_words"]
                          - kw["px"] * kw["px_words"]) % wrap
+        if (kw["a_signed"] or kw["b_signed"]) and not self.cfg.signed_acts:
+            raise UnsupportedOpError(f"descriptor {len(self.descs)} ({kw['op'].name}) reads a"
+                                     " signed tensor, but the configuration's lanes are"
+                                     " unsigned (signed_acts=False)")
         kw["lo"] %= 1 << (self.cfg.act_bits + 1)   # two's complement in the field
         kw["hi"] %= 1 << (self.cfg.act_bits + 1)
         d = LayerDesc(**kw)

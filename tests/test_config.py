@@ -76,8 +76,8 @@ def test_for_model_and_digest():
 
 @pytest.mark.parametrize("override,buffer", [
     ({"weight_depth": 16}, r"weight memory \(words\) does not fit: needs 362, has 16"),
-    ({"act_depth": 64}, r"activation memory \(words per ping-pong bank\) does not fit:"
-                        r" needs 256, has 64"),
+    ({"act_depth": 64}, r"activation memory \(words per bank; the live tensors at layer 1"
+                        r" \('conv1'\)\) does not fit: needs 256, has 64"),
     ({"param_depth": 8}, r"bias/requantization memory \(entries\) does not fit: needs 90,"
                          r" has 8"),
     ({"max_layers": 4}, r"program memory \(layer descriptors\) does not fit: needs 5, has 4"),

@@ -99,3 +99,34 @@ def test_digits_cnn_bits(bits):
 @pytest.mark.parametrize("seed", range(18, 120))
 def test_random_layers_sweep(seed):
     test_random_layers(seed)
+
+
+def _dag_case(name, signed):
+    import dagnets
+
+    from quantflow import importers, ptq
+    from flowkit import digits
+
+    ds = digits()
+    x, xt = ds.x_train[:300], ds.x_test[:1]
+    if signed:  # standardized features: a signed network input
+        x, xt = (x - 0.3) / 0.4, (xt - 0.3) / 0.4
+    layers = importers.capture(dagnets.build(name), ds.input_shape)
+    qm = ptq.quantize(layers, name, ds.input_shape, x, ptq.PTQConfig(4, 4)).export()
+    return qm, qm.quantize_input(xt)
+
+
+@pytest.mark.parametrize("name,signed", [
+    ("mlp-residual", False), ("mlp-residual", True), ("concat", False), ("resnet", True),
+    pytest.param("mobile", False, marks=pytest.mark.slow),
+    pytest.param("mobile", True, marks=pytest.mark.slow)])
+def test_dag_networks(name, signed):
+    """Residual adds (signed and unsigned branches), concat, depthwise/grouped convolutions and
+    signed inputs through the Core: every layer bit-exact, cycles equal to the model."""
+    qm, xs = _dag_case(name, signed)
+    cfg = AccelConfig.for_model(qm, array=(4, 4), **SMALL)
+    assert cfg.signed_acts == (signed or any(lyr.out_fmt.signed and lyr.requant
+                                              for lyr in qm.layers))
+    program, results = run_top(cfg, qm, xs)
+    assert first_mismatch(qm, xs, results) is None
+    assert results[0].layer_cycles == program.cycles
