@@ -7,7 +7,8 @@ test builds one in milliseconds. ``DAG_NETS`` names each factory.
 import torch
 from torch import nn
 
-__all__ = ["ResNetTiny", "MobileTiny", "ConcatTiny", "MLPResidual", "DAG_NETS", "build"]
+__all__ = ["ResNetTiny", "MobileTiny", "ConcatTiny", "MLPResidual", "DAG_NETS", "build",
+           "random_dag"]
 
 
 def _bn(c):
@@ -119,4 +120,112 @@ def build(name, seed=0):
                 mod.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
                 mod.weight.copy_(torch.rand(c, generator=gen) + 0.5)
                 mod.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+    return net.eval()
+
+
+class _Res(nn.Module):
+    """conv-BN-ReLU-conv-BN + shortcut (identity, or a strided 1x1 projection + BN)."""
+
+    def __init__(self, c, out, stride, relu_after):
+        super().__init__()
+        self.c1 = nn.Sequential(nn.Conv2d(c, out, 3, stride, 1), _bn(out), nn.ReLU())
+        self.c2 = nn.Sequential(nn.Conv2d(out, out, 3, 1, 1), _bn(out))
+        self.proj = (nn.Sequential(nn.Conv2d(c, out, 1, stride, bias=False), _bn(out))
+                     if stride != 1 or c != out else nn.Identity())
+        self.relu = nn.ReLU() if relu_after else nn.Identity()
+
+    def forward(self, x):
+        return self.relu(self.c2(self.c1(x)) + self.proj(x))
+
+
+class _DW(nn.Module):
+    """Depthwise (depth multiplier ``mult``) + pointwise, each with BN; ReLU6 between."""
+
+    def __init__(self, c, out, mult, stride):
+        super().__init__()
+        self.dw = nn.Sequential(nn.Conv2d(c, c * mult, 3, stride, 1, groups=c), _bn(c * mult),
+                                nn.ReLU6())
+        self.pw = nn.Sequential(nn.Conv2d(c * mult, out, 1), _bn(out), nn.ReLU())
+
+    def forward(self, x):
+        return self.pw(self.dw(x))
+
+
+class _Grouped(nn.Module):
+    def __init__(self, c, out, groups):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(c, out, 3, 1, 1, groups=groups), nn.ReLU())
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class _Cat(nn.Module):
+    """Two branches of one tensor joined along channels, then max pooled."""
+
+    def __init__(self, c, a, b, pool):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(c, a, 1), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(c, b, 3, 1, 1), nn.ReLU())
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+
+    def forward(self, x):
+        return self.pool(torch.cat([self.a(x), self.b(x)], dim=1))
+
+
+class _Linear(nn.Module):
+    """A linear bottleneck (signed) added back to its input: MobileNetV2's residual."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.expand = nn.Sequential(nn.Conv2d(c, 2 * c, 1), nn.ReLU6())
+        self.project = nn.Sequential(nn.Conv2d(2 * c, c, 1), _bn(c))
+
+    def forward(self, x):
+        return x + self.project(self.expand(x))
+
+
+def random_dag(rng, blocks=3):
+    """A random digits-sized DAG: a stem, ``blocks`` random residual / depthwise / grouped /
+    concat / linear-bottleneck blocks, then flatten and a linear layer (seeded by ``rng``)."""
+    c = int(rng.integers(2, 9))
+    layers, size, after_cat = [nn.Conv2d(1, c, 3, 1, 1), nn.ReLU()], 8, False
+    for _ in range(blocks):
+        kind = int(rng.integers(0, 5))
+        out = int(rng.integers(2, 13))
+        down = size > 2 and rng.random() < 0.4
+        if after_cat and kind in (0, 4):
+            # a concat's lanes may have gaps (each part from a word boundary): the overlay
+            # adds only tensors of one layout, so its shortcut goes through a projection
+            kind, down = 0, True
+            out = out if out != c else out + 1
+        after_cat = kind == 3
+        if kind == 0:
+            layers.append(_Res(c, out, 2 if down and size > 2 else 1, bool(rng.random() < 0.7)))
+            size = (size + 1) // 2 if down and size > 2 else size
+        elif kind == 1:
+            layers.append(_DW(c, out, int(rng.integers(1, 3)), 2 if down else 1))
+            size = (size + 1) // 2 if down else size
+        elif kind == 2:
+            g = [d for d in range(1, c + 1) if c % d == 0][int(rng.integers(0, 2)) % 2 - 1]
+            out = g * int(rng.integers(1, 4))
+            layers.append(_Grouped(c, out, g))
+        elif kind == 3:
+            a, b = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+            layers.append(_Cat(c, a, b, down))
+            out, size = a + b, size // 2 if down else size
+        else:
+            layers.append(_Linear(c))
+            out = c
+        c = out
+    layers += [nn.Flatten(), nn.Linear(c * size * size, int(rng.integers(2, 11)))]
+    torch.manual_seed(int(rng.integers(0, 1 << 30)))
+    net = nn.Sequential(*layers)
+    gen = torch.Generator().manual_seed(int(rng.integers(0, 1 << 30)))
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                n = mod.num_features
+                mod.running_mean.copy_(torch.randn(n, generator=gen) * 0.2)
+                mod.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
     return net.eval()

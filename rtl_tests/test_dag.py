@@ -1,0 +1,86 @@
+"""DAG networks through the generated overlay on Verilator and Icarus, every layer compared.
+
+Residual adds (identity and strided projection shortcuts, with and without a ReLU after the
+add), depthwise convolutions with depth multipliers, grouped convolutions, concatenations,
+linear (signed) bottlenecks and signed network inputs, with seeded random weights and
+BatchNorm statistics (tests/dagnets.py) quantized by the PTQ flow. Default: a random DAG at
+every width 2..8 and at mixed per-layer widths on Icarus, the four named DAG nets at 4 bits on
+Verilator (unsigned and standardized inputs); ``-m slow``: random DAGs at every width on
+Verilator.
+"""
+
+import numpy as np
+import pytest
+
+from hwgen.simulate import simulate
+from quantflow import importers, ptq, serialize
+from quantflow.data import digits
+from rtl_tests.runner import Sim
+from tests import dagnets
+
+
+def _quantize(net, wbits, abits, signed, layer_bits=None):
+    ds = digits()
+    x, xt = ds.x_train[:256], ds.x_test[:3]
+    if signed:  # standardized features: the network input is signed
+        x, xt = (x - 0.3) / 0.4, (xt - 0.3) / 0.4
+    layers = importers.capture(net, ds.input_shape)
+    cfg = ptq.PTQConfig(wbits, abits, layer_bits=layer_bits or {})
+    qm = ptq.quantize(layers, "dag", ds.input_shape, x, cfg).export()
+    return qm, qm.quantize_input(xt)
+
+
+def _check(sim, qm, xs, tmp_path, seed, where):
+    folder = serialize.save(qm, tmp_path / "q")
+    s = simulate(folder, sim, inputs=xs, seed=seed, array=(4, 4), quiet=True).summary()
+    assert s["bit_exact"] and s["mismatches"] == 0 and s["images"] == len(xs), (
+        f"seed {seed}, {where}, {sim.value}: {s['mismatches']} mismatches, first"
+        f" {s['first_mismatches'][:3]}")
+    measured = [row["cycles"] for row in s["layers"]]
+    analytical = [row["analytical_cycles"] for row in s["layers"]]
+    assert measured == analytical, f"seed {seed}, {where}: cycles {measured} vs {analytical}"
+    return s
+
+
+def _random_case(seed, wbits, abits, mixed=False):
+    rng = np.random.default_rng(seed)
+    net = dagnets.random_dag(rng, blocks=3)
+    signed = bool(rng.random() < 0.5)
+    layer_bits = None
+    if mixed:
+        names = [lyr.name for lyr in importers.capture(net, (1, 8, 8))
+                 if lyr.kind.value in ("conv2d", "linear")]
+        layer_bits = {n: (int(rng.integers(2, wbits + 1)), int(rng.integers(2, abits + 1)))
+                      for n in names}
+    return _quantize(net, wbits, abits, signed, layer_bits)
+
+
+@pytest.mark.icarus
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7, 8])
+def test_random_dag_icarus(bits, seed, tmp_path):
+    qm, xs = _random_case(seed, bits, bits)
+    _check(Sim.ICARUS, qm, xs[:1], tmp_path, seed, f"random DAG W{bits}A{bits}")
+
+
+@pytest.mark.icarus
+def test_random_dag_mixed_widths_icarus(seed, tmp_path):
+    qm, xs = _random_case(seed, 8, 8, mixed=True)
+    assert len({lyr.w_fmt.bits for lyr in qm.mac_layers}) > 1
+    _check(Sim.ICARUS, qm, xs[:1], tmp_path, seed, "random DAG, mixed widths")
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned-input", "signed-input"])
+@pytest.mark.parametrize("name", list(dagnets.DAG_NETS))
+def test_dag_nets_verilator(name, signed, seed, tmp_path):
+    qm, xs = _quantize(dagnets.build(name), 4, 4, signed)
+    _check(Sim.VERILATOR, qm, xs, tmp_path, seed, f"{name} W4A4")
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7, 8])
+def test_random_dag_verilator(bits, seed, tmp_path):
+    for n in range(3):
+        qm, xs = _random_case(seed + n, bits, bits)
+        _check(Sim.VERILATOR, qm, xs, tmp_path / str(n), seed + n, f"random DAG W{bits}A{bits}")
