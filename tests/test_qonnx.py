@@ -170,7 +170,7 @@ def test_unquantized_input_is_refused():
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
     with pytest.raises(UnsupportedOpError, match=r"^node 'r' \(Relu\): the network input must"
-                                                 r" first go through an unsigned Quant"):
+                                                 r" first go through a Quant with zero point 0"):
         load_qonnx(helper.make_model(g))
 
 
