@@ -4,11 +4,12 @@
 new op of the import (a signed input, depthwise and grouped Conv, two residual Adds, one with a
 Relu after it, a dropped and a kept Quant on already quantized tensors, a Concat, a tensor read
 by four nodes) with power-of-two scales, so it is exact unless a variant asks otherwise.
+:func:`layer_errors` compares an imported model with ``qonnx.core.onnx_exec`` layer by layer.
 """
 
 import numpy as np
 
-__all__ = ["Graph", "dag", "DAG_KINDS", "DAG_SOURCES"]
+__all__ = ["Graph", "dag", "DAG_KINDS", "DAG_SOURCES", "layer_errors"]
 
 Q = "qonnx.custom_op.general"
 
@@ -105,3 +106,42 @@ def dag(n=64, signed_rounding=False, two_rounded=False):
     y = g.node("Gemm", [flat, w, g.const(g.rng.integers(-50, 50, 3) * 2.0 ** -4 * sa)], "fc",
                transB=1)
     return g.model(y, (n, 3))
+
+
+def qonnx_context(model, x):
+    """Every tensor of QONNX's own execution (shapes inferred; names kept)."""
+    import warnings
+
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    mw = ModelWrapper(model).transform(InferShapes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return execute_onnx(mw, {mw.graph.input[0].name: x}, return_full_exec_context=True)
+
+
+def _ints(ctx, layer):
+    """The integers of the ONNX tensor ``layer`` computes (QONNX's value / the layer's scale)."""
+    t = ctx[layer.extra["onnx_tensor"]].astype(np.float64)
+    s = np.asarray(layer.out_scale, dtype=np.float64)
+    q = t / (s.reshape(1, -1, *[1] * (t.ndim - 2)) if s.size > 1 else s.reshape(()))
+    assert np.array_equal(q, np.rint(q)), f"{layer.name}: QONNX's values are off the grid"
+    return q.astype(np.int64)
+
+
+def layer_errors(qm, model, x):
+    """Per layer: the largest |difference| between the layer run on QONNX's own input integers
+    and QONNX's output integers; and whether the whole reference run equals QONNX everywhere."""
+    from quantflow import reference
+
+    ctx = qonnx_context(model, x)
+    x_int = qm.quantize_input(x)
+    errors = []
+    for i, layer in enumerate(qm.layers):
+        args = [x_int if j < 0 else _ints(ctx, qm.layers[j]) for j in qm.sources(i)]
+        errors.append(int(np.abs(reference.run_layer(layer, *args) - _ints(ctx, layer)).max()))
+    run = reference.run(qm, x_int)
+    whole = all(np.array_equal(o, _ints(ctx, lyr)) for o, lyr in zip(run, qm.layers, strict=True))
+    return errors, whole

@@ -35,6 +35,7 @@ with warnings.catch_warnings():
     pytest.importorskip("qonnx", reason="needs the qonnx extra")
     from brevitas.export import export_qonnx
     from brevitas.quant import (
+        Int8ActPerTensorFixedPoint,
         Int8WeightPerTensorFixedPoint,
         Int8WeightPerTensorFloat,
         Int32Bias,
@@ -43,9 +44,8 @@ with warnings.catch_warnings():
     )
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
-    from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.util.cleanup import cleanup_model
-    from qonnxgraphs import DAG_KINDS, DAG_SOURCES, Graph, dag
+    from qonnxgraphs import DAG_KINDS, DAG_SOURCES, Graph, dag, layer_errors
 
 from quantflow.qonnx import load_qonnx  # noqa: E402
 
@@ -263,37 +263,6 @@ def test_floor_trunc_is_listed_as_approximate_and_trunc_v1_is_refused():
 
 # -- DAGs: residual Add, Concat, grouped/depthwise Conv, signed activations, branching ---------
 
-def _qonnx_context(model, x):
-    """Every tensor of QONNX's own execution (shapes inferred; names kept)."""
-    mw = ModelWrapper(model).transform(InferShapes())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return execute_onnx(mw, {mw.graph.input[0].name: x}, return_full_exec_context=True)
-
-
-def _ints(ctx, layer):
-    """The integers of the ONNX tensor ``layer`` computes (QONNX's value / the layer's scale)."""
-    t = ctx[layer.extra["onnx_tensor"]].astype(np.float64)
-    s = np.asarray(layer.out_scale, dtype=np.float64)
-    q = t / (s.reshape(1, -1, *[1] * (t.ndim - 2)) if s.size > 1 else s.reshape(()))
-    assert np.array_equal(q, np.rint(q)), f"{layer.name}: QONNX's values are off the grid"
-    return q.astype(np.int64)
-
-
-def _layer_errors(qm, model, x):
-    """Per layer: the largest |difference| between the layer run on QONNX's own input integers
-    and QONNX's output integers; and whether the whole reference run equals QONNX everywhere."""
-    ctx = _qonnx_context(model, x)
-    x_int = qm.quantize_input(x)
-    errors = []
-    for i, layer in enumerate(qm.layers):
-        args = [x_int if j < 0 else _ints(ctx, qm.layers[j]) for j in qm.sources(i)]
-        errors.append(int(np.abs(reference.run_layer(layer, *args) - _ints(ctx, layer)).max()))
-    run = reference.run(qm, x_int)
-    whole = all(np.array_equal(o, _ints(ctx, lyr)) for o, lyr in zip(run, qm.layers, strict=True))
-    return errors, whole
-
-
 def _random_input(shape, seed=1):
     return np.random.default_rng(seed).normal(0, 1, shape).astype(np.float32)
 
@@ -312,7 +281,7 @@ def test_handmade_dag_imports_as_the_expected_graph_and_equals_qonnx_on_every_el
     add1 = qm.layers[3]  # a2 at s/2 and the dropped re-Quant of a1 at s, to s
     assert list(add1.mult / 2.0 ** add1.shift) == [0.5, 1.0]
     assert qm.meta["approximate"] == []
-    errors, whole = _layer_errors(qm, model, _random_input((64, 2, 6, 6)))
+    errors, whole = layer_errors(qm, model, _random_input((64, 2, 6, 6)))
     assert errors == [0] * len(qm.layers) and whole
 
 
@@ -326,7 +295,7 @@ def test_an_inexact_requantization_is_listed_and_is_the_only_layer_that_differs(
     model = dag(**{variant: True})
     qm = load_qonnx(model)
     assert qm.meta["approximate"] == [f"node {node!r} (Quant): {reason}"]
-    errors, _ = _layer_errors(qm, model, _random_input((64, 2, 6, 6)))
+    errors, _ = layer_errors(qm, model, _random_input((64, 2, 6, 6)))
     listed = [i for i, lyr in enumerate(qm.layers) if lyr.extra["onnx_tensor"] == node]
     # on QONNX's own inputs every other layer is exact; the listed one differs, by one LSB
     assert [e for i, e in enumerate(errors) if i not in listed] == [0] * (len(errors) - 1)
@@ -436,5 +405,46 @@ def test_a_signed_input_and_a_signed_residual_add_on_vectors_are_exact():
     assert [lyr.kind.value for lyr in qm.layers] == ["linear", "linear", "add", "linear"]
     assert qm.sources(2) == (0, 1) and qm.input_fmt == QFormat(6, True)
     assert qm.layers[2].out_fmt == QFormat(6, True) and qm.meta["approximate"] == []
-    errors, whole = _layer_errors(qm, model, _random_input((16, 12)))
+    errors, whole = layer_errors(qm, model, _random_input((16, 12)))
     assert errors == [0, 0, 0, 0] and whole
+
+
+class _BrevitasResidual(torch.nn.Module):
+    """Depthwise QuantConv2d + QuantReLU, added to its input through one shared QuantIdentity
+    on both branches, power-of-two (fixed-point) scales."""
+
+    def __init__(self):
+        super().__init__()
+        w_q, bias = Int8WeightPerTensorFixedPoint, {"bias_quant": Int32Bias}
+        act = {"return_quant_tensor": True}
+        self.qin = qnn.QuantIdentity(bit_width=8, act_quant=Uint8ActPerTensorFixedPoint, **act)
+        self.dw = qnn.QuantConv2d(4, 4, 3, padding=1, groups=4, weight_bit_width=4,
+                                  weight_quant=w_q, **bias)
+        self.relu = qnn.QuantReLU(bit_width=4, act_quant=Uint8ActPerTensorFixedPoint, **act)
+        self.shared = qnn.QuantIdentity(bit_width=6, act_quant=Int8ActPerTensorFixedPoint, **act)
+        self.out = qnn.QuantIdentity(bit_width=6, act_quant=Int8ActPerTensorFixedPoint, **act)
+        self.fc = qnn.QuantLinear(4 * 8 * 8, 3, weight_bit_width=4, weight_quant=w_q, **bias)
+
+    def forward(self, x):
+        x = self.qin(x)
+        z = self.out(self.shared(x) + self.shared(self.relu(self.dw(x))))
+        return self.fc(torch.flatten(z, 1))
+
+
+def test_brevitas_depthwise_residual_export_equals_qonnx_on_every_element(tmp):
+    torch.manual_seed(0)
+    x = np.random.default_rng(2).random((32, 4, 8, 8)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = _BrevitasResidual().eval()
+        export_qonnx(net, torch.from_numpy(x), f"{tmp}/residual.onnx", verbose=False)
+    model = _half_up(f"{tmp}/residual.onnx")
+    qm = load_qonnx(model)
+    # the input's re-Quant becomes a 1x1 requantization; the ReLU output's is dropped
+    assert [lyr.kind.value for lyr in qm.layers] == ["avgpool", "conv2d", "add", "flatten",
+                                                     "linear"]
+    assert qm.layers[1].groups == 4 and qm.sources(2) == (0, 1) and qm.sources(1) == (-1,)
+    assert qm.input_fmt == QFormat(8, False) and qm.layers[2].out_fmt == QFormat(6, True)
+    assert qm.meta["approximate"] == []
+    errors, whole = layer_errors(qm, model, x)
+    assert errors == [0] * len(qm.layers) and whole
