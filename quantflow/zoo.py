@@ -111,7 +111,8 @@ def check_data(which, net, ds):
     default = default_data(which)
     if ds.input_shape != default.input_shape:
         raise DataError(f"zoo model {which.value!r} takes inputs of shape "
-                        f"{default.input_shape}, the data {ds.name!r} has {ds.input_shape}")
+                        f"{default.input_shape}, the data {ds.name!r} has {ds.input_shape}"
+                        f" (its default data set is {default.name!r})")
     if ds.task is not default.task:
         raise DataError(f"zoo model {which.value!r} is a {default.task.value} model; the data"
                         f" {ds.name!r} holds {ds.task.value} labels")

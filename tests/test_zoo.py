@@ -343,7 +343,8 @@ def test_old_cache_keys_unchanged():
 
 @pytest.mark.parametrize(("name", "arrays", "message"), [
     ("dscnn-kws", {"x": (6, 1, 8, 8)}, r"zoo model 'dscnn-kws' takes inputs of shape "
-                                       r"\(1, 49, 10\), the data 'mine' has \(1, 8, 8\)"),
+                                       r"\(1, 49, 10\), the data 'mine' has \(1, 8, 8\) "
+                                       r"\(its default data set is 'kws-proxy'\)"),
     ("digits-resnet", {"y": np.array([0, 1, 2, 0, 1, 12])},
      r"zoo model 'digits-resnet' has 10 classes, the data 'mine' has labels up to 12"),
     ("fc-autoencoder", {"x": (6, 640)}, r"zoo model 'fc-autoencoder' is a regression model; "
