@@ -73,13 +73,19 @@ class Recipe:
 RECIPES = {
     ZooModel.DIGITS_CNN: Recipe(lr=3e-3),
     ZooModel.DIGITS_MLP: Recipe(epochs=80, lr=3e-2, weight_decay=1e-2, label_smoothing=0.1),
+    # The DAG nets take the CNN's recipe; DS-CNN and ResNet-8 20 epochs with weight decay 1e-2
+    # (neither tuned: both met their targets at once). Chosen on the validation split of the
+    # proxy: MobileNetV1 from epochs {20, 40} x lr {3e-3, 1e-2} x weight decay {0, 1e-2},
+    # 81.6% (20, 3e-3, 0) .. 94.4% (40, 1e-2, 1e-2), the 96x96 variant takes the best 20-epoch
+    # point (93.5% at 32x32) untried, since one epoch there costs about nine at 32x32; the
+    # autoencoder from epochs {60, 150} x lr {3e-3, 1e-2}: MSE 0.0096 .. 0.0017 (150, 3e-3).
     ZooModel.DIGITS_RESNET: Recipe(lr=3e-3),
     ZooModel.DIGITS_DSCONV: Recipe(lr=3e-3),
     ZooModel.DSCNN_KWS: Recipe(epochs=20, lr=3e-3, weight_decay=1e-2),
-    ZooModel.MOBILENETV1_VWW: Recipe(epochs=20, lr=3e-3, weight_decay=1e-2),
-    ZooModel.MOBILENETV1_VWW_32: Recipe(epochs=20, lr=3e-3, weight_decay=1e-2),
+    ZooModel.MOBILENETV1_VWW: Recipe(epochs=20, lr=1e-2),
+    ZooModel.MOBILENETV1_VWW_32: Recipe(epochs=40, lr=1e-2, weight_decay=1e-2),
     ZooModel.RESNET8_IC: Recipe(epochs=20, lr=3e-3, weight_decay=1e-2),
-    ZooModel.FC_AUTOENCODER: Recipe(epochs=60, lr=3e-3),
+    ZooModel.FC_AUTOENCODER: Recipe(epochs=150, lr=3e-3),
 }
 
 #: Builders of the networks beyond the first two: (architecture, its default data set).
