@@ -1,8 +1,12 @@
 """Data sets: the embedded digits demo (scikit-learn's load_digits) and user .npz files.
 
-Pure numpy. Arrays are float32 images ``(N, 1, 8, 8)`` in 0..1 and int64 labels.
+Pure numpy. Arrays are float32 samples ``(N, *shape)`` (digits: ``(N, 1, 8, 8)`` in 0..1) and
+either int64 class labels ``(N,)`` (classification) or float32 targets ``(N, *outputs)``
+(regression; :class:`Task` follows from the labels' dtype). The zoo's proxy data sets for the
+MLPerf Tiny networks are built in :mod:`quantflow.proxy`.
 """
 
+import enum
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,30 +15,61 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["Dataset", "digits", "load_npz", "validation_split", "fit_split",
+__all__ = ["Task", "Dataset", "digits", "load_npz", "validation_split", "fit_split",
            "VALIDATION_FRACTION"]
 
 #: Share of the training data held out as the validation split.
 VALIDATION_FRACTION = 0.25
 
 
+class Task(enum.Enum):
+    """What the labels are: class indices (top-1 accuracy) or float targets (mean squared
+    error)."""
+
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+    @classmethod
+    def of(cls, y):
+        """The task of labels ``y``: float arrays are regression targets."""
+        floating = np.issubdtype(np.asarray(y).dtype, np.floating)
+        return cls.REGRESSION if floating else cls.CLASSIFICATION
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """Train and test arrays; ``x_*`` float32 ``(N, *shape)``, ``y_*`` int64 ``(N,)``."""
+    """Train and test arrays; ``x_*`` float32 ``(N, *shape)``; ``y_*`` int64 ``(N,)`` class
+    labels or float32 ``(N, *outputs)`` regression targets.
+
+    ``note`` says where the data comes from when that is not obvious from ``name`` (the zoo's
+    proxy tasks say here that they are proxies, and for what)."""
 
     name: str
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    note: str = ""
 
     @property
     def input_shape(self):
         return tuple(self.x_train.shape[1:])
 
     @property
+    def task(self):
+        return Task.of(self.y_train)
+
+    @property
     def classes(self):
+        """Number of classes (``None`` for regression)."""
+        if self.task is Task.REGRESSION:
+            return None
         return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+    @property
+    def output_shape(self):
+        """Shape of one regression target (``None`` for classification)."""
+        return tuple(self.y_train.shape[1:]) if self.task is Task.REGRESSION else None
 
 
 def digits():
@@ -52,6 +87,8 @@ def digits():
 def _split(ds, fraction, seed):
     from sklearn.model_selection import train_test_split
 
+    if ds.task is Task.REGRESSION:  # no classes to stratify on
+        return train_test_split(ds.x_train, ds.y_train, test_size=fraction, random_state=seed)
     try:
         return train_test_split(ds.x_train, ds.y_train, test_size=fraction, random_state=seed,
                                 stratify=ds.y_train)
@@ -61,7 +98,8 @@ def _split(ds, fraction, seed):
 
 
 def validation_split(ds, fraction=VALIDATION_FRACTION, seed=0):
-    """A stratified subset of the *training* data for choices made without the test set.
+    """A stratified (for regression: plain, seeded) subset of the *training* data for
+    choices made without the test set.
 
     Nothing is fitted to it: the zoo networks train on, and calibration images are drawn from,
     its complement :func:`fit_split`, so a choice made here is judged on unseen images."""
@@ -76,7 +114,10 @@ def fit_split(ds, fraction=VALIDATION_FRACTION, seed=0):
 
 
 def load_npz(path):
-    """A user's data file: ``x_train, y_train, x_test, y_test`` arrays (no pickle)."""
+    """A user's data file: ``x_train, y_train, x_test, y_test`` arrays (no pickle).
+
+    ``y_*`` hold non-negative integer class labels ``(N,)`` or, for a regression model (the
+    zoo's ``fc-autoencoder``), float targets ``(N, *outputs)`` of at least two dimensions."""
     path = Path(path)
     try:
         # Open the file here: np.load leaks its own handle when the zip is truncated.
@@ -102,10 +143,24 @@ def load_npz(path):
                             f" length, not {len(x)} and {len(y)}")
         if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
             raise DataError(f"{path}: x_{split} must hold finite numbers")
-        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        if _is_targets(y):
+            if not np.all(np.isfinite(y)):
+                raise DataError(f"{path}: y_{split} must hold finite regression targets")
+        elif not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
             raise DataError(f"{path}: y_{split} must hold non-negative integer class labels")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise DataError(f"{path}: x_train and x_test have different sample shapes")
-    return Dataset(path.stem, arrays["x_train"].astype(np.float32),
-                   arrays["y_train"].astype(np.int64), arrays["x_test"].astype(np.float32),
-                   arrays["y_test"].astype(np.int64))
+    y_train, y_test = arrays["y_train"], arrays["y_test"]
+    if _is_targets(y_train) != _is_targets(y_test) or (
+            _is_targets(y_train) and y_train.shape[1:] != y_test.shape[1:]):
+        raise DataError(f"{path}: y_train and y_test must both be class labels or both"
+                        " regression targets of one shape")
+    y_type = np.float32 if _is_targets(y_train) else np.int64
+    return Dataset(path.stem, arrays["x_train"].astype(np.float32), y_train.astype(y_type),
+                   arrays["x_test"].astype(np.float32), y_test.astype(y_type))
+
+
+def _is_targets(y):
+    """Float labels of two or more dimensions are regression targets; 1-D ones must be class
+    labels (a float 1-D ``y`` is most likely class labels saved as floats: refused)."""
+    return np.issubdtype(y.dtype, np.floating) and y.ndim >= 2

@@ -1,7 +1,9 @@
 """The quantization flow end to end: model + data -> QuantizedModel + accuracy figures.
 
 Used by ``hwgen quantize``, ``hwgen demo`` and ``bench/accuracy.py``. A model is a zoo name
-(``digits-cnn``) or ``path/to/file.py:factory``; data is the embedded digits set or a ``.npz``.
+(``digits-cnn``) or ``path/to/file.py:factory``; data is a ``.npz``, or by default the embedded
+digits set (the zoo model's own default data set, :func:`quantflow.zoo.default_data`, when
+:func:`load_data` is given the model). A zoo model given other data is trained on that data.
 """
 
 import enum
@@ -13,6 +15,7 @@ from . import data as data_mod
 from . import importers, ptq, zoo
 from .calibrate import RangeMethod
 from .errors import DataError
+from .metrics import metric_name
 
 __all__ = ["Method", "QuantResult", "load_model", "load_data", "quantize_model",
            "quantize_recipe", "quantize_data_free", "finetune", "import_qonnx", "CALIB_IMAGES"]
@@ -34,6 +37,10 @@ class Method(enum.Enum):
 
 @dataclass
 class QuantResult:
+    """A quantization's artifacts and figures. ``float_accuracy``/``quant_accuracy`` are top-1
+    fractions, or for a regression data set (``qmodel.meta["metric"] == "mse"``) mean squared
+    errors."""
+
     qmodel: object
     fakequant: object
     float_accuracy: float
@@ -50,23 +57,36 @@ class QuantResult:
             "w_method": recipe.get("w_method"),
             "a_method": recipe.get("a_method"), "float_accuracy": self.float_accuracy,
             "quant_accuracy": self.quant_accuracy,
+            "metric": self.qmodel.meta.get("metric", "accuracy"),
         }
 
 
-def load_data(path=None):
-    return data_mod.digits() if path is None else data_mod.load_npz(path)
+def _zoo_model(spec):
+    try:
+        return zoo.ZooModel(spec)
+    except ValueError:
+        return None
+
+
+def load_data(path=None, model=None):
+    """The ``.npz`` at ``path``; without one, the default data set of zoo model ``model``
+    (digits or its proxy, :func:`quantflow.zoo.default_data`), else the embedded digits."""
+    if path is not None:
+        return data_mod.load_npz(path)
+    which = _zoo_model(model) if model is not None else None
+    return data_mod.digits() if which is None else zoo.default_data(which)
 
 
 def load_model(spec, ds, progress=None):
-    """(name, float nn.Module) for a zoo name or a ``file.py:factory`` spec."""
-    try:
-        which = zoo.ZooModel(spec)
-    except ValueError:
-        which = None
+    """(name, float nn.Module) for a zoo name or a ``file.py:factory`` spec.
+
+    A zoo network is trained on ``ds`` (cached by data, recipe and torch version): its default
+    data set (:func:`load_data` with ``model``) or a user's data of the same input shape and
+    class count (or target shape); other data is one :class:`DataError`."""
+    which = _zoo_model(spec)
     if which is not None:
-        if ds.name != "digits":
-            raise DataError(f"zoo model {spec!r} is trained on the embedded digits data; do not"
-                            " pass --data with it")
+        torch_net = zoo.build(which)
+        zoo.check_data(which, torch_net, ds)
         return which.value, zoo.load_or_train(which, ds, progress)
     if ":" not in str(spec):
         names = ", ".join(m.value for m in zoo.ZooModel)
@@ -101,7 +121,8 @@ def quantize_model(name, net, ds, cfg, method, progress=None):
         fq = ptq.quantize(layers, name, ds.input_shape, x_cal, cfg)
         qm = fq.export({"recipe": cfg.describe()})
         choices = []
-    qm.meta.update({"method": method.value, "dataset": ds.name})
+    qm.meta.update({"method": method.value, "dataset": ds.name,
+                    "metric": metric_name(ds.y_test)})
     float_acc = zoo.accuracy(net, ds.x_test, ds.y_test)
     quant_acc = ptq.accuracy(qm, ds.x_test, ds.y_test)
     qm.meta.update({"float_accuracy": float_acc, "quant_accuracy": quant_acc})
@@ -109,7 +130,7 @@ def quantize_model(name, net, ds, cfg, method, progress=None):
 
 
 def _finish(qm, fq, net, ds, choices, label):
-    qm.meta.update({"method": label, "dataset": ds.name})
+    qm.meta.update({"method": label, "dataset": ds.name, "metric": metric_name(ds.y_test)})
     float_acc = zoo.accuracy(net, ds.x_test, ds.y_test)
     quant_acc = ptq.accuracy(qm, ds.x_test, ds.y_test)
     qm.meta.update({"float_accuracy": float_acc, "quant_accuracy": quant_acc})

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import reference
+from . import metrics, reference
 from .calibrate import RangeMethod, activation_scale, weight_scales
 from .errors import UnsupportedOpError, UserError
 from .fakequant import FakeQuantNet, _FQLayer
@@ -254,6 +254,8 @@ def assemble(layers, name, input_shape, cfg, input_scale, w_scales, out_scales,
 
 def accuracy(qmodel, x, y):
     """Top-1 accuracy (0..1) of the integer reference on float inputs ``x``."""
+    if metrics.is_regression(y):
+        return metrics.quant_mse(qmodel, x, y)
     pred = reference.predict(qmodel, qmodel.quantize_input(x))
     return float(np.mean(pred == y))
 
@@ -261,6 +263,8 @@ def accuracy(qmodel, x, y):
 def val_score(qmodel, x, y):
     """(accuracy, -cross-entropy) of the dequantized integer logits: accuracy first; the loss
     breaks ties, which matter because a network is often near 100% on its training data."""
+    if metrics.is_regression(y):
+        return metrics.quant_val_score(qmodel, x, y)
     logits = reference.run(qmodel, qmodel.quantize_input(x))[-1] * qmodel.output_scale
     logits = logits - logits.max(axis=1, keepdims=True)
     logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))

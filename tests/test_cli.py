@@ -85,12 +85,14 @@ def test_unsupported_op_exit_2_and_no_output(capsys, tmp_path):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--model", "digits-vgg"], "'digits-vgg' is not a zoo model (digits-cnn, digits-mlp) nor "
+    (["--model", "digits-vgg"], "'digits-vgg' is not a zoo model (digits-cnn, digits-mlp, "
+                                "digits-resnet, digits-dsconv, dscnn-kws, mobilenetv1-vww, "
+                                "mobilenetv1-vww-32, resnet8-ic, fc-autoencoder) nor "
                                 "path/to/file.py:factory"),
     (["--model", "nowhere/net.py:make"], "nowhere/net.py: no such model file"),
     (["--model", f"{BAD_MODEL}:missing"], "has no callable 'missing'"),
-    (["--model", "digits-mlp", "--data", "DATA"],
-     "zoo model 'digits-mlp' is trained on the embedded digits data; do not pass --data with it"),
+    (["--model", "dscnn-kws", "--data", "DATA"],
+     "zoo model 'dscnn-kws' takes inputs of shape (1, 49, 10), the data 'good' has (1, 8, 8)"),
     (["--model", f"{BAD_MODEL}:make", "--data", "nowhere.npz"], "nowhere.npz: no such data file"),
     (["--model", f"{BAD_MODEL}:make", "--data", "CORRUPT"], "not a readable .npz file"),
 ])

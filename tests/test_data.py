@@ -159,3 +159,26 @@ def test_validation_split_too_small(tmp_path, n_train, message):
     with pytest.raises(DataError, match=rf"^small: the training data cannot give a stratified "
                                         rf"validation split \({message}.*\)$"):
         data.validation_split(ds)
+
+
+def test_regression_targets(tmp_path):
+    """Float targets of two or more dimensions make a regression data set (the autoencoder's);
+    its validation split is seeded but not stratified."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (12, 5)).astype(np.float64)
+    p = tmp_path / "ae.npz"
+    _write(p, x_train=x, y_train=x, x_test=x[:4], y_test=x[:4])
+    ds = data.load_npz(p)
+    assert ds.task is data.Task.REGRESSION and ds.y_train.dtype == np.float32
+    assert ds.classes is None and ds.output_shape == (5,)
+    x_val, y_val = data.validation_split(ds)
+    x_fit, _ = data.fit_split(ds)
+    assert len(x_val) == 3 and len(x_fit) == 9 and np.array_equal(x_val, y_val)
+    assert data.Task.of(np.arange(3)) is data.Task.CLASSIFICATION
+    _write(p, x_train=x, y_train=x, x_test=x[:4], y_test=np.arange(4))
+    with pytest.raises(DataError, match=r"^.*ae\.npz: y_train and y_test must both be class "
+                                        r"labels or both regression targets of one shape$"):
+        data.load_npz(p)
+    _write(p, x_train=x, y_train=np.where(x > 0.5, np.nan, x), x_test=x[:4], y_test=x[:4])
+    with pytest.raises(DataError, match=r"y_train must hold finite regression targets$"):
+        data.load_npz(p)
