@@ -117,7 +117,7 @@ def run(args):
     if onnx_model and (args.qat or args.data_free or args.layer_bits or args.method):
         raise UserError("a QONNX model is imported as it is quantized: --qat, --data-free,"
                         " --layer-bits and --method do not apply")
-    ds = load_data(args.data)
+    ds = load_data(args.data, args.model)
     if onnx_model:
         return _import(args, ds)
     name, net = load_model(args.model, ds)
