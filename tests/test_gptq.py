@@ -7,7 +7,7 @@ import torch
 from flowkit import assert_export_bit_exact, calib_set, captured, digits
 
 from quantflow import gptq, ptq
-from quantflow.adaround import _inputs, layer_rows
+from quantflow.adaround import layer_inputs, layer_rows
 from quantflow.calibrate import RangeMethod
 from quantflow.qmodel import MAC_KINDS
 
@@ -21,7 +21,7 @@ def test_first_layer_error_is_no_worse_than_nearest_and_export_is_exact():
     name = "digits-mlp"
     net = _net(name)
     fq = net.layers[1]
-    xq, _ = _inputs(net, captured(name), calib_set(), 1)
+    xq, _ = layer_inputs(net, captured(name), calib_set(), 1)
     rows, _ = layer_rows(captured(name)[1], xq)
     w = fq.weight.detach().numpy().copy()
     s = fq.w_scale.detach().numpy().reshape(-1, 1)
