@@ -4,7 +4,8 @@ calibration inputs does not exceed round-to-nearest's, and the export is bit-exa
 import numpy as np
 import pytest
 import torch
-from flowkit import assert_export_bit_exact, calib_set, captured, digits
+from flowkit import (assert_export_bit_exact, calib_set, captured, dag_quantized, digits,
+                     layer_errors, standardize)
 
 from quantflow import gptq, ptq
 from quantflow.adaround import layer_inputs, layer_rows
@@ -48,3 +49,20 @@ def test_gptq_is_deterministic():
 def test_damp_is_validated():
     with pytest.raises(ValueError, match=r"^GPTQ damp must be a positive float, not 0$"):
         gptq.ErrorFeedbackRounding(0)
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+@pytest.mark.parametrize(("name", "signed"), [("resnet", False), ("mobile", False),
+                                              ("concat", False), ("mlp-residual", True)])
+def test_gptq_on_a_dag_lowers_the_layer_error_and_exports_bit_exact(name, signed, bits):
+    """Per group Hessians on the layer's real source: the summed pre-activation error on the
+    calibration inputs falls below round-to-nearest's."""
+    layers, net, x = dag_quantized(name, bits, signed=signed)
+    x = x[:256]
+    start = {i: fq.weight.detach().numpy().copy() for i, fq in enumerate(net.layers)
+             if fq.kind in MAC_KINDS}
+    gptq.gptq(net, layers, x)
+    errs = layer_errors(net, layers, x, start, relu=False)
+    learned, nearest = (sum(e[k] for e in errs.values()) for k in (0, 1))
+    assert learned < nearest, f"{name} W{bits}: GPTQ {learned} vs nearest {nearest}"
+    assert_export_bit_exact(net, x=np.concatenate([x, standardize(x)]) if signed else None)
