@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 
 __all__ = ["node_rng", "digits", "trained", "captured", "quantized", "calib_set", "tiny_model",
-           "assert_export_bit_exact", "dag_captured", "dag_quantized", "standardize",
+           "assert_export_bit_exact", "dag_trained", "dag_captured", "dag_quantized", "standardize",
            "layer_errors"]
 
 
@@ -124,22 +124,35 @@ def standardize(x):
     return (x - 0.3) / 0.35
 
 
-def dag_captured(name):
-    """A fresh captured graph of the :mod:`dagnets` network ``name`` (safe to mutate)."""
+@functools.cache
+def dag_trained(name, signed=False):
+    """The :mod:`dagnets` network ``name`` after 3 epochs on 800 training images (standardized
+    ones when ``signed``); shared, do not mutate."""
+    import dagnets
+
+    ds = digits()
+    x = standardize(ds.x_train[:800]) if signed else ds.x_train[:800]
+    return dagnets.train(dagnets.build(name), x.astype(np.float32), ds.y_train[:800], epochs=3)
+
+
+def dag_captured(name, trained=False, signed=False):
+    """A fresh captured graph of the :mod:`dagnets` network ``name`` (safe to mutate), seeded
+    random or :func:`dag_trained`."""
     import dagnets
 
     from quantflow import importers
 
-    return importers.capture(dagnets.build(name), digits().input_shape)
+    net = dag_trained(name, signed) if trained else dagnets.build(name)
+    return importers.capture(net, digits().input_shape)
 
 
-def dag_quantized(name, bits, method="mse", signed=False):
+def dag_quantized(name, bits, method="mse", signed=False, trained=False):
     """``(layers, FakeQuantNet, x_calib)`` of a :mod:`dagnets` network at W``bits``A``bits``
     (``signed``: calibrated on standardized images, so the network input is signed)."""
     from quantflow import ptq
     from quantflow.calibrate import RangeMethod
 
-    layers = dag_captured(name)
+    layers = dag_captured(name, trained, signed)
     x = standardize(calib_set()) if signed else calib_set()
     m = RangeMethod(method)
     cfg = ptq.PTQConfig(bits, bits, w_method=m,
