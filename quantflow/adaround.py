@@ -24,40 +24,61 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .importers import Act, run_float
+from .importers import Act, group_slices, run_float, sources
 from .qmodel import MAC_KINDS, LayerKind
 from .reference import _windows
 
-__all__ = ["AdaRound", "adaround", "layer_rows"]
+__all__ = ["AdaRound", "adaround", "layer_rows", "row_groups", "grouped_matmul",
+           "layer_inputs"]
 
 _ZETA, _GAMMA = 1.1, -0.1
 
 
 def layer_rows(fl, x):
-    """A MAC layer's inputs as rows ``(N * positions, K)`` in the weight's flattened order,
+    """A MAC layer's inputs as rows ``(N * positions, C_in * kh * kw)`` over all its input
+    channels (in the weight's flattened order when ``groups == 1``; see :func:`row_groups`),
     and the number of positions per image."""
     x = np.asarray(x, dtype=np.float64)
     if fl.kind is LayerKind.LINEAR:
         return x.reshape(len(x), -1), 1
     win = _windows(x, fl.kernel, fl.stride, fl.padding)  # (N, C, Ho, Wo, kh, kw)
     positions = win.shape[2] * win.shape[3]
-    k = int(np.prod(fl.weight.shape[1:]))
+    k = win.shape[1] * win.shape[4] * win.shape[5]
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, k), positions
+
+
+def row_groups(fl):
+    """``[(outputs, columns)]`` per group: the output channels (rows of the weight) and the
+    columns of :func:`layer_rows` they read. A group's weight ``W[outputs]`` flattened to
+    ``(O/g, I/g * kh * kw)`` multiplies ``rows[:, columns]`` (channel-major columns, so each
+    group's are contiguous)."""
+    per = int(np.prod(fl.weight.shape[2:])) if fl.kind is LayerKind.CONV2D else 1
+    return [(outs, slice(ins.start * per, ins.stop * per)) for outs, ins in group_slices(fl)]
+
+
+def grouped_matmul(rows, w, groups):
+    """``rows @ W^T`` of a grouped layer: ``w`` is ``(O, K_group)`` (torch or numpy), each
+    group of outputs reading its own columns of ``rows``."""
+    if len(groups) == 1:
+        return rows @ w.T
+    parts = [rows[:, cols] @ w[outs].T for outs, cols in groups]
+    return torch.cat(parts, dim=1) if isinstance(rows, torch.Tensor) else np.concatenate(
+        parts, axis=1)
 
 
 def _h(v):
     return torch.clamp(torch.sigmoid(v) * (_ZETA - _GAMMA) + _GAMMA, 0.0, 1.0)
 
 
-def _inputs(net, layers, x_calib, index):
-    """Dequantized fake-quant input and float input of layer ``index`` (numpy)."""
+def layer_inputs(net, layers, x_calib, index):
+    """Dequantized fake-quant input and float input of MAC layer ``index`` (numpy): the
+    outputs of the layer it reads in each graph (``-1``: the network input)."""
+    src = sources(layers, index)[0]
     with torch.no_grad():
-        xq = net.quantize_input(x_calib)
-        for fq in net.layers[:index]:
-            xq = fq(xq)
+        xq = net.layer_inputs(net.quantize_input(x_calib), index)[0]
         xq = xq * net.layers[index].in_scale
-    xf = (np.asarray(x_calib, dtype=np.float64) if index == 0
-          else run_float(layers, x_calib, upto=index)[-1].numpy())
+    xf = (np.asarray(x_calib, dtype=np.float64) if src < 0
+          else run_float(layers, x_calib, upto=index)[src].numpy())
     return xq.numpy(), xf
 
 
@@ -107,10 +128,11 @@ def adaround(net, layers, x_calib, opts=None, progress=None):
 
 def _round_layer(net, layers, x_calib, index, opts):
     fq, fl = net.layers[index], layers[index]
-    xq, xf = _inputs(net, layers, x_calib, index)
+    xq, xf = layer_inputs(net, layers, x_calib, index)
     rows_q, positions = layer_rows(fl, xq)
     rows_f, _ = layer_rows(fl, xf)
     xq_t, xf_t = torch.from_numpy(rows_q), torch.from_numpy(rows_f)
+    groups = row_groups(fl)
     with torch.no_grad():
         o = fq.weight.shape[0]
         w = fq.weight.detach().reshape(o, -1)
@@ -128,11 +150,11 @@ def _round_layer(net, layers, x_calib, index, opts):
     for it in range(opts.iterations):
         idx = torch.randint(len(xq_t), (min(opts.batch, len(xq_t)),), generator=gen)
         with torch.no_grad():
-            target = xf_t[idx] @ w.T + b
+            target = grouped_matmul(xf_t[idx], w, groups) + b
             if relu:
                 target = torch.relu(target)
         wq = torch.clamp(base + _h(v), -qmax, qmax) * s
-        pred = xq_t[idx] @ wq.T + b
+        pred = grouped_matmul(xq_t[idx], wq, groups) + b
         if relu:
             pred = torch.relu(pred)
         loss = ((pred - target) ** 2).sum(dim=1).mean() * positions

@@ -35,7 +35,9 @@ def floor_ste(x):
 
 
 class _FQLayer(nn.Module):
-    """One fake-quant layer. ``in_scale`` is a float, or one float per input of an ADD."""
+    """One fake-quant layer. ``in_scale`` is a float; an ADD has one scale per input instead,
+    ``in_scales`` (a list of scalar Parameters, so each can be its producer's ``out_scale``
+    under :func:`quantflow.qat.tie_scales`); :meth:`input_scales` gives either as a vector."""
 
     def __init__(self, fl, in_fmt, in_scale, w_bits, w_scale, out_fmt, out_scale, mult_bits,
                  inputs=None):
@@ -48,7 +50,8 @@ class _FQLayer(nn.Module):
         self.extra = dict(fl.extra)
         dt = torch.float64
         if fl.kind is LayerKind.ADD:
-            self.in_scale = nn.Parameter(torch.tensor([float(v) for v in in_scale], dtype=dt))
+            self.in_scales = nn.ParameterList(
+                [nn.Parameter(torch.tensor(float(v), dtype=dt)) for v in in_scale])
         else:
             self.in_scale = nn.Parameter(torch.tensor(float(in_scale), dtype=dt))
         # MAC layers, average pooling and adds requantize; the last MAC layer returns its
@@ -86,19 +89,25 @@ class _FQLayer(nn.Module):
     def _reduction(self):
         return int(np.prod(self.weight.shape[1:]))
 
+    def input_scales(self):
+        """The scale of each input as a vector (one entry but for an ADD)."""
+        if self.kind is LayerKind.ADD:
+            return torch.stack(list(self.in_scales))
+        return self.in_scale.reshape(1)
+
     def ratio(self):
-        """Real requantization ratio per output channel (tensor)."""
+        """Real requantization ratio per output channel (tensor); one per input of an ADD."""
         if self.kind in MAC_KINDS:
             return self.w_scale * self.in_scale / self.out_scale
         if self.kind is LayerKind.ADD:
-            return self.in_scale / self.out_scale
+            return self.input_scales() / self.out_scale
         return (self.in_scale / self.out_scale / (self.kernel[0] * self.kernel[1])).reshape(1)
 
     def clamp_bounds(self):
         """The output format's range; a fused ReLU raises ``lo`` to 0, ReLU6 lowers ``hi``."""
         lo, hi = self.out_fmt.min, self.out_fmt.max
         if self.act is Act.RELU6:
-            hi = min(hi, int(np.floor(6.0 / float(self.out_scale))))
+            hi = min(hi, int(np.floor(6.0 / float(self.out_scale.detach()))))
         if self.act in (Act.RELU, Act.RELU6):
             lo = max(lo, 0)
         return lo, hi
@@ -169,7 +178,7 @@ class _FQLayer(nn.Module):
         else:
             w_scale, out_scale = None, self.out_scale.numpy().reshape(1)
         lo, hi = self.clamp_bounds() if self.requant else (0, 0)
-        in_scales = self.in_scale.numpy().reshape(-1)
+        in_scales = self.input_scales().numpy()
         layer = QLayer(
             name=self.name, kind=self.kind, in_shape=self.in_shape, out_shape=self.out_shape,
             in_fmt=self.in_fmt, out_fmt=self.out_fmt, in_scale=float(in_scales[0]),

@@ -1,12 +1,14 @@
 """GPTQ-style error-feedback rounding (Frantar et al. 2022): a FakeQuantNet pass.
 
 For each MAC layer in order, with ``X`` the layer's inputs in the fake-quant net (earlier
-layers already quantized) as rows and ``H = X^T X / n + damp * I``, the weight columns are
+layers already quantized, each layer fed by the layer it reads in the graph) as rows and
+``H = X^T X / n + damp * I``, the weight columns are
 quantized one at a time; the error of column ``k`` is fed back into the columns not yet
 quantized through the inverse Hessian, ``W[:, k+1:] -= e_k H^-1[k, k+1:] / H^-1[k, k]``, which
 minimises ``||X (W - W~)^T||^2`` greedily (optimal brain quantization). Scales are kept; the
 chosen integers are baked into the net's float weights as grid points (as AdaRound does), so
-the export stays one path and bit-exact.
+the export stays one path and bit-exact. A grouped (or depthwise) convolution has one Hessian
+per group, over the input channels that group reads.
 
 Contract: integer weights stay in the weight format and scales and biases are unchanged;
 deterministic (no randomness). Pure numpy on float64 besides the net's tensors.
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .adaround import _inputs, layer_rows
+from .adaround import layer_inputs, layer_rows, row_groups
 from .qmodel import MAC_KINDS
 
 __all__ = ["ErrorFeedbackRounding", "gptq"]
@@ -55,6 +57,11 @@ def _quantize_columns(w, s, qmax, h):
     return q
 
 
+def _hessian(rows, damp):
+    h = rows.T @ rows / len(rows)
+    return h + damp * float(np.mean(np.diag(h))) * np.eye(len(h))
+
+
 def gptq(net, layers, x_calib, damp=0.01):
     """Error-feedback rounding of every MAC layer of ``net`` in place.
 
@@ -64,16 +71,16 @@ def gptq(net, layers, x_calib, damp=0.01):
     for i, fq in enumerate(net.layers):
         if fq.kind not in MAC_KINDS:
             continue
-        xq, _ = _inputs(net, layers, x_calib, i)
+        xq, _ = layer_inputs(net, layers, x_calib, i)
         rows, _ = layer_rows(layers[i], xq)
-        h = rows.T @ rows / len(rows)
-        h += damp * float(np.mean(np.diag(h))) * np.eye(len(h))
         with torch.no_grad():
             o = fq.weight.shape[0]
             w = fq.weight.detach().reshape(o, -1).numpy().astype(np.float64)
             s = fq.w_scale.detach().numpy().reshape(o, 1)
             qmax = fq.w_fmt.max
-            q = _quantize_columns(w, s, qmax, h)
+            q = np.zeros_like(w)
+            for outs, cols in row_groups(layers[i]):
+                q[outs] = _quantize_columns(w[outs], s[outs], qmax, _hessian(rows[:, cols], damp))
             nearest = np.clip(np.rint(w / s), -qmax, qmax)
             fq.weight.copy_(torch.from_numpy(q * s).reshape(fq.weight.shape))
             got = fq.int_weight().reshape(o, -1).numpy()

@@ -25,7 +25,7 @@ from .errors import UnsupportedOpError
 from .qmodel import LayerKind
 
 __all__ = ["Act", "FloatLayer", "capture", "run_float", "float_layer", "sources", "consumers",
-           "SUPPORTED"]
+           "group_slices", "dense_weight", "SUPPORTED"]
 
 SUPPORTED = ("Conv2d (any groups: depthwise, grouped)", "Linear",
              "BatchNorm1d/2d (after Conv2d/Linear)", "ReLU", "ReLU6",
@@ -70,6 +70,30 @@ def sources(layers, index):
 def consumers(layers, index):
     """Indices of the layers that read ``layers[index]`` (``-1``: the network input)."""
     return [j for j in range(len(layers)) if index in sources(layers, j)]
+
+
+def group_slices(layer):
+    """``[(outputs, inputs)]`` per group of a Conv2d/Linear: the slice of output channels and
+    the slice of input channels they read (one pair covering everything when ``groups == 1``;
+    a Linear has one group)."""
+    g = layer.groups if layer.kind is LayerKind.CONV2D else 1
+    o, cin = layer.weight.shape[0], layer.weight.shape[1] * g
+    return [(slice(k * o // g, (k + 1) * o // g), slice(k * cin // g, (k + 1) * cin // g))
+            for k in range(g)]
+
+
+def dense_weight(layer):
+    """The weight as ``(O, C_in, ...)`` over *all* input channels, zero outside each output
+    channel's group (the weight itself when ``groups == 1``). Pure numpy."""
+    w = layer.weight
+    groups = group_slices(layer)
+    if len(groups) == 1:
+        return w
+    dense = np.zeros((w.shape[0], groups[-1][1].stop) + w.shape[2:], dtype=w.dtype)
+    for outs, ins in groups:
+        dense[outs, ins] = w[outs]
+    return dense
+
 
 def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)

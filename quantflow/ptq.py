@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import metrics, reference
+from .adaround import layer_rows, row_groups
 from .calibrate import RangeMethod, activation_scale, weight_scales
 from .errors import UnsupportedOpError, UserError
 from .fakequant import FakeQuantNet, _FQLayer
@@ -161,13 +162,16 @@ def layer_inputs(layers, acts, index):
     return acts[sources(layers, index)[0]]
 
 
-def _layer_inputs(fl, x):
-    """Calibration inputs of a MAC layer as rows (N*positions, K) in the weight's order."""
-    x = np.asarray(x, dtype=np.float64)
-    if fl.kind is LayerKind.LINEAR:
-        return x.reshape(len(x), -1)
-    win = reference._windows(x, fl.kernel, fl.stride, fl.padding)  # (N, C, Ho, Wo, kh, kw)
-    return win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, int(np.prod(fl.weight.shape[1:])))
+def _weight_scales(fl, bits, method, x):
+    """Per-output-channel weight scales of a MAC layer; ``x`` (its float calibration inputs)
+    only for MSE_OUTPUT, which weighs each group's error by that group's input correlation."""
+    if method is not RangeMethod.MSE_OUTPUT:
+        return weight_scales(fl.weight, bits, method)
+    rows, _ = layer_rows(fl, x)
+    out = np.zeros(len(fl.weight))
+    for outs, cols in row_groups(fl):
+        out[outs] = weight_scales(fl.weight[outs], bits, method, rows[:, cols])
+    return out
 
 
 def check_layer_bits(layers, layer_bits):
@@ -201,9 +205,7 @@ def quantize(layers, name, input_shape, x_calib, cfg):
     for i, fl in enumerate(layers):
         wb, _ = cfg.bits_for(fl.name)
         if fl.kind in MAC_KINDS:
-            inputs = (_layer_inputs(fl, layer_inputs(layers, acts, i))
-                      if cfg.w_method is RangeMethod.MSE_OUTPUT else None)
-            w_scales[i] = weight_scales(fl.weight, wb, cfg.w_method, inputs)
+            w_scales[i] = _weight_scales(fl, wb, cfg.w_method, layer_inputs(layers, acts, i))
         if fmts[i] is not None and fl.kind in MAC_KINDS + (LayerKind.ADD,):
             out_scales[i] = activation_scale(acts[i], fmts[i].bits, cfg.a_method,
                                              fmts[i].signed)

@@ -12,9 +12,11 @@ scales; afterwards :meth:`FakeQuantNet.refresh` re-derives every ``(M, s)`` and 
 exact forward, and its export, are the integer contract again (bit-exact with
 :mod:`quantflow.reference`).
 
-Activation scales are shared between producer and consumer: a layer's ``out_scale`` and the
-next layer's ``in_scale`` are tied to one parameter (the network input scale stays fixed: the
-input quantizer uses it as a float). Deterministic: seeded, one thread.
+Activation scales are shared between producer and consumers on the graph: a layer's
+``out_scale`` and the ``in_scale`` of every layer reading it (each input scale of an add) are
+tied to one parameter, and the producers of a concat share one (:func:`tie_scales`; the
+network input scale stays fixed: the input quantizer uses it as a float). Deterministic:
+seeded, one thread.
 """
 
 from dataclasses import dataclass
@@ -58,20 +60,61 @@ class QATConfig:
 
 
 def tie_scales(net):
-    """Make each layer's ``in_scale`` the same Parameter as its producer's ``out_scale``.
+    """Make every input scale the same Parameter as its producer's ``out_scale``, on the graph.
 
-    Max pooling and flatten pass integers through, so they share the scale too; an average
-    pool's output keeps its input scale. The first scale (network input) is frozen.
+    Each tensor's scale is owned by the requantizing layer that wrote it (a Conv2d/Linear or an
+    add; the network input for the input): max pooling, flatten and concat pass integers
+    through and an average pool keeps its input's scale, so they share their input's owner.
+    The producers of one concat share one Parameter (the concat moves integers only). A layer's
+    ``in_scale`` (each of an add's ``in_scales``) is then its input's Parameter. The network
+    input scale is frozen (the input quantizer uses it as a float).
     """
-    current = net.layers[0].in_scale
-    current.requires_grad_(False)
-    for layer in net.layers:
-        layer.in_scale = current
+    owner = _scale_owners(net)
+    params = {-1: _input_scale(net)}
+    for i, layer in enumerate(net.layers):
+        if owner[i] == i:
+            params[i] = layer.out_scale
+    for i, layer in enumerate(net.layers):
+        if layer.requant and owner[i] != i and layer.kind is not LayerKind.AVGPOOL:
+            layer.out_scale = params[owner[i]]  # a concat producer: the first producer's scale
+    for i, layer in enumerate(net.layers):
+        ins = [params[owner[j]] for j in net.sources(i)]
+        if layer.kind is LayerKind.ADD:
+            for k, p in enumerate(ins):
+                layer.in_scales[k] = p
+        else:
+            layer.in_scale = ins[0]
         if layer.kind is LayerKind.AVGPOOL and layer.requant:
-            layer.out_scale = current
-        elif layer.requant:
-            current = layer.out_scale
+            layer.out_scale = ins[0]
     return net
+
+
+def _input_scale(net):
+    """The frozen Parameter of the network input scale (the first reader's own)."""
+    for i, layer in enumerate(net.layers):
+        if -1 in net.sources(i):
+            p = layer.in_scales[net.sources(i).index(-1)] if layer.kind is LayerKind.ADD \
+                else layer.in_scale
+            p.requires_grad_(False)
+            return p
+    raise AssertionError("no layer reads the network input")  # capture guarantees one
+
+
+def _scale_owners(net):
+    """``{tensor: the tensor whose scale it has}`` (``-1``: the input), concat inputs merged
+    into their first input's owner."""
+    owner = {-1: -1}
+    for i, layer in enumerate(net.layers):
+        src = net.sources(i)
+        owns = layer.requant and layer.kind is not LayerKind.AVGPOOL
+        owner[i] = i if owns else owner[src[0]]
+        if layer.kind is LayerKind.CONCAT:
+            first = owner[src[0]]
+            merged = {owner[j] for j in src} - {first}
+            for t, o in owner.items():
+                if o in merged:
+                    owner[t] = first
+    return owner
 
 
 def _params(net):

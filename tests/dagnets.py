@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 __all__ = ["ResNetTiny", "MobileTiny", "ConcatTiny", "MLPResidual", "DAG_NETS", "build",
-           "random_dag"]
+           "random_dag", "train"]
 
 
 def _bn(c):
@@ -228,4 +228,28 @@ def random_dag(rng, blocks=3):
                 n = mod.num_features
                 mod.running_mean.copy_(torch.randn(n, generator=gen) * 0.2)
                 mod.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+    return net.eval()
+
+
+def train(net, x, y, epochs=4, seed=0):
+    """A few epochs of Adam on ``(x, y)`` (float32 numpy), so the network computes something:
+    seeded and single-threaded; returns ``net`` in eval mode."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        xt, yt = torch.as_tensor(x), torch.as_tensor(y, dtype=torch.int64)
+        net.train()
+        for _ in range(epochs):
+            perm = torch.randperm(len(xt), generator=gen)
+            for i in range(0, len(xt), 32):
+                idx = perm[i:i + 32]
+                loss = nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
     return net.eval()

@@ -11,7 +11,8 @@ import zlib
 import numpy as np
 
 __all__ = ["node_rng", "digits", "trained", "captured", "quantized", "calib_set", "tiny_model",
-           "assert_export_bit_exact"]
+           "assert_export_bit_exact", "dag_trained", "dag_captured", "dag_quantized", "standardize",
+           "layer_errors"]
 
 
 def node_rng(request):
@@ -102,17 +103,89 @@ def tiny_model():
                           layers=[conv, pool, avg, flat, fc], meta={"note": "hand-built"})
 
 
-def assert_export_bit_exact(net, images=100):
+def assert_export_bit_exact(net, images=100, x=None):
     """``net.export()`` run by the integer reference equals the fake-quant net's exact forward
-    on every layer of the first ``images`` digits test images."""
+    on every layer of the first ``images`` digits test images (or of ``x``)."""
     import torch
 
     from quantflow import reference
 
     qm = net.export()
-    x_int = qm.quantize_input(digits().x_test[:images])
+    x_int = qm.quantize_input(digits().x_test[:images] if x is None else x)
     with torch.no_grad():
         outs = net.forward_int(torch.from_numpy(x_int).double())
     for i, (want, got) in enumerate(zip(reference.run(qm, x_int), outs, strict=True)):
         assert np.array_equal(want, got.numpy().astype(np.int64)), f"layer {i} differs"
     return qm
+
+
+def standardize(x):
+    """Digits images with negative values (zero mean, about unit variance): a signed input."""
+    return (x - 0.3) / 0.35
+
+
+@functools.cache
+def dag_trained(name, signed=False):
+    """The :mod:`dagnets` network ``name`` after 3 epochs on 800 training images (standardized
+    ones when ``signed``); shared, do not mutate."""
+    import dagnets
+
+    ds = digits()
+    x = standardize(ds.x_train[:800]) if signed else ds.x_train[:800]
+    return dagnets.train(dagnets.build(name), x.astype(np.float32), ds.y_train[:800], epochs=3)
+
+
+def dag_captured(name, trained=False, signed=False):
+    """A fresh captured graph of the :mod:`dagnets` network ``name`` (safe to mutate), seeded
+    random or :func:`dag_trained`."""
+    import dagnets
+
+    from quantflow import importers
+
+    net = dag_trained(name, signed) if trained else dagnets.build(name)
+    return importers.capture(net, digits().input_shape)
+
+
+def dag_quantized(name, bits, method="mse", signed=False, trained=False):
+    """``(layers, FakeQuantNet, x_calib)`` of a :mod:`dagnets` network at W``bits``A``bits``
+    (``signed``: calibrated on standardized images, so the network input is signed)."""
+    from quantflow import ptq
+    from quantflow.calibrate import RangeMethod
+
+    layers = dag_captured(name, trained, signed)
+    x = standardize(calib_set()) if signed else calib_set()
+    m = RangeMethod(method)
+    cfg = ptq.PTQConfig(bits, bits, w_method=m,
+                        a_method=RangeMethod.MSE if m is RangeMethod.MSE_OUTPUT else m)
+    return layers, ptq.quantize(layers, name, digits().input_shape, x, cfg), x
+
+
+def layer_errors(net, layers, x, start, relu):
+    """Per MAC layer ``(learned, nearest)`` output error on the net's own (quantized) inputs
+    against the float layer on float inputs; ``start`` holds the float weights before the
+    pass; ``relu``: compare after the layer's ReLU (AdaRound's objective) or before it."""
+    from quantflow import adaround
+    from quantflow.importers import Act
+    from quantflow.qmodel import MAC_KINDS
+
+    out = {}
+    for i, fq in enumerate(net.layers):
+        if fq.kind not in MAC_KINDS:
+            continue
+        xq, xf = adaround.layer_inputs(net, layers, x, i)
+        rq, _ = adaround.layer_rows(layers[i], xq)
+        rf, _ = adaround.layer_rows(layers[i], xf)
+        groups, o = adaround.row_groups(layers[i]), fq.weight.shape[0]
+        s = fq.w_scale.detach().numpy().reshape(o, 1)
+        w, b = start[i].reshape(o, -1), fq.bias.detach().numpy()
+        act = np.positive if not relu or layers[i].act is Act.NONE else (
+            lambda v: np.maximum(v, 0))
+        target = act(adaround.grouped_matmul(rf, w, groups) + b)
+
+        def err(wq, rq=rq, groups=groups, b=b, act=act, target=target):
+            return float(np.mean((act(adaround.grouped_matmul(rq, wq, groups) + b) - target)
+                                 ** 2))
+
+        learned = fq.int_weight().detach().numpy().reshape(o, -1) * s
+        out[i] = err(learned), err(np.clip(np.rint(w / s), -fq.w_fmt.max, fq.w_fmt.max) * s)
+    return out

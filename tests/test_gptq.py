@@ -4,10 +4,11 @@ calibration inputs does not exceed round-to-nearest's, and the export is bit-exa
 import numpy as np
 import pytest
 import torch
-from flowkit import assert_export_bit_exact, calib_set, captured, digits
+from flowkit import (assert_export_bit_exact, calib_set, captured, dag_quantized, digits,
+                     layer_errors, standardize)
 
 from quantflow import gptq, ptq
-from quantflow.adaround import _inputs, layer_rows
+from quantflow.adaround import layer_inputs, layer_rows
 from quantflow.calibrate import RangeMethod
 from quantflow.qmodel import MAC_KINDS
 
@@ -21,7 +22,7 @@ def test_first_layer_error_is_no_worse_than_nearest_and_export_is_exact():
     name = "digits-mlp"
     net = _net(name)
     fq = net.layers[1]
-    xq, _ = _inputs(net, captured(name), calib_set(), 1)
+    xq, _ = layer_inputs(net, captured(name), calib_set(), 1)
     rows, _ = layer_rows(captured(name)[1], xq)
     w = fq.weight.detach().numpy().copy()
     s = fq.w_scale.detach().numpy().reshape(-1, 1)
@@ -48,3 +49,20 @@ def test_gptq_is_deterministic():
 def test_damp_is_validated():
     with pytest.raises(ValueError, match=r"^GPTQ damp must be a positive float, not 0$"):
         gptq.ErrorFeedbackRounding(0)
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+@pytest.mark.parametrize(("name", "signed"), [("resnet", False), ("mobile", False),
+                                              ("concat", False), ("mlp-residual", True)])
+def test_gptq_on_a_dag_lowers_the_layer_error_and_exports_bit_exact(name, signed, bits):
+    """Per group Hessians on the layer's real source: the summed pre-activation error on the
+    calibration inputs falls below round-to-nearest's."""
+    layers, net, x = dag_quantized(name, bits, signed=signed)
+    x = x[:256]
+    start = {i: fq.weight.detach().numpy().copy() for i, fq in enumerate(net.layers)
+             if fq.kind in MAC_KINDS}
+    gptq.gptq(net, layers, x)
+    errs = layer_errors(net, layers, x, start, relu=False)
+    learned, nearest = (sum(e[k] for e in errs.values()) for k in (0, 1))
+    assert learned < nearest, f"{name} W{bits}: GPTQ {learned} vs nearest {nearest}"
+    assert_export_bit_exact(net, x=np.concatenate([x, standardize(x)]) if signed else None)

@@ -1,13 +1,16 @@
 """QAT with STE and LSQ: scales are tied and learned, training is deterministic, and the
-exported model is bit-exact with the integer reference on every layer."""
+exported model is bit-exact with the integer reference on every layer, on chains and on DAG
+graphs (an add's input scales follow their producers, a concat's producers share one)."""
 
 import numpy as np
 import pytest
 import torch
-from flowkit import calib_set, captured, digits
+from flowkit import (assert_export_bit_exact, calib_set, captured, dag_quantized, digits,
+                     standardize)
 
 from quantflow import ptq, qat, reference
 from quantflow.calibrate import RangeMethod
+from quantflow.qmodel import LayerKind
 
 ONE = qat.QATConfig(epochs=1, batch=64)
 
@@ -69,3 +72,48 @@ def test_qat_is_deterministic():
 def test_qat_config_is_validated(kw, msg):
     with pytest.raises(ValueError, match=msg):
         qat.QATConfig(**kw)
+
+
+def _val_loss(net, x, y):
+    with torch.no_grad():
+        return float(torch.nn.functional.cross_entropy(net(x), torch.as_tensor(y)))
+
+
+@pytest.mark.parametrize("name", ["resnet", "mobile", "concat", "mlp-residual"])
+def test_tie_scales_follows_the_graph(name):
+    _, net, _ = dag_quantized(name, 4)
+    qat.tie_scales(net)
+    for i, layer in enumerate(net.layers):
+        src = net.sources(i)
+        ins = list(layer.in_scales) if layer.kind is LayerKind.ADD else [layer.in_scale] * len(src)
+        for p, j in zip(ins, src, strict=True):  # a concat's inputs all have its one scale
+            while j >= 0 and not (net.layers[j].requant
+                                  and net.layers[j].kind is not LayerKind.AVGPOOL):
+                j = net.sources(j)[0]  # pass-through: the scale of what it reads
+            want = net.layers[0].in_scale if j < 0 else net.layers[j].out_scale
+            assert p is want, f"{name}: input of layer {i} is not tied to tensor {j}"
+        if layer.kind is LayerKind.CONCAT:
+            assert len({id(net.layers[j].out_scale) for j in net.sources(i)}) == 1
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+@pytest.mark.parametrize(("name", "signed"), [("resnet", False), ("mobile", False),
+                                              ("concat", False), ("mlp-residual", True)])
+def test_qat_on_a_dag_lowers_the_validation_loss_and_exports_bit_exact(name, signed, bits):
+    """From PTQ of briefly trained DAG nets, two epochs on 256 images lower the held-out loss
+    at 2 bits and keep it (within 0.05) at 4 bits."""
+    _, net, _ = dag_quantized(name, bits, signed=signed, trained=True)
+    ds = digits()
+    prep = standardize if signed else np.asarray
+    x, y = prep(ds.x_train[:256]), ds.y_train[:256]
+    x_val, y_val = prep(ds.x_test[:200]), ds.y_test[:200]
+    before = _val_loss(net, x_val, y_val)
+    adds = [lyr for lyr in net.layers if lyr.kind is LayerKind.ADD]
+    add_in = [[float(p.detach()) for p in lyr.in_scales] for lyr in adds]
+    qat.finetune(net, x, y, qat.QATConfig(epochs=2, batch=32))
+    after = _val_loss(net, x_val, y_val)
+    assert after < before + (0.05 if bits == 4 else 0.0), (
+        f"{name} W{bits}A{bits}: validation loss {before} -> {after}")
+    assert [[float(p.detach()) for p in lyr.in_scales] for lyr in adds] != add_in or not adds, (
+        "LSQ did not move the scales an add reads")
+    assert_export_bit_exact(net, x=np.concatenate([x_val, prep(np.full((1, 1, 8, 8), 4.0))]))

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from flowkit import calib_set, captured, digits
+from flowkit import (assert_export_bit_exact, calib_set, captured, dag_captured, digits,
+                     standardize)
 
 from quantflow import biascorr, cle, ptq, recipes, reference
 from quantflow.adaround import AdaRound
@@ -89,3 +90,24 @@ def test_every_named_recipe_exports_bit_exact(recipe):
         outs = net.forward_int(torch.from_numpy(x_int).double())
     for i, (want, got) in enumerate(zip(reference.run(qm, x_int), outs, strict=True)):
         assert np.array_equal(want, got.numpy().astype(np.int64)), f"{recipe.name} layer {i}"
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+@pytest.mark.parametrize("name", ["resnet", "mobile", "concat", "mlp-residual"])
+def test_choose_on_a_dag_runs_float_and_net_passes_and_exports_bit_exact(name, bits):
+    """CLE, bias correction and a short AdaRound on the trained DAG nets (the range search has
+    its own DAG test; at full length it is the slow part)."""
+    signed = name == "mlp-residual"
+    prep = standardize if signed else np.asarray
+    ds = digits()
+    layers = dag_captured(name, trained=True, signed=signed)
+    fast = recipes.Recipe("adaround-bc", RangeMethod.MSE_OUTPUT, RangeMethod.MSE, (),
+                          (AdaRound(iterations=10, batch=128), biascorr.BiasCorrection()))
+    cands = [recipes.by_name("cle-bc"), fast]
+    net, qm, rows = recipes.choose(layers, name, ds.input_shape, prep(calib_set()[:64]),
+                                   prep(ds.x_train[:200]), ds.y_train[:200],
+                                   ptq.PTQConfig(bits, bits), cands)
+    assert [r["recipe"] for r in rows] == ["cle-bc", "adaround-bc"]
+    best = max(rows, key=lambda r: (r["val_accuracy"], r["val_log_likelihood"]))
+    assert qm.meta["recipe"]["recipe"] == best["recipe"] and best["val_accuracy"] > 0.3
+    assert_export_bit_exact(net, x=prep(ds.x_test[:64]))

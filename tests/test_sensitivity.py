@@ -1,7 +1,8 @@
-"""Sensitivity: one row per MAC layer, the lowered layer really runs at the low width."""
+"""Sensitivity: one row per MAC layer (and add), the lowered layer really runs at the low
+width."""
 
 import pytest
-from flowkit import calib_set, captured, digits
+from flowkit import calib_set, captured, dag_captured, digits, standardize
 
 from quantflow import ptq, recipes, sensitivity
 
@@ -22,3 +23,17 @@ def test_one_row_per_mac_layer_with_its_drop():
                         ds.input_shape, calib_set(), cfg)
     assert rows[1].accuracy == ptq.accuracy(qm, x, y)
     assert [lyr.w_fmt.bits for lyr in qm.mac_layers] == [8, 2, 8]
+
+
+def test_a_dag_has_a_row_for_each_mac_layer_and_add():
+    ds = digits()
+    x, y = standardize(ds.x_test[:150]), ds.y_test[:150]
+    layers = dag_captured("mlp-residual", trained=True, signed=True)
+    rows = sensitivity.layer_sensitivity(layers, "mlp", ds.input_shape,
+                                         standardize(calib_set()), x, y, base=(8, 8),
+                                         low=(2, 2), recipe=recipes.by_name("mse"))
+    assert [r.layer for r in rows] == ["inp", "h1", "h2", "add", "out"]
+    cfg = ptq.PTQConfig(8, 8, layer_bits={"add": (2, 2)})
+    _, qm = recipes.run(recipes.by_name("mse"), layers, "mlp", ds.input_shape,
+                        standardize(calib_set()), cfg)
+    assert rows[3].accuracy == ptq.accuracy(qm, x, y) and qm.layers[4].out_fmt.bits == 2
