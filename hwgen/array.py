@@ -47,7 +47,7 @@ class MACArray(wiring.Component):
                 pe.a.eq(self.i.payload.act), pe.w.eq(self.i.payload.weight[r]),
                 pe.en.eq(self.i.valid), pe.first.eq(self.i.payload.first),
                 pe.last.eq(self.i.payload.last), pe.digits.eq(self.digits),
-                pe.signed.eq(self.i.payload.signed),
+                pe.signed.eq(self.i.payload.signed), pe.e.eq(self.i.payload.e),
                 self.o.payload[r].eq(pe.acc),
             ]
             if r == 0:

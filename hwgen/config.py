@@ -10,11 +10,13 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from quantflow.numerics import DEFAULT_MULT_BITS, MAX_BITS, MIN_BITS, QFormat, acc_bits
+from quantflow.numerics import (DEFAULT_MULT_BITS, MAX_BITS, MIN_BITS, QFormat, acc_bits,
+                                weight_digits)
 
 from .errors import DoesNotFitError
 
-__all__ = ["AccelConfig", "DEFAULT_ARRAY", "input_digits", "model_act_bits", "model_signed"]
+__all__ = ["AccelConfig", "DEFAULT_ARRAY", "input_digits", "model_act_bits", "model_signed",
+           "lane_weight_bits"]
 
 #: Default MAC-array shape (PE output lanes x SIMD input lanes).
 DEFAULT_ARRAY = (8, 8)
@@ -61,6 +63,21 @@ def model_signed(qmodel):
                                           for layer in qmodel.layers)
 
 
+def lane_weight_bits(qmodel):
+    """The weight lane width for ``qmodel``: the width ``b`` that minimises lane area times
+    cycles, ``b * sum_l macs_l * digits_l(b)`` over its layer widths (a multiplier's LUTs grow
+    about linearly with ``b``; a wider layer takes ``digits_l(b)`` passes). A network at one
+    width gets that width; 8-bit first/last layers around a 2-bit body get 2-bit lanes when
+    the body holds most of the MACs."""
+    layers = qmodel.mac_layers
+    widths = sorted({layer.w_fmt.bits for layer in layers})
+
+    def cost(b):
+        return b * sum(layer.macs * weight_digits(layer.w_fmt, b) for layer in layers)
+
+    return min(widths, key=lambda b: (cost(b), -b))
+
+
 def model_act_bits(qmodel):
     """The activation lane width an overlay for ``qmodel`` gets (its bits, within range)."""
     return max(MIN_BITS, min(MAX_BITS, qmodel.abits))
@@ -98,6 +115,12 @@ class AccelConfig:
         buffer count).
     counter_bits : int
         Width of the per-layer cycle counters (at most ``host_bits``: a RUN reply is one word).
+    layer_weight_bits : int
+        Widest weights of any layer the overlay runs (0: ``weight_bits``). A layer wider than
+        the ``weight_bits`` lanes runs as ``weight_digits`` signed digits, one pass over the
+        same activations per digit, each pass's lane sum shifted by ``weight_bits * e`` in the
+        PE (:func:`quantflow.numerics.split_digits`): an 8-bit first or last layer runs
+        exactly on 2-bit lanes, at ``digits`` times its cycles.
     signed_acts : bool
         Activation lanes may hold signed (two's complement) values, per layer as the
         descriptor says: each multiplier takes a one-bit-wider signed operand and the pool
@@ -127,6 +150,7 @@ class AccelConfig:
     counter_bits: int = 32
     lut_multipliers: bool = True
     signed_acts: bool = False
+    layer_weight_bits: int = 0
 
     def __post_init__(self):
         _int("Weight bits", self.weight_bits, MIN_BITS, MAX_BITS)
@@ -156,6 +180,8 @@ class AccelConfig:
         _int("Counter bits", self.counter_bits, 8, self.host_bits)
         if not isinstance(self.lut_multipliers, bool):
             raise TypeError(f"LUT multipliers must be a bool, not {self.lut_multipliers!r}")
+        if self.layer_weight_bits != 0:
+            _int("Layer weight bits", self.layer_weight_bits, self.weight_bits, MAX_BITS)
         if not isinstance(self.signed_acts, bool):
             raise TypeError(f"Signed activations must be a bool, not {self.signed_acts!r}")
         if self.cols < self.digits_max:
@@ -177,7 +203,9 @@ class AccelConfig:
         from quantflow.program import compile_program
 
         rows, cols = array
-        fields = dict(weight_bits=qmodel.wbits,
+        wbits = lane_weight_bits(qmodel)
+        fields = dict(weight_bits=wbits,
+                      layer_weight_bits=qmodel.wbits if qmodel.wbits > wbits else 0,
                       act_bits=model_act_bits(qmodel),
                       input_bits=qmodel.input_fmt.bits, rows=rows, cols=cols,
                       signed_acts=model_signed(qmodel))
@@ -205,6 +233,20 @@ class AccelConfig:
         return QFormat(self.weight_bits, True)
 
     @property
+    def wide_w_fmt(self):
+        """The widest layer weights: ``layer_weight_bits`` (or the lanes' width)."""
+        return QFormat(max(self.weight_bits, self.layer_weight_bits), True)
+
+    @property
+    def weight_digits_max(self):
+        """Signed weight digits of ``weight_bits`` that carry the widest layer's weights."""
+        return weight_digits(self.wide_w_fmt, self.weight_bits)
+
+    @property
+    def wdigit_bits(self):
+        return max(1, (self.weight_digits_max - 1).bit_length())
+
+    @property
     def a_fmt(self):
         return QFormat(self.act_bits, self.signed_acts)
 
@@ -225,9 +267,14 @@ class AccelConfig:
 
     @property
     def acc_bits(self):
-        """Signed accumulator width: products of the widest activation over ``max_reduction``."""
+        """Signed accumulator width: products of the widest activation over ``max_reduction``,
+        with weights as wide as the digits of the widest layer reach (a partial sum over some
+        digits may exceed the finished one's bound)."""
         widest = QFormat(max(self.act_bits, self.input_bits), False)
-        return acc_bits(self.w_fmt, widest, self.max_reduction)
+        d, b = self.weight_digits_max, self.weight_bits
+        reach = (1 << (b - 1)) * (((1 << (b * d)) - 1) // ((1 << b) - 1))
+        w = QFormat(max(self.wide_w_fmt.bits, reach.bit_length() + 1), True)
+        return acc_bits(w, widest, self.max_reduction)
 
     @property
     def shift_max(self):
@@ -357,7 +404,7 @@ class AccelConfig:
         return asdict(self)
 
     def derived_json(self):
-        names = ("digits_max", "product_bits", "acc_bits", "shift_max", "shift_bits",
+        names = ("digits_max", "weight_digits_max", "product_bits", "acc_bits", "shift_max", "shift_bits",
                  "act_word_bits", "weight_word_bits", "array_macs", "seq_latency", "mac_latency",
                  "pool_latency", "requant_latency", "mem_latency", "drain_latency",
                  "layer_setup_cycles", "layer_flush_cycles")

@@ -138,7 +138,7 @@ class Core(wiring.Component):
         operands = Signal(operand_layout(cfg))
         m.d.comb += [operands.act.eq(act), operands.weight.eq(mems[Mem.WEIGHT].r_data),
                      operands.first.eq(step.first), operands.last.eq(step.last),
-                     operands.signed.eq(step.signed)]
+                     operands.signed.eq(step.signed), operands.e.eq(step.e)]
         is_mac = d.op == Op.MAC.value  # MAX, SUM and ADD words go through the pool unit
         m.d.comb += [array.i.valid.eq(step.valid & is_mac), array.i.payload.eq(operands),
                      array.digits.eq(d.digits)]

@@ -76,7 +76,7 @@ def _desc_field_shapes(cfg):
         "out_h": dim, "out_w": dim, "out_g": count,
         "kh": dim, "kw": dim, "sy": dim, "sx": dim, "py": dim, "px": dim,
         "tiles": count, "steps": step, "slots": step, "out_ch": count,
-        "digits": unsigned(cfg.digit_bits),
+        "digits": unsigned(cfg.digit_bits), "wdigits": unsigned(cfg.wdigit_bits + 1),
         "w_base": unsigned(cfg.addr_bits(cfg.weight_depth)),
         "p_base": unsigned(cfg.addr_bits(cfg.param_depth)),
         "src_base": base, "src_org": base, "dst_base": base,
@@ -108,9 +108,9 @@ def encode_desc(cfg, desc):
 
 def step_layout(cfg):
     """Control of one array cycle: operands valid, first/last step of a pixel, padding tap, the
-    bank to read, whether the lanes are signed, and input B of an add."""
+    bank to read, whether the lanes are signed, input B of an add, and the weight digit."""
     return data.StructLayout({"valid": 1, "first": 1, "last": 1, "pad": 1, "bank": 1,
-                              "signed": 1, "b": 1})
+                              "signed": 1, "b": 1, "e": cfg.wdigit_bits})
 
 
 def meta_layout(cfg):
@@ -134,7 +134,7 @@ def drain_in_layout(cfg):
 def operand_layout(cfg):
     """One array cycle's operands: the activation word, the weight word and the step control."""
     return data.StructLayout({"act": act_layout(cfg), "weight": weight_layout(cfg),
-                              "first": 1, "last": 1, "signed": 1})
+                              "first": 1, "last": 1, "signed": 1, "e": cfg.wdigit_bits})
 
 
 def requant_in_layout(cfg):

@@ -77,6 +77,7 @@ class PE(wiring.Component):
     w : In(weight_row_layout) — this PE's weights.
     en, first, last : In(1) — operands valid; first/last step of the output pixel.
     signed : In(1) — the lanes hold a signed tensor (with ``signed_acts``; layer constant).
+    e : In(wdigit_bits) — weight digit of this step (a layer wider than the weight lanes).
     digits : In(digit_bits) — digits per input channel (layer constant, 1..digits_max).
     acc : Out(signed(acc_bits)) — the accumulator; final when ``valid``.
     valid : Out(1) — one cycle after the last step's sum was added.
@@ -88,6 +89,7 @@ class PE(wiring.Component):
             "a": In(act_layout(cfg)),
             "w": In(weight_row_layout(cfg)),
             "en": In(1), "first": In(1), "last": In(1), "signed": In(1),
+            "e": In(cfg.wdigit_bits),
             "digits": In(cfg.digit_bits),
             "acc": Out(signed(cfg.acc_bits)),
             "valid": Out(1),
@@ -119,6 +121,8 @@ class PE(wiring.Component):
             products.append(mul.p)
         ctrl1 = Signal(3)
         m.d.sync += ctrl1.eq(Cat(self.en, self.first, self.last))
+        e1 = Signal.like(self.e)
+        m.d.sync += e1.eq(self.e)
         shifted = []
         for lane, p in enumerate(products):
             s = Signal(signed(cfg.product_bits), name=f"shifted{lane}")
@@ -135,7 +139,17 @@ class PE(wiring.Component):
             shifted.append(s)
         total = Signal(signed(cfg.acc_bits))
         ctrl2 = Signal(3)
-        m.d.sync += [total.eq(_tree_sum(shifted)), ctrl2.eq(ctrl1)]
+        tree = _tree_sum(shifted)
+        if cfg.weight_digits_max == 1:
+            m.d.sync += total.eq(tree)
+        else:  # weight digit e of a wide layer weighs 2**(weight_bits * e)
+            with m.Switch(e1):
+                for n in range(cfg.weight_digits_max):
+                    with m.Case(n):
+                        m.d.sync += total.eq(tree << (cfg.weight_bits * n))
+                with m.Default():  # never issued: the compiler writes e < weight_digits_max
+                    m.d.sync += total.eq(tree)
+        m.d.sync += ctrl2.eq(ctrl1)
         en2, first2, last2 = ctrl2[0], ctrl2[1], ctrl2[2]
         with m.If(en2):
             m.d.sync += self.acc.eq(Mux(first2, 0, self.acc) + total)

@@ -105,6 +105,9 @@ class Sequencer(wiring.Component):
         # Stage A: the issue slot, registered.
         a_valid, a_first, a_last, a_bank, a_b = Signal(), Signal(), Signal(), Signal(), Signal()
         a_signed = Signal()
+        # Weight digit of a wide layer: each activation read is issued ``wdigits`` times, once
+        # per digit (the weight address still advances every slot).
+        e, wd_m1, a_e = (Signal(cfg.wdigit_bits, name=n) for n in ("e", "wd_m1", "a_e"))
         a_iy, a_ix = Signal(dim_s), Signal(dim_s)
         a_base, a_off = Signal(abits), Signal(abits)
         a_w = Signal(wbits)
@@ -117,6 +120,7 @@ class Sequencer(wiring.Component):
             self.step.valid.eq(a_valid), self.step.first.eq(a_first),
             self.step.last.eq(a_last), self.step.pad.eq(pad),
             self.step.bank.eq(a_bank), self.step.signed.eq(a_signed), self.step.b.eq(a_b),
+            self.step.e.eq(a_e),
             self.meta.eq(a_meta),
         ]
         m.d.sync += a_valid.eq(0)
@@ -160,6 +164,7 @@ class Sequencer(wiring.Component):
                     in_g_m1.eq(d.in_g - 1), tiles_m1.eq(d.tiles - 1),
                     slots_m2.eq(d.slots - 2), steps_m1.eq(d.steps - 1),
                     k_end.eq(d.slots == 1), k_issue.eq(1), k_first.eq(1),
+                    e.eq(0), wd_m1.eq(d.wdigits - 1),
                 ]
                 m.next = "RUN"
             with m.State("RUN"):
@@ -175,7 +180,7 @@ class Sequencer(wiring.Component):
                     a_iy.eq(iy0 + ky), a_ix.eq(ix0 + kx),
                     a_base.eq(pix_org + tap_row + Mux(second, d.src2_delta, 0)),
                     a_off.eq(tap_col + Mux(is_mac, g, t)),
-                    a_w.eq(w_addr),
+                    a_w.eq(w_addr), a_e.eq(e),
                     a_meta.n.eq(Mux(rem < nfull, rem, nfull)), a_meta.ch.eq(ch_base),
                     a_meta.word.eq(d.dst_base + pix_word + ch_word),
                     a_meta.lane.eq(ch_lane),
@@ -187,7 +192,10 @@ class Sequencer(wiring.Component):
                                  k_end.eq(k == slots_m2)]
                     with m.If(k == steps_m1):
                         m.d.sync += k_issue.eq(0)
-                    with m.If(is_mac):
+                    with m.If(is_mac & (e != wd_m1)):
+                        m.d.sync += e.eq(e + 1)
+                    with m.Elif(is_mac):
+                        m.d.sync += e.eq(0)
                         with m.If(g == in_g_m1):
                             m.d.sync += g.eq(0)
                             tap_advance()
@@ -196,7 +204,7 @@ class Sequencer(wiring.Component):
                     with m.Elif(~is_add):
                         tap_advance()
                 with m.Else():
-                    m.d.sync += [k.eq(0), g.eq(0), kx.eq(0), ky.eq(0), w_addr.eq(w_tile),
+                    m.d.sync += [k.eq(0), g.eq(0), kx.eq(0), ky.eq(0), w_addr.eq(w_tile), e.eq(0),
                                  tap_row.eq(0), tap_col.eq(0),
                                  k_end.eq(slots_m2 < 0), k_issue.eq(1), k_first.eq(1)]
                     with m.If(ox != out_w_m1):

@@ -37,7 +37,7 @@ import numpy as np
 __all__ = [
     "MIN_BITS", "MAX_BITS", "QFormat", "check_bits", "acc_bits", "product_bound",
     "round_term", "requantize", "Requant", "derive_multiplier", "max_shift",
-    "DEFAULT_MULT_BITS", "rescale", "add_requantize",
+    "DEFAULT_MULT_BITS", "rescale", "add_requantize", "weight_digits", "split_digits",
 ]
 
 #: Supported word lengths for weights and activations (inclusive).
@@ -231,3 +231,37 @@ def derive_multiplier(ratio, mult_bits=DEFAULT_MULT_BITS, shift_max=63):
 
 def _round_half_up(frac):
     return (frac.numerator * 2 + frac.denominator) // (2 * frac.denominator)
+
+
+def weight_digits(w_fmt, lane_bits):
+    """Signed digits of ``lane_bits`` that carry every weight of ``w_fmt`` (1 when it fits a
+    lane): the smallest ``D`` with ``w_fmt``'s range inside what ``D`` signed digits reach,
+    ``(2**(bD) - 1) / (2**b - 1)`` times the digit's range. A wider layer runs on narrow
+    weight lanes as ``D`` passes over the same activations, pass ``e`` weighted
+    ``2**(b * e)`` (:func:`split_digits`)."""
+    if w_fmt.bits <= lane_bits:
+        return 1
+    lo, hi = -(1 << (lane_bits - 1)), (1 << (lane_bits - 1)) - 1
+    d = 1
+    while True:
+        span = ((1 << (lane_bits * d)) - 1) // ((1 << lane_bits) - 1)
+        if hi * span >= w_fmt.max and lo * span <= w_fmt.min:
+            return d
+        d += 1
+
+
+def split_digits(w, lane_bits, digits):
+    """``w`` (int array) -> ``digits`` signed ``lane_bits``-bit digits, low first, with
+    ``sum_e d_e << (lane_bits * e) == w`` exactly (each digit the signed residue of what is
+    left; the top digit takes the rest and must fit, which :func:`weight_digits` ensures)."""
+    rest = np.asarray(w, dtype=np.int64)
+    half, full = 1 << (lane_bits - 1), 1 << lane_bits
+    out = []
+    for _ in range(digits - 1):
+        d = ((rest + half) % full) - half
+        out.append(d)
+        rest = (rest - d) >> lane_bits
+    out.append(rest)
+    if np.any(rest < -half) or np.any(rest >= half):
+        raise ValueError(f"Weights must fit {digits} signed digits of {lane_bits} bits")
+    return np.stack(out)

@@ -82,7 +82,8 @@ def _gather(d, cfg, act, bank, base_delta, k):
 def _run_desc(d, cfg, act, acc, program):
     dst = act[d.dst_buf]
     is_add = d.op.name == "ADD"
-    k = np.arange(1 if is_add else d.steps)
+    wd = d.wdigits if d.op.name == "MAC" else 1
+    k = np.arange(1 if is_add else d.steps // wd)  # activation reads (each used wd times)
     oy, ox, ky, kx, g_step, inside = _gather(d, cfg, act, 0, 0, k)
     nfull = cfg.rows if d.op.name == "MAC" else cfg.cols
     lane_shift = cfg.act_bits * (np.arange(cfg.cols) % d.digits)
@@ -104,7 +105,9 @@ def _run_desc(d, cfg, act, acc, program):
         ch = t * nfull + np.arange(n)
         if d.op.name == "MAC":
             w = program.weights[d.w_base + t * d.steps + np.arange(d.steps)]  # (S, rows, cols)
-            vec = np.einsum("psc,src->pr", a << lane_shift, w)
+            w = w.reshape(len(k), wd, cfg.rows, cfg.cols)
+            w = w << (cfg.weight_bits * np.arange(wd))[None, :, None, None]  # digit e: 2**(b*e)
+            vec = np.einsum("psc,serc->pr", a << lane_shift, w)
         elif d.op.name == "MAX":
             vec = a.max(axis=1)
         elif d.op.name == "SUM":

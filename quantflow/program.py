@@ -53,6 +53,7 @@ import numpy as np
 
 from .alloc import Region, allocate
 from .errors import UnsupportedOpError
+from .numerics import split_digits, weight_digits
 from .qmodel import LayerKind
 
 __all__ = ["Op", "Buffer", "LayerDesc", "TensorLoc", "Program", "compile_program",
@@ -81,7 +82,7 @@ DESC_FIELDS = (
     "in_h", "in_w", "in_g", "px_words", "row_words", "sx_words", "sy_words", "src2_delta",
     "out_h", "out_w", "out_g",
     "kh", "kw", "sy", "sx", "py", "px",
-    "tiles", "steps", "slots", "out_ch", "digits",
+    "tiles", "steps", "slots", "out_ch", "digits", "wdigits",
     "w_base", "p_base", "src_base", "src_org", "dst_base", "lo", "hi",
 )
 
@@ -120,6 +121,7 @@ class LayerDesc:
     slots: int
     out_ch: int
     digits: int
+    wdigits: int
     w_base: int
     p_base: int
     src_base: int
@@ -290,8 +292,26 @@ class _Builder:
         self.n_params += len(bias)
         return base
 
-    def weight_words(self, w4, src):
-        """(O, C, kh, kw) weights -> (tiles*kh*kw*G, rows, cols) words in sequencer order."""
+    def weight_words(self, w4, src, wdigits=1):
+        """(O, C, kh, kw) weights -> (tiles*kh*kw*G*wdigits, rows, cols) words in sequencer
+        order (a wide layer's signed weight digits innermost)."""
+        cfg = self.cfg
+        if wdigits > 1:
+            digits = split_digits(w4, cfg.weight_bits, wdigits)       # (D, O, C, kh, kw)
+            o, _, kh, kw = w4.shape
+            per = [self._words(d, src) for d in digits]                # D x (T*kh*kw*G, ...)
+            words = np.stack(per, axis=1).reshape(-1, cfg.rows, cfg.cols)
+            base = self.n_weights
+            self.weights.append(words)
+            self.n_weights += len(words)
+            return base
+        words = self._words(w4, src)
+        base = self.n_weights
+        self.weights.append(words)
+        self.n_weights += len(words)
+        return base
+
+    def _words(self, w4, src):
         cfg = self.cfg
         o, _, kh, kw = w4.shape
         tiles = _ceil(o, cfg.rows)
@@ -301,11 +321,7 @@ class _Builder:
         # words[t, ky, kx, g, r, l] = wpad[t*rows + r, lanes[g, l], ky, kx]
         sel = wpad[:, lanes]                      # (T*rows, G, cols, kh, kw)
         sel = sel.reshape(tiles, cfg.rows, src.groups, cfg.cols, kh, kw)
-        words = sel.transpose(0, 4, 5, 2, 1, 3).reshape(-1, cfg.rows, cfg.cols)
-        base = self.n_weights
-        self.weights.append(words)
-        self.n_weights += len(words)
-        return base
+        return sel.transpose(0, 4, 5, 2, 1, 3).reshape(-1, cfg.rows, cfg.cols)
 
     def desc(self, **kw):
         # Address steps the sequencer adds instead of multiplying (iCE40 Fmax): modulo the
@@ -314,6 +330,7 @@ class _Builder:
         kw.setdefault("src2_buf", 0)
         kw.setdefault("src2_delta", 0)
         kw.setdefault("b_signed", False)
+        kw.setdefault("wdigits", 1)
         kw["row_words"] = kw["in_w"] * kw["px_words"] % wrap
         kw["sx_words"] = kw["sx"] * kw["px_words"] % wrap
         kw["sy_words"] = kw["sy"] * kw["row_words"] % wrap
@@ -358,7 +375,10 @@ def _mac_layer(b, i, layer, src, dst):
         kernel, stride, pad = tuple(layer.kernel), tuple(layer.stride), tuple(layer.padding)
     o = w4.shape[0]
     ho, wo = dst.stored[1:]
-    cfg.need(f"{where} weight bits", layer.w_fmt.bits, cfg.weight_bits)
+    wdigits = weight_digits(layer.w_fmt, cfg.weight_bits)
+    if wdigits > 1:  # wider than the lanes: signed digits, one pass each
+        cfg.need(f"{where} weight bits", layer.w_fmt.bits, cfg.wide_w_fmt.bits)
+        cfg.need(f"{where} weight digits", wdigits, cfg.weight_digits_max)
     cfg.need(f"{where} reduction length", layer.reduction, cfg.max_reduction)
     for name, v in (("kernel", max(kernel)), ("stride", max(stride)), ("padding", max(pad)),
                     ("output size", max(ho, wo))):
@@ -370,16 +390,16 @@ def _mac_layer(b, i, layer, src, dst):
         cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.act_bits)
     else:
         mult = shift = np.zeros(o, dtype=np.int64)
-    w_base = b.weight_words(w4, src)
+    w_base = b.weight_words(w4, src, wdigits)
     p_base = b.params(layer.bias, mult, shift)
-    steps = kernel[0] * kernel[1] * src.groups
+    steps = kernel[0] * kernel[1] * src.groups * wdigits
     b.desc(op=Op.MAC, src_buf=src.buf.value, dst_buf=dst.buf.value % 2,
            to_acc=not layer.requant, bias_en=True, requant_en=bool(layer.requant),
            a_signed=src.signed, in_h=h, in_w=w, in_g=src.groups, px_words=src.stride,
            out_h=ho, out_w=wo, out_g=dst.stride if layer.requant else 0,
            kh=kernel[0], kw=kernel[1], sy=stride[0], sx=stride[1], py=pad[0], px=pad[1],
            tiles=_ceil(o, cfg.rows), steps=steps, slots=max(steps, cfg.rows), out_ch=o,
-           digits=src.digits, w_base=w_base, p_base=p_base, src_base=src.base,
+           digits=src.digits, wdigits=wdigits, w_base=w_base, p_base=p_base, src_base=src.base,
            dst_base=dst.base, lo=int(layer.lo) if layer.requant else 0,
            hi=int(layer.hi) if layer.requant else 0)
     b.macs.append(layer.macs)

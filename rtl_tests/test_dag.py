@@ -84,3 +84,23 @@ def test_random_dag_verilator(bits, seed, tmp_path):
     for n in range(3):
         qm, xs = _random_case(seed + n, bits, bits)
         _check(Sim.VERILATOR, qm, xs, tmp_path / str(n), seed + n, f"random DAG W{bits}A{bits}")
+
+
+def _mixed_case(name, body):
+    """8-bit first and last layers around a ``body``-bit network: the overlay gets
+    ``body``-bit weight lanes and runs the ends as weight digits."""
+    net = dagnets.build(name)
+    macs = [lyr.name for lyr in importers.capture(net, (1, 8, 8))
+            if lyr.kind.value in ("conv2d", "linear")]
+    return _quantize(net, body, body, False, {macs[0]: (8, body), macs[-1]: (8, body)})
+
+
+@pytest.mark.parametrize("sim,name,body", [
+    pytest.param(Sim.ICARUS, "mlp-residual", 2, marks=pytest.mark.icarus),
+    pytest.param(Sim.ICARUS, "resnet", 4, marks=pytest.mark.icarus),
+    pytest.param(Sim.VERILATOR, "resnet", 2, marks=pytest.mark.verilator),
+    pytest.param(Sim.VERILATOR, "mobile", 2, marks=[pytest.mark.verilator, pytest.mark.slow])])
+def test_mixed_precision_on_narrow_lanes(sim, name, body, seed, tmp_path):
+    qm, xs = _mixed_case(name, body)
+    s = _check(sim, qm, xs, tmp_path, seed, f"{name} 8/{body}/8")
+    assert s["config_digest"]

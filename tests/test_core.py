@@ -130,3 +130,16 @@ def test_dag_networks(name, signed):
     program, results = run_top(cfg, qm, xs)
     assert first_mismatch(qm, xs, results) is None
     assert results[0].layer_cycles == program.cycles
+
+
+@pytest.mark.parametrize("name", ["mlp-residual", "resnet"])
+def test_wide_layers_on_narrow_lanes(name):
+    """8-bit first/last layers on an overlay with 2-bit weight lanes (weight digits)."""
+    from test_program import _mixed
+
+    qm, xs = _mixed(name)
+    cfg = AccelConfig.for_model(qm, array=(4, 4), **SMALL)
+    assert (cfg.weight_bits, cfg.weight_digits_max) == (2, 5)
+    program, results = run_top(cfg, qm, xs[:1])
+    assert first_mismatch(qm, xs[:1], results) is None
+    assert results[0].layer_cycles == program.cycles

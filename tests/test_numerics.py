@@ -369,3 +369,25 @@ def test_requant_messages(kwargs, exc, message):
     with pytest.raises(exc, match=message):
         Requant(**kwargs)
     assert Requant().mult_bits == DEFAULT_MULT_BITS
+
+
+@pytest.mark.parametrize("wide", range(2, 9))
+@pytest.mark.parametrize("lane", range(2, 9))
+def test_weight_digits_carry_every_weight(wide, lane):
+    """Signed digits of a narrow lane represent every weight of a wider format exactly, and
+    no fewer digits would (the minimum the compiler's cycle count pays for)."""
+    from quantflow.numerics import split_digits, weight_digits
+    if lane > wide:
+        assert weight_digits(QFormat(wide, True), lane) == 1
+        return
+    fmt = QFormat(wide, True)
+    d = weight_digits(fmt, lane)
+    w = np.arange(fmt.min, fmt.max + 1)
+    digits = split_digits(w, lane, d)
+    assert digits.shape == (d, len(w))
+    assert int(digits.min()) >= -(1 << (lane - 1)) and int(digits.max()) < 1 << (lane - 1)
+    assert np.array_equal(sum(digits[e] << (lane * e) for e in range(d)), w)
+    if d > 1:
+        with pytest.raises(ValueError, match=rf"^Weights must fit {d - 1} signed digits of"
+                                             rf" {lane} bits$"):
+            split_digits(w, lane, d - 1)

@@ -97,3 +97,58 @@ def test_pooling_the_wide_input_is_unsupported():
                                                  r" network input needs activation lanes of"
                                                  r" that width, not 4$"):
         compile_program(model, AccelConfig.for_model(model))
+
+
+def _mixed(name, first_last=8, body=2, acts=2):
+    """A dagnets network with 8-bit first and last layers around a narrow body (PTQ)."""
+    import dagnets
+    from flowkit import digits
+
+    from quantflow import importers, ptq
+
+    ds = digits()
+    layers = importers.capture(dagnets.build(name), ds.input_shape)
+    macs = [lyr.name for lyr in layers if lyr.kind.value in ("conv2d", "linear")]
+    bits = {macs[0]: (first_last, acts), macs[-1]: (first_last, acts)}
+    cfg = ptq.PTQConfig(body, acts, layer_bits=bits)
+    qm = ptq.quantize(layers, name, ds.input_shape, ds.x_train[:256], cfg).export()
+    return qm, qm.quantize_input(ds.x_test[:3])
+
+
+@pytest.mark.parametrize("array", [(8, 8), (2, 4), (3, 5)])
+@pytest.mark.parametrize("name", ["resnet", "mlp-residual"])
+def test_wide_layers_run_as_weight_digits(name, array):
+    """8-bit first/last layers on 2-bit weight lanes: signed weight digits, one pass each;
+    every layer equals the reference and each wide layer takes exactly `digits` times the
+    issue slots of its one-digit schedule."""
+    qm, xs = _mixed(name)
+    cfg = AccelConfig.for_model(qm, array=array)
+    assert (cfg.weight_bits, cfg.layer_weight_bits, cfg.weight_digits_max) == (2, 8, 5)
+    program = _check(qm, cfg, xs, 0)
+    wide = [d for d in program.descs if d.wdigits > 1]
+    assert len(wide) == 2 and all(d.wdigits == 5 for d in wide)
+    for d in wide:
+        assert d.steps == 5 * d.kh * d.kw * d.in_g
+    narrow = AccelConfig.for_model(qm, array=array, weight_bits=8, layer_weight_bits=0)
+    assert all(d.wdigits == 1 for d in compile_program(qm, narrow).descs)
+
+
+def test_lane_width_choice():
+    """for_model picks the lane width by area x cycles: a 2-bit body with 8-bit ends gets 2-bit
+    lanes; a network at one width gets that width."""
+    from hwgen.config import lane_weight_bits
+
+    qm, _ = _mixed("resnet")
+    assert lane_weight_bits(qm) == 2
+    qm8, _ = _mixed("resnet", first_last=8, body=8)
+    assert lane_weight_bits(qm8) == 8
+
+
+def test_a_wide_layer_needs_digits_in_the_configuration():
+    from hwgen.errors import DoesNotFitError
+
+    qm, _ = _mixed("mlp-residual")
+    cfg = AccelConfig.for_model(qm, layer_weight_bits=4)
+    with pytest.raises(DoesNotFitError, match=r"^layer 1 \('inp'\) weight bits does not fit:"
+                                              r" needs 8, has 4"):
+        compile_program(qm, cfg)
