@@ -404,7 +404,8 @@ class AccelConfig:
         return asdict(self)
 
     def derived_json(self):
-        names = ("digits_max", "weight_digits_max", "product_bits", "acc_bits", "shift_max", "shift_bits",
+        names = ("digits_max", "weight_digits_max", "product_bits", "acc_bits", "shift_max",
+                 "shift_bits",
                  "act_word_bits", "weight_word_bits", "array_macs", "seq_latency", "mac_latency",
                  "pool_latency", "requant_latency", "mem_latency", "drain_latency",
                  "layer_setup_cycles", "layer_flush_cycles")
