@@ -389,8 +389,13 @@ class AccelConfig:
         """FLUSH + DONE states: covers the last issue slot until its last element is written
         (sequencer, memory, array, drain of up to ``lanes_max`` elements, write), with margin;
         fixed so the cycle count of a layer is exact."""
-        return (_SEQ_LATENCY + _MEM_LATENCY + self.mac_latency + self.drain_span
+        return (_SEQ_LATENCY + _MEM_LATENCY + self.mac_latency + self.lanes_max
                 + self.drain_latency + 1)
+
+    @property
+    def add_flush_cycles(self):
+        """The same for an add, whose last vector drains ``2 * cols`` elements (pairs)."""
+        return self.layer_flush_cycles - self.lanes_max + self.drain_span
 
     # -- fitting -----------------------------------------------------------------------------
 
@@ -408,7 +413,7 @@ class AccelConfig:
                  "shift_bits",
                  "act_word_bits", "weight_word_bits", "array_macs", "seq_latency", "mac_latency",
                  "pool_latency", "requant_latency", "mem_latency", "drain_latency",
-                 "layer_setup_cycles", "layer_flush_cycles")
+                 "layer_setup_cycles", "layer_flush_cycles", "add_flush_cycles")
         return {name: getattr(self, name) for name in names}
 
     def check_fits(self, qmodel):

@@ -84,7 +84,7 @@ class Sequencer(wiring.Component):
         ch_base, ch_word = Signal(cfg.count_bits), Signal(cfg.count_bits)
         ch_lane = Signal(lane_bits(cfg))
         rem = Signal(cfg.count_bits)  # out_ch - ch_base
-        flush = Signal(cfg.layer_flush_cycles.bit_length())
+        flush = Signal(max(cfg.layer_flush_cycles, cfg.add_flush_cycles).bit_length())
         # Address sums kept up to date by adding the descriptor's steps (no multipliers):
         # row_org / pix_org = the tap (0, 0) of this output row / pixel, tap_row = ky*row_words,
         # tap_col = kx*in_g, pix_word = pix*out_g, pix_acc = pix*out_ch (modulo 2**abits).
@@ -238,7 +238,8 @@ class Sequencer(wiring.Component):
                                 m.d.sync += [ch_lane.eq(next_lane),
                                              ch_word.eq(ch_word + word_inc)]
                             with m.If(t == tiles_m1):
-                                m.d.sync += flush.eq(cfg.layer_flush_cycles - 2)
+                                m.d.sync += flush.eq(Mux(is_add, cfg.add_flush_cycles - 2,
+                                                         cfg.layer_flush_cycles - 2))
                                 m.next = "FLUSH"
             with m.State("FLUSH"):
                 # Wait for the array, the drain and the last memory write (fixed, so the cycle

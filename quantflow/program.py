@@ -226,7 +226,8 @@ def add_slots(cfg):
 
 def layer_cycles(desc, cfg):
     """Analytical (and, by construction, exact) cycles of one descriptor on the overlay."""
-    return cfg.layer_setup_cycles + desc.issue_slots + cfg.layer_flush_cycles
+    flush = cfg.add_flush_cycles if desc.op is Op.ADD else cfg.layer_flush_cycles
+    return cfg.layer_setup_cycles + desc.issue_slots + flush
 
 
 def _lane_channels(cols, groups, digits, per_word, channels):
