@@ -273,7 +273,7 @@ class AccelConfig:
         widest = QFormat(max(self.act_bits, self.input_bits), False)
         d, b = self.weight_digits_max, self.weight_bits
         reach = (1 << (b - 1)) * (((1 << (b * d)) - 1) // ((1 << b) - 1))
-        w = QFormat(max(self.wide_w_fmt.bits, reach.bit_length() + 1), True)
+        w = QFormat(max(self.wide_w_fmt.bits, (reach - 1).bit_length() + 1), True)
         return acc_bits(w, widest, self.max_reduction)
 
     @property
