@@ -77,6 +77,7 @@ def _desc_field_shapes(cfg):
         "kh": dim, "kw": dim, "sy": dim, "sx": dim, "py": dim, "px": dim,
         "tiles": count, "steps": step, "slots": step, "out_ch": count,
         "digits": unsigned(cfg.digit_bits), "wdigits": unsigned(cfg.wdigit_bits + 1),
+        "tdiv": count, "ginc": count,
         "w_base": unsigned(cfg.addr_bits(cfg.weight_depth)),
         "p_base": unsigned(cfg.addr_bits(cfg.param_depth)),
         "src_base": base, "src_org": base, "dst_base": base,

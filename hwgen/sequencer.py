@@ -101,6 +101,10 @@ class Sequencer(wiring.Component):
         k_issue = Signal()   # k < steps
         k_first = Signal()   # k == 0
         nfull = Signal(cfg.count_bits)
+        # Group window of a grouped/depthwise convolution: tile t reads groups
+        # (t // tdiv) * ginc .. + in_g - 1, kept as the origin's offset ``gbase``.
+        tcnt, tdiv_m1 = Signal(cfg.count_bits), Signal(cfg.count_bits)
+        gbase = Signal(act_addr_bits(cfg))
 
         # Stage A: the issue slot, registered.
         a_valid, a_first, a_last, a_bank, a_b = Signal(), Signal(), Signal(), Signal(), Signal()
@@ -165,6 +169,7 @@ class Sequencer(wiring.Component):
                     slots_m2.eq(d.slots - 2), steps_m1.eq(d.steps - 1),
                     k_end.eq(d.slots == 1), k_issue.eq(1), k_first.eq(1),
                     e.eq(0), wd_m1.eq(d.wdigits - 1),
+                    tcnt.eq(0), tdiv_m1.eq(d.tdiv - 1), gbase.eq(0),
                 ]
                 m.next = "RUN"
             with m.State("RUN"):
@@ -224,9 +229,13 @@ class Sequencer(wiring.Component):
                             # next output-channel tile (MAC) or channel group (pooling)
                             next_lane = ch_lane + Mux(is_mac, cfg.rows % cfg.cols, 0)
                             word_inc = Mux(is_mac, cfg.rows // cfg.cols, 1)
+                            next_gbase = Mux(tcnt == tdiv_m1, gbase + d.ginc, gbase)
                             m.d.sync += [
                                 oy.eq(0), iy0.eq(-d.py), t.eq(t + 1),
-                                row_org.eq(d.src_org), pix_org.eq(d.src_org),
+                                tcnt.eq(Mux(tcnt == tdiv_m1, 0, tcnt + 1)),
+                                gbase.eq(next_gbase),
+                                row_org.eq(d.src_org + next_gbase),
+                                pix_org.eq(d.src_org + next_gbase),
                                 pix_word.eq(0), pix_acc.eq(0),
                                 w_tile.eq(w_tile + d.steps), w_addr.eq(w_tile + d.steps),
                                 ch_base.eq(ch_base + nfull), rem.eq(rem - nfull),

@@ -89,7 +89,7 @@ def _run_desc(d, cfg, act, acc, program):
     lane_shift = cfg.act_bits * (np.arange(cfg.cols) % d.digits)
     wrap = 1 << cfg.act_addr_bits
     for t in range(d.tiles):
-        g = g_step if d.op.name == "MAC" else np.full_like(k, t)
+        g = g_step + (t // d.tdiv) * d.ginc if d.op.name == "MAC" else np.full_like(k, t)
         # The sequencer's sums (origin + pixel steps + tap offsets), modulo the address width;
         # equal to src_base + iy*row_words + ix*px_words + g wherever the tap is inside the map.
         addr = (d.src_org + oy[:, None] * d.sy_words + ox[:, None] * d.sx_words

@@ -82,7 +82,7 @@ DESC_FIELDS = (
     "in_h", "in_w", "in_g", "px_words", "row_words", "sx_words", "sy_words", "src2_delta",
     "out_h", "out_w", "out_g",
     "kh", "kw", "sy", "sx", "py", "px",
-    "tiles", "steps", "slots", "out_ch", "digits", "wdigits",
+    "tiles", "steps", "slots", "out_ch", "digits", "wdigits", "tdiv", "ginc",
     "w_base", "p_base", "src_base", "src_org", "dst_base", "lo", "hi",
 )
 
@@ -122,6 +122,8 @@ class LayerDesc:
     out_ch: int
     digits: int
     wdigits: int
+    tdiv: int
+    ginc: int
     w_base: int
     p_base: int
     src_base: int
@@ -293,36 +295,37 @@ class _Builder:
         self.n_params += len(bias)
         return base
 
-    def weight_words(self, w4, src, wdigits=1):
-        """(O, C, kh, kw) weights -> (tiles*kh*kw*G*wdigits, rows, cols) words in sequencer
-        order (a wide layer's signed weight digits innermost)."""
+    def weight_words(self, w4, src, window, wdigits=1):
+        """(O, C, kh, kw) weights -> (tiles*kh*kw*n*wdigits, rows, cols) words in sequencer
+        order: tile t reads the ``n`` groups of its window (``window = (n, tdiv, ginc)``), a
+        wide layer's signed weight digits innermost."""
         cfg = self.cfg
         if wdigits > 1:
             digits = split_digits(w4, cfg.weight_bits, wdigits)       # (D, O, C, kh, kw)
-            o, _, kh, kw = w4.shape
-            per = [self._words(d, src) for d in digits]                # D x (T*kh*kw*G, ...)
+            per = [self._words(d, src, window) for d in digits]        # D x (T*kh*kw*n, ...)
             words = np.stack(per, axis=1).reshape(-1, cfg.rows, cfg.cols)
-            base = self.n_weights
-            self.weights.append(words)
-            self.n_weights += len(words)
-            return base
-        words = self._words(w4, src)
+        else:
+            words = self._words(w4, src, window)
         base = self.n_weights
         self.weights.append(words)
         self.n_weights += len(words)
         return base
 
-    def _words(self, w4, src):
+    def _words(self, w4, src, window):
         cfg = self.cfg
+        n, tdiv, ginc = window
         o, _, kh, kw = w4.shape
         tiles = _ceil(o, cfg.rows)
-        lanes = src.lanes
         wpad = np.zeros((tiles * cfg.rows, w4.shape[1] + 1, kh, kw), dtype=np.int64)
         wpad[:o, :-1] = w4  # channel index -1 (unused lane) reads the zero column
-        # words[t, ky, kx, g, r, l] = wpad[t*rows + r, lanes[g, l], ky, kx]
-        sel = wpad[:, lanes]                      # (T*rows, G, cols, kh, kw)
-        sel = sel.reshape(tiles, cfg.rows, src.groups, cfg.cols, kh, kw)
-        return sel.transpose(0, 4, 5, 2, 1, 3).reshape(-1, cfg.rows, cfg.cols)
+        out = []
+        for t in range(tiles):
+            g0 = (t // tdiv) * ginc
+            lanes = src.lanes[g0:g0 + n]                              # (n, cols)
+            # words[ky, kx, g, r, l] = wpad[t*rows + r, lanes[g, l], ky, kx]
+            sel = wpad[t * cfg.rows:(t + 1) * cfg.rows][:, lanes]     # (rows, n, cols, kh, kw)
+            out.append(sel.transpose(3, 4, 1, 0, 2).reshape(-1, cfg.rows, cfg.cols))
+        return np.concatenate(out)
 
     def desc(self, **kw):
         # Address steps the sequencer adds instead of multiplying (iCE40 Fmax): modulo the
@@ -332,6 +335,8 @@ class _Builder:
         kw.setdefault("src2_delta", 0)
         kw.setdefault("b_signed", False)
         kw.setdefault("wdigits", 1)
+        kw.setdefault("tdiv", 1)
+        kw.setdefault("ginc", 0)
         kw["row_words"] = kw["in_w"] * kw["px_words"] % wrap
         kw["sx_words"] = kw["sx"] * kw["px_words"] % wrap
         kw["sy_words"] = kw["sy"] * kw["row_words"] % wrap
@@ -364,6 +369,49 @@ def _dense_weight(layer, c_in):
     return dense
 
 
+def _group_window(cfg, w4, src):
+    """``(n, tdiv, ginc)``: each output tile reads only the ``n`` groups holding the input
+    channels its rows have non-zero weights for, tile ``t`` from group ``(t // tdiv) * ginc``
+    (a depthwise layer on a square array reads one group per tile instead of all of them).
+    A dense layer, or any pattern no such window covers, reads every group (``n = G``)."""
+    o = w4.shape[0]
+    tiles, groups = _ceil(o, cfg.rows), src.groups
+    used = np.abs(w4).reshape(o, w4.shape[1], -1).sum(axis=2) != 0     # (O, C)
+    need = []
+    for t in range(tiles):
+        chans = np.nonzero(used[t * cfg.rows:(t + 1) * cfg.rows].any(axis=0))[0]
+        words = np.nonzero(np.isin(src.lanes, chans).any(axis=1))[0]
+        need.append((int(words.min()), int(words.max())) if len(words) else None)
+    widest = max([hi - lo + 1 for lo, hi in filter(None, need)] or [1])
+    for n in range(widest, groups):
+        for tdiv in range(1, tiles + 1):
+            ginc = _window_step(need, n, tdiv, groups)
+            if ginc is not None:
+                return n, tdiv, ginc
+    return groups, 1, 0
+
+
+def _window_step(need, n, tdiv, groups):
+    """The step ``ginc`` with every tile's needed groups inside its window, or None."""
+    lo_g, hi_g = 0, groups
+    for t, span in enumerate(need):
+        q = t // tdiv
+        if span is None:
+            continue
+        lo, hi = span
+        if q == 0:
+            if hi > n - 1:
+                return None
+            continue
+        # q*ginc <= lo, q*ginc >= hi - n + 1, q*ginc + n <= groups
+        lo_g = max(lo_g, -(-(hi - n + 1) // q))
+        hi_g = min(hi_g, lo // q, (groups - n) // q)
+    if lo_g > hi_g:
+        return None
+    last_q = (len(need) - 1) // tdiv
+    return lo_g if last_q * lo_g + n <= groups else None
+
+
 def _mac_layer(b, i, layer, src, dst):
     cfg = b.cfg
     where = f"layer {i} ({layer.name!r})"
@@ -391,16 +439,17 @@ def _mac_layer(b, i, layer, src, dst):
         cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.act_bits)
     else:
         mult = shift = np.zeros(o, dtype=np.int64)
-    w_base = b.weight_words(w4, src, wdigits)
+    window = _group_window(cfg, w4, src)
+    w_base = b.weight_words(w4, src, window, wdigits)
     p_base = b.params(layer.bias, mult, shift)
-    steps = kernel[0] * kernel[1] * src.groups * wdigits
+    steps = kernel[0] * kernel[1] * window[0] * wdigits
     b.desc(op=Op.MAC, src_buf=src.buf.value, dst_buf=dst.buf.value % 2,
            to_acc=not layer.requant, bias_en=True, requant_en=bool(layer.requant),
-           a_signed=src.signed, in_h=h, in_w=w, in_g=src.groups, px_words=src.stride,
+           a_signed=src.signed, in_h=h, in_w=w, in_g=window[0], px_words=src.stride,
            out_h=ho, out_w=wo, out_g=dst.stride if layer.requant else 0,
            kh=kernel[0], kw=kernel[1], sy=stride[0], sx=stride[1], py=pad[0], px=pad[1],
            tiles=_ceil(o, cfg.rows), steps=steps, slots=max(steps, cfg.rows), out_ch=o,
-           digits=src.digits, wdigits=wdigits, w_base=w_base, p_base=p_base, src_base=src.base,
+           digits=src.digits, wdigits=wdigits, tdiv=window[1], ginc=window[2], w_base=w_base, p_base=p_base, src_base=src.base,
            dst_base=dst.base, lo=int(layer.lo) if layer.requant else 0,
            hi=int(layer.hi) if layer.requant else 0)
     b.macs.append(layer.macs)

@@ -152,3 +152,32 @@ def test_a_wide_layer_needs_digits_in_the_configuration():
     with pytest.raises(DoesNotFitError, match=r"^layer 1 \('inp'\) weight bits does not fit:"
                                               r" needs 8, has 4"):
         compile_program(qm, cfg)
+
+
+@pytest.mark.parametrize("array,window", [((8, 8), (1, 1, 1)), ((4, 8), (1, 2, 1)),
+                                          ((16, 8), (2, 1, 2))])
+def test_depthwise_reads_only_its_own_group(array, window):
+    """A depthwise layer's tile reads only the words holding its channels: on a square array
+    one group per tile (9 steps for a 3x3 kernel instead of 9 * groups)."""
+    from flowkit import digits
+
+    from quantflow import importers, ptq
+
+    layers = importers.capture(_wide_depthwise(), (1, 8, 8))
+    ds = digits()
+    qm = ptq.quantize(layers, "dw", (1, 8, 8), ds.x_train[:64], ptq.PTQConfig(4, 4)).export()
+    cfg = AccelConfig.for_model(qm, array=array)
+    program = _check(qm, cfg, qm.quantize_input(ds.x_test[:2]), 0)
+    dw = program.descs[1]
+    assert (dw.in_g, dw.tdiv, dw.ginc) == window, (dw.in_g, dw.tdiv, dw.ginc)
+    assert dw.steps == 9 * window[0]
+
+
+def _wide_depthwise():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(32, 32, 3, padding=1, groups=32), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(32 * 64, 4)).eval()
