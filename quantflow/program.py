@@ -449,7 +449,8 @@ def _mac_layer(b, i, layer, src, dst):
            out_h=ho, out_w=wo, out_g=dst.stride if layer.requant else 0,
            kh=kernel[0], kw=kernel[1], sy=stride[0], sx=stride[1], py=pad[0], px=pad[1],
            tiles=_ceil(o, cfg.rows), steps=steps, slots=max(steps, cfg.rows), out_ch=o,
-           digits=src.digits, wdigits=wdigits, tdiv=window[1], ginc=window[2], w_base=w_base, p_base=p_base, src_base=src.base,
+           digits=src.digits, wdigits=wdigits, tdiv=window[1], ginc=window[2], w_base=w_base,
+           p_base=p_base, src_base=src.base,
            dst_base=dst.base, lo=int(layer.lo) if layer.requant else 0,
            hi=int(layer.hi) if layer.requant else 0)
     b.macs.append(layer.macs)
