@@ -50,15 +50,17 @@ class SimReport:
         }
 
 
-def design_for(model, array=DEFAULT_ARRAY):
-    """(config, design folder) for ``model``: emitted into the cache unless already there."""
+def design_for(model, array=DEFAULT_ARRAY, overrides=None):
+    """(config, design folder) for ``model``: emitted into the cache unless already there.
+    ``overrides``: AccelConfig fields to set (e.g. depths shared by several models, so one
+    build serves them all)."""
     from quantflow.program import compile_program
     from quantflow.zoo import cache_dir
 
     from .emit import emit, generator_digest
 
     try:
-        cfg = AccelConfig.for_model(model, array=tuple(array))
+        cfg = AccelConfig.for_model(model, array=tuple(array), **(overrides or {}))
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
     compile_program(model, cfg)  # a model that does not fit fails here, before any build
@@ -83,13 +85,14 @@ def images_for(model, images=0, data=None):
 
 def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0, idle=0,
              backpressure=0, data=None, test_dir=None, inputs=None, reference=None,
-             quiet=False):
+             quiet=False, overrides=None):
     """Run ``images`` test images (0: all) of the model in ``model_dir`` on ``sim``.
 
     ``inputs``: explicit integer inputs ``(N, *input_shape)`` instead of test images (random
     layer tests); ``idle``/``backpressure``: stall percentages on the host streams;
     ``reference``: compare with this model folder's reference instead (tests of the checker);
-    ``quiet``: simulator and build output to log files in the build folder."""
+    ``quiet``: simulator and build output to log files in the build folder; ``overrides``:
+    AccelConfig fields (:func:`design_for`)."""
     import tempfile
 
     import numpy as np
@@ -106,7 +109,7 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
     else:
         xs = np.asarray(inputs, dtype=np.int64)
         ys = np.full(len(xs), -1, dtype=np.int64)
-    cfg, design = design_for(model, array)
+    cfg, design = design_for(model, array, overrides)
     r, build_dir = runner.build(design / f"{TOP_NAME}.v", TOP_NAME, sim, waves=waves,
                                 quiet=quiet)
     t_build = time.perf_counter() - t0
