@@ -29,7 +29,7 @@ from hwgen.uart import UARTTop, divisor_for
 from .reports import report
 
 __all__ = ["BoardTop", "BuildResult", "tool_env", "cache_root", "multiplier_style", "build",
-           "DSP_MIN_PRODUCT_BITS"]
+           "DSP_MIN_PRODUCT_BITS", "default_array", "board_config"]
 
 #: family -> {environment variable: (command, the PyPI distribution that installs it)}.
 _TOOLS = {
@@ -85,6 +85,34 @@ def multiplier_style(target, rows, cols, weight_bits, act_bits):
     (shift-and-add): a half-mapped array would still be LUT-bound."""
     wide = weight_bits + act_bits >= DSP_MIN_PRODUCT_BITS
     return "dsp" if wide and target.device.dsp >= rows * cols else "lut"
+
+
+def default_array(target, model):
+    """The board's array, its columns widened to the next power of two that holds the network
+    input's digits (an 8-bit input at 2 activation bits is 4 digits in adjacent lanes), so a
+    board builds at every bit width."""
+    from hwgen.config import input_digits, model_act_bits
+
+    rows, cols = target.array
+    digits = input_digits(model.input_fmt.bits, model_act_bits(model))
+    while cols < digits:
+        cols *= 2
+    return rows, cols
+
+
+def board_config(target, model, array=None):
+    """``(AccelConfig, multiplier style)`` of ``model``'s overlay on ``target``: the one place
+    that decides a board's array and multipliers (``hwgen synth`` and ``hwgen run`` agree).
+    The multipliers are as wide as the overlay's lanes (a wider layer runs as weight digits),
+    not as the widest layer. Raises ``ValueError``/``TypeError`` for a configuration that
+    cannot be built (e.g. too few columns for the input's digits)."""
+    from hwgen.config import AccelConfig, lane_weight_bits, model_act_bits
+
+    rows, cols = tuple(array) if array is not None else default_array(target, model)
+    style = multiplier_style(target, rows, cols, lane_weight_bits(model),
+                             model_act_bits(model))
+    cfg = AccelConfig.for_model(model, array=(rows, cols), lut_multipliers=style == "lut")
+    return cfg, style
 
 
 class BoardTop(wiring.Component):

@@ -49,18 +49,18 @@ def run(args):
     import numpy as np
 
     from boards.serial_link import SerialLink
-    from hwgen.config import AccelConfig
+    from hwgen.errors import ConfigError
     from hwgen.simulate import images_for
     from quantflow import reference
     from quantflow.serialize import load
 
     target = args.board.value
     model = load(args.qdir)
-    array = args.array if args.array is not None else target.array
-    from boards.build import multiplier_style
-    cfg = AccelConfig.for_model(model, array=tuple(array),
-                                lut_multipliers=multiplier_style(
-                                    target, *array, model.wbits, model.abits) == "lut")
+    from boards.build import board_config
+    try:
+        cfg, _ = board_config(target, model, args.array)  # the same overlay hwgen synth builds
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
     xs, ys = images_for(model, args.images)
     link = SerialLink(args.port, target.baud, cfg.host_bits, timeout=args.timeout)
     try:

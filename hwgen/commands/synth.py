@@ -37,16 +37,10 @@ def add_arguments(p):
 
 
 def default_array(target, model):
-    """The board's array, its columns widened to the next power of two that holds the network
-    input's digits (an 8-bit input at 2 activation bits is 4 digits in adjacent lanes), so
-    ``hwgen synth`` without ``--array`` builds at every bit width."""
-    from hwgen.config import input_digits, model_act_bits
+    """The board's array for ``model`` (:func:`boards.build.default_array`)."""
+    from boards.build import default_array as board_array
 
-    rows, cols = target.array
-    digits = input_digits(model.input_fmt.bits, model_act_bits(model))
-    while cols < digits:
-        cols *= 2
-    return rows, cols
+    return board_array(target, model)
 
 
 def synthesize(qdir, board, array=None, out=None):
@@ -54,8 +48,7 @@ def synthesize(qdir, board, array=None, out=None):
     import shutil
     import time
 
-    from boards.build import build, multiplier_style
-    from hwgen.config import AccelConfig
+    from boards.build import board_config, build
     from hwgen.errors import ConfigError, UserError
     from quantflow.program import compile_program
     from quantflow.serialize import atomic_dir, load
@@ -69,13 +62,11 @@ def synthesize(qdir, board, array=None, out=None):
             # atomic_dir replaces the whole folder: never do that to something we did not write.
             raise UserError(f"{out}: refusing to replace it, it is not an hwgen synth folder")
     model = load(qdir)
-    rows, cols = array if array is not None else default_array(target, model)
-    style = multiplier_style(target, rows, cols, model.wbits, model.abits)
     try:
-        cfg = AccelConfig.for_model(model, array=(rows, cols),
-                                    lut_multipliers=style == "lut")
+        cfg, style = board_config(target, model, array)
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
+    rows, cols = cfg.rows, cfg.cols
     compile_program(model, cfg)  # the model must run on this overlay (DoesNotFitError)
     result = build(target, cfg)
     rep = result.report
