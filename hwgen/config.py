@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from quantflow.numerics import (DEFAULT_MULT_BITS, MAX_BITS, MIN_BITS, QFormat, acc_bits,
                                 weight_digits)
 
-from .errors import DoesNotFitError
+from .errors import DoesNotFitError, UserError
 
 __all__ = ["AccelConfig", "DEFAULT_ARRAY", "input_digits", "model_act_bits", "model_signed",
            "lane_weight_bits"]
@@ -63,17 +63,30 @@ def model_signed(qmodel):
                                           for layer in qmodel.layers)
 
 
-def lane_weight_bits(qmodel):
-    """The weight lane width for ``qmodel``: the width ``b`` that minimises lane area times
-    cycles, ``b * sum_l macs_l * digits_l(b)`` over its layer widths (a multiplier's LUTs grow
-    about linearly with ``b``; a wider layer takes ``digits_l(b)`` passes). A network at one
-    width gets that width; 8-bit first/last layers around a 2-bit body get 2-bit lanes when
-    the body holds most of the MACs."""
-    layers = qmodel.mac_layers
-    widths = sorted({layer.w_fmt.bits for layer in layers})
+def lane_weight_bits(qmodel, array=None):
+    """The weight lane width for ``qmodel``: among its layers' widths, the ``b`` that minimises
+    lane width times cycles per inference, ``b * cycles(b)`` (a LUT multiplier grows about
+    linearly with ``b``; a wider layer runs as weight digits, each digit a pass; the cycles
+    come from compiling the model for that width). A network at one width gets that width;
+    8-bit first/last layers around a 2-bit body get 2-bit lanes when the body holds most of the
+    work, 8-bit lanes when the wide layers do (a 640-input autoencoder)."""
+    from quantflow.program import compile_program
+
+    widths = sorted({layer.w_fmt.bits for layer in qmodel.mac_layers})
+    if len(widths) == 1:
+        return widths[0]
+    rows, cols = array or DEFAULT_ARRAY
 
     def cost(b):
-        return b * sum(layer.macs * weight_digits(layer.w_fmt, b) for layer in layers)
+        cfg = AccelConfig(weight_bits=b, layer_weight_bits=max(widths), rows=rows, cols=cols,
+                          act_bits=model_act_bits(qmodel), input_bits=qmodel.input_fmt.bits,
+                          signed_acts=model_signed(qmodel), host_bits=64, counter_bits=64,
+                          max_reduction=1 << 20, max_dim=4096,
+                          **{name: 1 << 20 for name in _DEPTHS})
+        try:
+            return b * sum(compile_program(qmodel, cfg).cycles)
+        except (UserError, ValueError):  # this width cannot run the model: never chosen
+            return float("inf")
 
     return min(widths, key=lambda b: (cost(b), -b))
 
@@ -203,7 +216,7 @@ class AccelConfig:
         from quantflow.program import compile_program
 
         rows, cols = array
-        wbits = lane_weight_bits(qmodel)
+        wbits = overrides.get("weight_bits") or lane_weight_bits(qmodel, array)
         fields = dict(weight_bits=wbits,
                       layer_weight_bits=qmodel.wbits if qmodel.wbits > wbits else 0,
                       act_bits=model_act_bits(qmodel),

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""The zoo's DAG and MLPerf Tiny networks on the overlay: MACs, weight storage, cycles per
+inference and MAC-array utilisation per layer kind, at W8A8, W4A4 and 8-bit first/last layers
+around a 2- or 4-bit body, from the Program compiler's cycle model (exact: the rtl tests check
+measured = model on every layer).
+
+Cycles depend only on layer shapes and word lengths, so the networks are built with seeded
+initial weights (no training) and quantized on their default data (digits or its proxy).
+
+    .venv/bin/python bench/networks.py [--out bench/results] [--arrays 8x8,2x4]
+"""
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from hwgen.config import AccelConfig  # noqa: E402
+from quantflow import importers, ptq, zoo  # noqa: E402
+from quantflow.program import Op, compile_program  # noqa: E402
+from quantflow.qmodel import LayerKind  # noqa: E402
+
+NETWORKS = ["digits-cnn", "digits-resnet", "digits-dsconv", "dscnn-kws", "mobilenetv1-vww-32",
+            "resnet8-ic", "fc-autoencoder"]
+#: (label, body bits, first/last layer weight bits or None)
+RECIPES = [("W8A8", 8, None), ("W4A4", 4, None), ("8/4/8", 4, 8), ("8/2/8", 2, 8)]
+KINDS = ("conv", "depthwise/grouped", "linear", "add", "pool")
+
+
+def _quantized(name, body, ends):
+    which = zoo.ZooModel(name)
+    torch.manual_seed(0)
+    net = zoo.build(which).eval()
+    ds = zoo.default_data(which)
+    layers = importers.capture(net, ds.input_shape)
+    bits = {}
+    if ends:
+        macs = [lyr.name for lyr in layers if lyr.kind in (LayerKind.CONV2D, LayerKind.LINEAR)]
+        bits = {macs[0]: (ends, body), macs[-1]: (ends, body)}
+    cfg = ptq.PTQConfig(body, body, layer_bits=bits)
+    return ptq.quantize(layers, name, ds.input_shape, ds.x_train[:128], cfg).export()
+
+
+def _kind(model, i):
+    layer = model.layers[i]
+    if layer.kind is LayerKind.CONV2D:
+        return "depthwise/grouped" if layer.groups > 1 else "conv"
+    if layer.kind is LayerKind.LINEAR:
+        return "linear"
+    if layer.kind is LayerKind.ADD:
+        return "add"
+    return "pool"
+
+
+def row(name, label, model, shape):
+    cfg = AccelConfig.for_model(model, array=shape)
+    prog = compile_program(model, cfg)
+    total = sum(prog.cycles)
+    per = {k: [0, 0] for k in KINDS}  # macs, cycles
+    for i, d in enumerate(prog.layer_desc):
+        if d is None:
+            continue
+        k = _kind(model, i)
+        per[k][0] += prog.macs[d]
+        per[k][1] += prog.cycles[d]
+    return {
+        "model": name, "recipe": label, "array": f"{shape[0]}x{shape[1]}",
+        "macs": sum(prog.macs),
+        "weight_bits": int(sum(lyr.weight.size * lyr.w_fmt.bits for lyr in model.mac_layers)),
+        "lanes": f"W{cfg.weight_bits}A{cfg.act_bits}",
+        "weight_digits_max": cfg.weight_digits_max,
+        "cycles_per_inference": total,
+        "mac_utilization": sum(prog.macs) / (total * cfg.array_macs),
+        "cycle_share": {k: c / total for k, (_, c) in per.items() if c},
+        "utilization": {k: m / (c * cfg.array_macs) for k, (m, c) in per.items() if c and m},
+        "descriptors": len(prog.descs),
+        "memory": prog.usage,
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="bench/results")
+    p.add_argument("--arrays", default="8x8,2x4",
+                   help="comma-separated RxC shapes (default 8x8 and the iCEBreaker's 2x4)")
+    p.add_argument("--models", default=",".join(NETWORKS))
+    args = p.parse_args(argv)
+    shapes = [tuple(int(v) for v in a.split("x")) for a in args.arrays.split(",")]
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    torch.set_num_threads(1)
+    models = args.models.split(",")
+    rows = []
+    with Progress(transient=True) as bar:
+        task = bar.add_task("quantizing and compiling", total=len(models) * len(RECIPES))
+        for name in models:
+            for label, body, ends in RECIPES:
+                model = _quantized(name, body, ends)
+                rows += [row(name, label, model, s) for s in shapes]
+                bar.advance(task)
+
+    table = Table(title="networks on the overlay (compiler cycle model; measured = model)")
+    for col in ("model", "recipe", "array", "lanes", "MACs", "weight kbit", "cycles", "util",
+                *KINDS):
+        table.add_column(col, justify="right")
+    for r in rows:
+        kinds = [f"{r['utilization'][k]:.0%} ({r['cycle_share'][k]:.0%})"
+                 if k in r["utilization"] else
+                 (f"- ({r['cycle_share'][k]:.0%})" if k in r["cycle_share"] else "")
+                 for k in KINDS]
+        table.add_row(r["model"], r["recipe"], r["array"], r["lanes"], f"{r['macs']:,}",
+                      f"{r['weight_bits'] / 1000:.0f}", f"{r['cycles_per_inference']:,}",
+                      f"{r['mac_utilization']:.1%}", *kinds)
+    Console(width=180).print(table)
+    print("per kind: utilisation of the array while running that kind (share of all cycles)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"benchmark": "networks", "machine": platform.machine(), "rows": rows}
+    (out / "networks.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {out / 'networks.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
