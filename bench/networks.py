@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from hwgen.config import AccelConfig  # noqa: E402
 from quantflow import importers, ptq, zoo  # noqa: E402
-from quantflow.program import Op, compile_program  # noqa: E402
+from quantflow.program import compile_program  # noqa: E402
 from quantflow.qmodel import LayerKind  # noqa: E402
 
 NETWORKS = ["digits-cnn", "digits-resnet", "digits-dsconv", "dscnn-kws", "mobilenetv1-vww-32",

@@ -13,7 +13,6 @@ Default: W8A8, one input each, on Verilator. ``-m slow``: W4A4 and 8-bit first/l
 around a 2-bit body (2-bit weight lanes), three inputs each, and W8A8 on Icarus.
 """
 
-import numpy as np
 import pytest
 import torch
 
