@@ -104,3 +104,26 @@ def test_mixed_precision_on_narrow_lanes(sim, name, body, seed, tmp_path):
     qm, xs = _mixed_case(name, body)
     s = _check(sim, qm, xs, tmp_path, seed, f"{name} 8/{body}/8")
     assert s["config_digest"]
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("name", ["digits-resnet", "digits-dsconv"])
+def test_digits_dag_zoo_verilator(quantized_zoo, name, seed):
+    """The zoo's trained digits-sized DAG networks (residual with a projection shortcut,
+    depthwise separable) at W4A4: 30 test images (all 450 behind ``slow``), every layer."""
+    s = simulate(quantized_zoo(name, 4, 4), Sim.VERILATOR, images=30, seed=seed, array=(4, 4),
+                 quiet=True).summary()
+    assert s["bit_exact"] and s["mismatches"] == 0 and s["images"] == 30, s["first_mismatches"]
+    assert s["accuracy"] is not None and s["accuracy"] > 0.9, s["accuracy"]
+    measured = [row["cycles"] for row in s["layers"]]
+    assert measured == [row["analytical_cycles"] for row in s["layers"]]
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+@pytest.mark.parametrize("bits", [2, 8])
+@pytest.mark.parametrize("name", ["digits-resnet", "digits-dsconv"])
+def test_digits_dag_zoo_every_image(quantized_zoo, name, bits, seed):
+    s = simulate(quantized_zoo(name, bits, bits), Sim.VERILATOR, images=0, seed=seed,
+                 quiet=True).summary()
+    assert s["bit_exact"] and s["mismatches"] == 0 and s["images"] == 450, s["first_mismatches"]
