@@ -117,7 +117,8 @@ def _dag_case(name, signed):
 
 
 @pytest.mark.parametrize("name,signed", [
-    ("mlp-residual", False), ("mlp-residual", True), ("concat", False), ("resnet", True),
+    ("mlp-residual", True), ("concat", False), ("resnet", True),
+    pytest.param("mlp-residual", False, marks=pytest.mark.slow),
     pytest.param("mobile", False, marks=pytest.mark.slow),
     pytest.param("mobile", True, marks=pytest.mark.slow)])
 def test_dag_networks(name, signed):
@@ -132,7 +133,8 @@ def test_dag_networks(name, signed):
     assert results[0].layer_cycles == program.cycles
 
 
-@pytest.mark.parametrize("name", ["mlp-residual", "resnet"])
+@pytest.mark.parametrize("name", ["mlp-residual",
+                                  pytest.param("resnet", marks=pytest.mark.slow)])
 def test_wide_layers_on_narrow_lanes(name):
     """8-bit first/last layers on an overlay with 2-bit weight lanes (weight digits)."""
     from test_program import _mixed
