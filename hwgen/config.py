@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from quantflow.numerics import (DEFAULT_MULT_BITS, MAX_BITS, MIN_BITS, QFormat, acc_bits,
-                                weight_digits)
+                                digit_reach, weight_digits)
 
 from .errors import DoesNotFitError, UserError
 
@@ -284,8 +284,7 @@ class AccelConfig:
         with weights as wide as the digits of the widest layer reach (a partial sum over some
         digits may exceed the finished one's bound)."""
         widest = QFormat(max(self.act_bits, self.input_bits), False)
-        d, b = self.weight_digits_max, self.weight_bits
-        reach = (1 << (b - 1)) * (((1 << (b * d)) - 1) // ((1 << b) - 1))
+        reach = digit_reach(self.weight_bits, self.weight_digits_max)
         w = QFormat(max(self.wide_w_fmt.bits, (reach - 1).bit_length() + 1), True)
         return acc_bits(w, widest, self.max_reduction)
 

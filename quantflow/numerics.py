@@ -38,6 +38,7 @@ __all__ = [
     "MIN_BITS", "MAX_BITS", "QFormat", "check_bits", "acc_bits", "product_bound",
     "round_term", "requantize", "Requant", "derive_multiplier", "max_shift",
     "DEFAULT_MULT_BITS", "rescale", "add_requantize", "weight_digits", "split_digits",
+    "digit_reach",
 ]
 
 #: Supported word lengths for weights and activations (inclusive).
@@ -241,13 +242,18 @@ def weight_digits(w_fmt, lane_bits):
     ``2**(b * e)`` (:func:`split_digits`)."""
     if w_fmt.bits <= lane_bits:
         return 1
-    lo, hi = -(1 << (lane_bits - 1)), (1 << (lane_bits - 1)) - 1
     d = 1
-    while True:
-        span = ((1 << (lane_bits * d)) - 1) // ((1 << lane_bits) - 1)
-        if hi * span >= w_fmt.max and lo * span <= w_fmt.min:
-            return d
+    while digit_reach(lane_bits, d) < -w_fmt.min or digit_reach(lane_bits, d, True) < w_fmt.max:
         d += 1
+    return d
+
+
+def digit_reach(lane_bits, digits, positive=False):
+    """Largest magnitude ``digits`` signed ``lane_bits``-bit digits reach (the negative end, or
+    with ``positive`` the positive one): the digit's range times ``sum_e 2**(b*e)``."""
+    span = ((1 << (lane_bits * digits)) - 1) // ((1 << lane_bits) - 1)
+    top = (1 << (lane_bits - 1)) - (1 if positive else 0)
+    return top * span
 
 
 def split_digits(w, lane_bits, digits):

@@ -67,8 +67,8 @@ def _signed_lanes(flag, digits, cols):
     return flag & ((np.arange(cols) % digits) == digits - 1)
 
 
-def _gather(d, cfg, act, bank, base_delta, k):
-    """Operands of every (pixel, step): (P, S, cols) lane values and the padding mask."""
+def _taps(d, k):
+    """Pixel, tap and group indices of every (pixel, activation read) and the padding mask."""
     oy, ox = np.divmod(np.arange(d.pixels), d.out_w)
     inner_g = d.in_g if d.op.name == "MAC" else 1
     g_step, tap = k % inner_g, k // inner_g
@@ -84,7 +84,7 @@ def _run_desc(d, cfg, act, acc, program):
     is_add = d.op.name == "ADD"
     wd = d.wdigits if d.op.name == "MAC" else 1
     k = np.arange(1 if is_add else d.steps // wd)  # activation reads (each used wd times)
-    oy, ox, ky, kx, g_step, inside = _gather(d, cfg, act, 0, 0, k)
+    oy, ox, ky, kx, g_step, inside = _taps(d, k)
     nfull = cfg.rows if d.op.name == "MAC" else cfg.cols
     lane_shift = cfg.act_bits * (np.arange(cfg.cols) % d.digits)
     wrap = 1 << cfg.act_addr_bits

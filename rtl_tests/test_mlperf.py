@@ -20,6 +20,7 @@ import torch
 from hwgen.simulate import simulate
 from quantflow import importers, ptq, serialize, zoo
 from rtl_tests.runner import Sim
+from tests import dagnets
 
 MLPERF = ["dscnn-kws", "mobilenetv1-vww-32", "resnet8-ic", "fc-autoencoder"]
 #: One configuration for all four (what the largest of them needs), so they share a build.
@@ -30,14 +31,7 @@ SHARED = dict(act_depth=4096, weight_depth=8192, param_depth=4096, acc_depth=102
 def _quantize(name, wbits, abits, mixed=False):
     which = zoo.ZooModel(name)
     torch.manual_seed(0)
-    net = zoo.build(which).eval()
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for mod in net.modules():
-            if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                n = mod.num_features
-                mod.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                mod.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+    net = dagnets.seed_batchnorm(zoo.build(which), 1, mean=0.1, affine=False)
     ds = zoo.default_data(which)
     layers = importers.capture(net, ds.input_shape)
     bits = {}

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 __all__ = ["ResNetTiny", "MobileTiny", "ConcatTiny", "MLPResidual", "DAG_NETS", "build",
-           "random_dag", "train"]
+           "random_dag", "train", "seed_batchnorm"]
 
 
 def _bn(c):
@@ -107,20 +107,26 @@ DAG_NETS = {"resnet": ResNetTiny, "mobile": MobileTiny, "concat": ConcatTiny,
             "mlp-residual": MLPResidual}
 
 
+def seed_batchnorm(net, seed, mean=0.2, affine=True):
+    """Seeded BatchNorm statistics (and affine parameters), so folding them changes weights
+    the way a trained network's would; returns ``net`` in eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                c = mod.num_features
+                mod.running_mean.copy_(torch.randn(c, generator=gen) * mean)
+                mod.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+                if affine:
+                    mod.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                    mod.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+    return net.eval()
+
+
 def build(name, seed=0):
     """The network ``name`` with seeded weights and BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
-    net = DAG_NETS[name]()
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for mod in net.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                c = mod.num_features
-                mod.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
-                mod.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-                mod.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                mod.bias.copy_(torch.randn(c, generator=gen) * 0.2)
-    return net.eval()
+    return seed_batchnorm(DAG_NETS[name](), seed + 1)
 
 
 class _Res(nn.Module):
@@ -220,15 +226,7 @@ def random_dag(rng, blocks=3):
         c = out
     layers += [nn.Flatten(), nn.Linear(c * size * size, int(rng.integers(2, 11)))]
     torch.manual_seed(int(rng.integers(0, 1 << 30)))
-    net = nn.Sequential(*layers)
-    gen = torch.Generator().manual_seed(int(rng.integers(0, 1 << 30)))
-    with torch.no_grad():
-        for mod in net.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                n = mod.num_features
-                mod.running_mean.copy_(torch.randn(n, generator=gen) * 0.2)
-                mod.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-    return net.eval()
+    return seed_batchnorm(nn.Sequential(*layers), int(rng.integers(0, 1 << 30)), affine=False)
 
 
 def train(net, x, y, epochs=4, seed=0):
