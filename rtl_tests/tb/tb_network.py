@@ -1,13 +1,19 @@
 """cocotb: a whole QuantizedModel through the generated overlay, every layer compared.
 
-Runs inside the simulator. Parameters come from the environment (set by
-:func:`hwgen.simulate.simulate`): ``HWGEN_DESIGN`` (folder with manifest.json),
-``HWGEN_QMODEL`` (QuantizedModel folder), ``HWGEN_INPUTS`` (.npz with the integer inputs ``x``
-and labels ``y``, prepared by the host side: loading scikit-learn inside the simulator's
-embedded Python takes seconds), ``HWGEN_SEED``, ``HWGEN_IDLE`` / ``HWGEN_BACKPRESSURE`` (stall
-probabilities in percent). The same :class:`hwgen.host.Driver`
-that runs Amaranth simulation and boards talks to the design through :class:`CocotbLink`.
-The report (mismatches, cycles) goes back as JSON through ``HWGEN_RESULT``.
+Runs inside the simulator, on the ``hwgen_player`` top (rtl_tests/tb/player.v) around the
+design. Parameters come from the environment (set by :func:`hwgen.simulate.simulate`):
+``HWGEN_DESIGN`` (folder with manifest.json), ``HWGEN_QMODEL`` (QuantizedModel folder),
+``HWGEN_INPUTS`` (.npz with the integer inputs ``x`` and labels ``y``, prepared by the host side:
+loading scikit-learn inside the simulator's embedded Python takes seconds), ``HWGEN_SEED``,
+``HWGEN_IDLE`` / ``HWGEN_BACKPRESSURE`` (stall probabilities in percent).
+
+Python takes part per batch of inferences, not per clock cycle: the same
+:class:`hwgen.host.Driver` that runs Amaranth simulation and boards first runs against a
+:class:`~hwgen.host.RecordingLink` (its protocol never depends on the data read back), the
+recorded words are played into the design by the Verilog player while the simulator runs free,
+and the Driver then runs again on the captured replies (:class:`~hwgen.host.ReplayLink`), which
+it decodes into every layer's output exactly as it would on a live link. The report
+(mismatches, cycles) goes back as JSON through ``HWGEN_RESULT``.
 """
 
 import json
@@ -17,35 +23,89 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
+from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from hwgen.config import AccelConfig
-from hwgen.host import Driver, Link
+from hwgen.host import Driver, RecordingLink, ReplayLink
 from quantflow import reference
 from quantflow.program import compile_program
 from quantflow.serialize import load
-from rtl_tests.tb.common import TB, StreamSink, StreamSource, env_int, random_stall, write_result
+from rtl_tests.runner import PLAYER_DEPTH
+from rtl_tests.tb.common import TB, env_int, write_result
 
 #: Mismatches listed in the report (the count covers all of them).
 MAX_LISTED = 20
 
-
-class CocotbLink(Link):
-    """A :class:`hwgen.host.Link` over the Top's ``i``/``o`` streams in cocotb."""
-
-    def __init__(self, dut, clk, idle=None, backpressure=None):
-        self.source = StreamSource(dut, "i", clk, idle)
-        self.sink = StreamSink(dut, "o", clk, backpressure)
-
-    async def send(self, words):
-        await self.source.send(words)
-
-    async def recv(self, count):
-        return await self.sink.recv(count, timeout_cycles=1 << 22)
+#: Cycles the player waits after a batch for replies the protocol does not expect.
+EXTRA_WORDS_WINDOW = 64
 
 
-def _stall(percent, seed):
-    return random_stall(seed, percent / 100) if percent else None
+async def _record(cfg, program, xs):
+    """[(host words, reply count)]: the program load, then one entry per input."""
+    parts = []
+    for x in [None, *xs]:
+        link = RecordingLink()
+        driver = Driver(cfg, link)
+        await (driver.load(program) if x is None else driver.infer(program, x))
+        parts.append((link.sent, link.expected))
+    return parts
+
+
+def _batches(parts):
+    """Consecutive runs of ``parts`` whose words and replies fit the player's memories."""
+    batch, words, replies = [], 0, 0
+    for i, (sent, expected) in enumerate(parts):
+        if len(sent) > PLAYER_DEPTH or expected > PLAYER_DEPTH:
+            what = "the program load" if i == 0 else f"input {i - 1}"
+            raise ValueError(f"{what} needs {len(sent)} host words and {expected} replies;"
+                             f" the player holds {PLAYER_DEPTH} of each")
+        if batch and (words + len(sent) > PLAYER_DEPTH or replies + expected > PLAYER_DEPTH):
+            yield batch
+            batch, words, replies = [], 0, 0
+        batch.append(i)
+        words, replies = words + len(sent), replies + expected
+    if batch:
+        yield batch
+
+
+def _threshold(percent):
+    """A stall percentage as the player's threshold out of 128 cycles."""
+    return min(127, round(percent * 128 / 100))
+
+
+def _read_hex(path):
+    words = []
+    for line in Path(path).read_text().splitlines():
+        token = line.split("//")[0].strip()
+        if token and not token.startswith("@"):
+            words.append(int(token, 16))
+    return words
+
+
+async def _play(dut, clk, words, expected, budget):
+    """Play ``words`` into the design; return the ``expected`` replies it sent back."""
+    Path("script.hex").write_text("".join(f"{w:x}\n" for w in words))
+    dut.n_send.value, dut.n_recv.value = len(words), expected
+    dut.load.value = 1
+    await RisingEdge(clk)
+    dut.load.value = 0
+    await RisingEdge(clk)
+    if not int(dut.done.value):
+        timer = Timer(budget * TB.CLOCK_NS, unit="ns")
+        if await First(RisingEdge(dut.done), timer) is timer:
+            raise TimeoutError(f"no progress after {budget} cycles: {int(dut.sent.value)} of"
+                               f" {len(words)} host words accepted, {int(dut.got.value)} of"
+                               f" {expected} replies received")
+    await ClockCycles(clk, EXTRA_WORDS_WINDOW)
+    if int(dut.got.value) != expected:
+        raise AssertionError(f"the design sent {int(dut.got.value)} replies, the protocol"
+                             f" expects {expected}")
+    dut.dump.value = 1
+    await RisingEdge(clk)
+    dut.dump.value = 0
+    await RisingEdge(clk)
+    return _read_hex("capture.hex") if expected else []
 
 
 def _images():
@@ -85,13 +145,31 @@ async def network(dut):
     xs, ys = _images()
 
     tb = TB(dut)
-    link = CocotbLink(dut, tb.clk, _stall(env_int("HWGEN_IDLE", 0), seed),
-                      _stall(env_int("HWGEN_BACKPRESSURE", 0), seed + 1))
-    driver = Driver(cfg, link)
+    idle, backpressure = env_int("HWGEN_IDLE", 0), env_int("HWGEN_BACKPRESSURE", 0)
+    dut.idle.value, dut.backpressure.value = _threshold(idle), _threshold(backpressure)
+    dut.seed.value = seed & 0xFFFFFFFF
+    for port in (dut.load, dut.dump, dut.n_send, dut.n_recv):
+        port.value = 0
     await tb.reset()
     t0, c0 = time.perf_counter(), get_sim_time("ns")
-    await driver.load(program)
-    results = [await driver.infer(program, x, every_layer=True) for x in xs]
+    parts = await _record(cfg, program, xs)
+    # Generous: every word may take many cycles under stalls, every layer twice its model.
+    slow = 128 / max(1, 128 - max(_threshold(idle), _threshold(backpressure)))
+    results, t_record, t_play = [], time.perf_counter() - t0, 0.0
+    for batch in _batches(parts):
+        words = [w for i in batch for w in parts[i][0]]
+        expected = sum(parts[i][1] for i in batch)
+        budget = int(16 * slow * (len(words) + expected)
+                     + 2 * sum(program.cycles) * len(batch) + 10_000)
+        t1 = time.perf_counter()
+        link = ReplayLink(await _play(dut, tb.clk, words, expected, budget))
+        t_play += time.perf_counter() - t1
+        driver = Driver(cfg, link)
+        for i in batch:
+            if i == 0:
+                await driver.load(program)
+            else:
+                results.append(await driver.infer(program, xs[i - 1], every_layer=True))
     wall = time.perf_counter() - t0
     sim_cycles = int((get_sim_time("ns") - c0) // TB.CLOCK_NS)
 
@@ -111,6 +189,7 @@ async def network(dut):
         "analytical_cycles": [int(c) for c in program.cycles],
         "macs": [int(m) for m in program.macs], "array_macs": cfg.array_macs,
         "sim_seconds": wall, "sim_cycles": sim_cycles, "seed": seed,
+        "record_seconds": t_record, "play_seconds": t_play,
     })
     assert count == 0, (f"seed {seed}: {count} mismatching elements; first: "
                         f"{mismatches[:3]}")
