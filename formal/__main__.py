@@ -39,22 +39,28 @@ def main(argv=None):
     if not chosen:
         print(f"error: no proof matches {args.only!r}", file=sys.stderr)
         return 2
-    rows, bad = [], 0
-    print(f"{'proof':<10} {'config':<12} {'variant':<38} {'status':<7} {'expected':<8}"
+    bad, tty = 0, sys.stdout.isatty()
+    print(f"{'proof':<10} {'config':<15} {'variant':<38} {'status':<7} {'expected':<8}"
           f" {'seconds':>8}", flush=True)
     with tempfile.TemporaryDirectory(prefix="hwgen-formal-") as tmp:
         base = args.keep or Path(tmp)
         for i, proof in enumerate(chosen):
             start = time.monotonic()
-            print(f"  running {proof.label} ...", end="\r", flush=True)
+            # A terminal gets a status line the result overwrites; a pipe or file a line each.
+            print(f"running {proof.label} ...", end="\r" if tty else "\n", flush=True)
             workdir = base / f"{i:02d}-{proof.name}-{proof.config}".replace("^", "")
-            result = run_proof(proof, workdir)
-            ok = result.status == proof.expect and (proof.expect == "PASS" or result.traces)
+            try:
+                result = run_proof(proof, workdir)
+                status, traces = result.status, result.traces
+            except RuntimeError as exc:  # sby failed or timed out: say so, go on
+                status, traces = "ERROR", ()
+                print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr, flush=True)
+            ok = status == proof.expect and (proof.expect == "PASS" or bool(traces))
             bad += not ok
-            row = (f"{proof.name:<10} {proof.config:<12} {proof.variant or '-':<38}"
-                   f" {result.status:<7} {proof.expect:<8} {time.monotonic() - start:8.1f}")
-            rows.append(row)
-            print(row + ("" if ok else "   <- UNEXPECTED"), flush=True)
+            row = (f"{proof.name:<10} {proof.config:<15} {proof.variant or '-':<38}"
+                   f" {status:<7} {proof.expect:<8} {time.monotonic() - start:8.1f}")
+            print(row.ljust(len(proof.label) + 12) + ("" if ok else "   <- UNEXPECTED"),
+                  flush=True)
     print(f"{len(chosen) - bad} of {len(chosen)} as expected", flush=True)
     return 1 if bad else 0
 

@@ -5,8 +5,9 @@ The harness gives a real :class:`hwgen.sequencer.Sequencer` a program memory of 
 (``AnyConst``, read with the memory's latency of one cycle): any ``max_layers`` descriptors whose
 op is one the compiler emits, with at least one tile, pixel and slot, and at most
 ``max_tiles`` tiles, ``max_side`` x ``max_side`` pixels and ``max_slots`` slots (so a run fits
-the depth). Every other field is free: the timing must not depend on it. ``start`` comes at any
-cycle and ``first <= last`` are any descriptors. It asserts:
+the depth). Every other field is free: the timing must not depend on it. The run starts in the
+first cycle (``Initial``: a start at any cycle multiplies the solver's work and meets the same
+IDLE state) and ``first <= last`` are any descriptors. It asserts:
 
 - each layer's cycle counter (``cnt_data`` at ``cnt_we``) is :func:`predicted_cycles`;
 - the run is busy for exactly the sum of its layers' predictions (a late finish fails at the
