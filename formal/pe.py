@@ -8,10 +8,11 @@ lane's value in its format (or, for the wide network input, the channel's digits
 together, ``x = sum_j digit_j << (act_bits * j)``), in a register wide enough never to wrap.
 It asserts every cycle:
 
-- the reduction holds at most ``max_reduction`` products (the compiler's limit, assumed of
-  the inputs: ``count <= K``);
-- ``|sum| <= count * P`` with ``P`` the largest ``|w * x|`` of the formats (the strengthening
-  invariant that makes the induction step go through for any ``K``);
+- the reduction holds at most ``K = max_reduction`` products (the compiler's limit, assumed of
+  the inputs), tracked as ``bound = products * P <= K * P`` with ``P`` the largest ``|w * x|``
+  of the formats, and each step's sum is within its products times ``P``;
+- ``|sum| <= bound`` (the strengthening invariant that makes the induction step go through for
+  any ``K``), and the PE adds exactly each step's sum modulo its width (a one-step lemma);
 - the PE's ``acc`` equals the exact sum (no bit lost in the adder tree or the accumulator);
 - ``acc + bias`` at the drain's register shape (``layouts.acc_shape``, the width ``cfg.acc_bits``)
   equals the exact ``sum + bias`` for any bias within the contract's bound (the bias is clamped
