@@ -153,12 +153,15 @@ class BuildResult:
 
 def _plan(target, cfg):
     platform = target.platform()
-    nextpnr_opts = ["--timing-allow-fail"]  # report a slow design, do not fail
+    # Report a slow design, do not fail; and write the figures as JSON (boards.reports).
+    nextpnr_opts = ["--timing-allow-fail", "--report top.report.json"]
     if target.family == "gowin":
         # Amaranth's Apicula flow writes no clock constraint (the .cst has none): without
         # --freq nextpnr would place for its 12 MHz default instead of the board clock.
         nextpnr_opts.append(f"--freq {target.clock_mhz:g}")
-    overrides = {"nextpnr_opts": " ".join(nextpnr_opts)}
+    overrides = {"nextpnr_opts": " ".join(nextpnr_opts),
+                 # The flat netlist's cells by type, before nextpnr (which may refuse it).
+                 "script_after_synth": "tee -q -o top.stat.json stat -json"}
     if target.family == "ice40":
         # synth_ice40 maps `*` to SB_MAC16 only when asked: the requantizer's acc x M product
         # always, the PE products too when they are `*` (lut_multipliers=False).
@@ -204,8 +207,7 @@ def build(target, cfg, *, root=None, timeout=None):
         cached = False
     else:
         cached = True
-    rpt = report(target.family, _read(folder / "top.rpt"), _read(folder / "top.tim"),
-                 target.clock_mhz, routed=True)
+    rpt = report(target.family, folder, target.clock_mhz, target.device, routed=True)
     return BuildResult(folder, bit, rpt, cached, time.monotonic() - start)
 
 
@@ -224,7 +226,7 @@ def _keep_failed(tmp, folder):
 def _failed(target, tmp, stderr):
     log = _read(tmp / "top.tim")
     try:
-        report(target.family, _read(tmp / "top.rpt"), log, target.clock_mhz, routed=False)
+        report(target.family, tmp, target.clock_mhz, target.device, routed=False)
     except DoesNotFitError as e:
         raise DoesNotFitError(f"{target.name} ({target.device.name}): {e}") from None
     tail = [ln for ln in (log + "\n" + (stderr or "")).splitlines() if "ERROR" in ln]
