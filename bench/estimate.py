@@ -1,0 +1,320 @@
+"""Refit the resource/Fmax estimate (boards/estimate.py) from real builds, and its error table.
+
+Usage::
+
+    .venv/bin/python bench/estimate.py [--boards icebreaker,ulx3s-85f,orangecrab-25f,tangnano9k]
+        [--bits 2,3,4,5,6,7,8] [--model digits-cnn] [--no-build] [--build-only]
+        [--cache DIR] [--out bench/results]
+
+The grid is every board x weight = activation bits x three arrays per board (``_ARRAYS``).
+Each point quantizes the model (MSE ranges; the folders are kept in the cache) and runs
+``hwgen synth``'s path with ``force`` (the estimate must not veto its own calibration data),
+recording the report or the does-not-fit error as one JSON file per point in ``--cache``
+(default ``$HWGEN_CACHE/estimate-sweep``): an interrupted sweep resumes where it stopped, and
+builds themselves are cached by digest. Points run in an order that covers every board and
+width early (round robin over boards; widths and arrays interleaved), so a partial sweep is
+still a spread. Then the coefficients are refitted by least squares (numpy) over the points
+that finished and written to ``boards/estimate.json``; the script prints and writes
+(``estimate.json`` in ``--out``) the error table: per point the estimated and real LUT, BRAM,
+DSP, Fmax and fit verdict, and the worst errors against the targets (LUT and BRAM within 10%,
+DSP exact, Fmax within 15%, the verdict right everywhere). It also times ``hwgen estimate``
+(the median of five runs in a fresh process each).
+
+Run time: one to three minutes per point on two cores (five to ten on the Tang Nano 9K); the
+full grid is 84 points, several hours: run it in the background at ``nice -n 10``.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+#: Three arrays per board: around the board's default, smaller and larger (columns of at least
+#: 4, the digits of an 8-bit input at 2 bits).
+_ARRAYS = {"icebreaker": ((2, 4), (4, 4), (2, 8)),
+           "ulx3s-85f": ((8, 8), (4, 4), (8, 16)),
+           "orangecrab-25f": ((4, 8), (4, 4), (8, 8)),
+           "tangnano9k": ((4, 4), (2, 4), (4, 8))}
+#: Widths in the order the sweep visits them: the ends and the middle first.
+_WIDTH_ORDER = (4, 8, 2, 6, 3, 7, 5)
+
+
+def _cache_dir(arg):
+    if arg:
+        return Path(arg)
+    base = os.environ.get("HWGEN_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "hwgen") / "estimate-sweep"
+
+
+def _qdir(model, bits, cache):
+    """The QuantizedModel folder of ``model`` at W=A=``bits`` (quantized once, kept)."""
+    from quantflow import ptq, serialize
+
+    path = cache / "models" / f"{model}-w{bits}a{bits}"
+    if not (path / "model.json").exists():
+        from quantflow.flow import Method, load_data, load_model, quantize_model
+
+        ds = load_data()
+        name, net = load_model(model, ds)
+        q = quantize_model(name, net, ds, ptq.PTQConfig(bits, bits), Method.MSE).qmodel
+        serialize.save(q, path)
+    return path
+
+
+def grid(boards, bits):
+    """The sweep's points ``(board name, bits, (rows, cols))`` in visiting order."""
+    order = [b for b in _WIDTH_ORDER if b in bits] + sorted(set(bits) - set(_WIDTH_ORDER))
+    per_board = {}
+    for name in boards:
+        arrays = _ARRAYS[name]
+        per_board[name] = [(name, w, arrays[(i + k) % len(arrays)])
+                           for k in range(len(arrays)) for i, w in enumerate(order)]
+    points = []
+    for i in range(max(len(v) for v in per_board.values())):
+        points += [v[i] for v in per_board.values() if i < len(v)]
+    return points
+
+
+def _point_file(cache, model, board, bits, array):
+    return cache / "points" / f"{model}-{board}-w{bits}-{array[0]}x{array[1]}.json"
+
+
+def run_point(model, board_name, bits, array, cache):
+    """Build one point (or read its cached record); the record is the synth report plus the
+    configuration, or ``fits: false`` with the error."""
+    from boards import board_by_name
+    from boards.build import board_config
+    from hwgen.commands.synth import synthesize
+    from hwgen.errors import UserError
+    from quantflow.serialize import load
+
+    path = _point_file(cache, model, board_name, bits, array)
+    if path.exists():
+        return json.loads(path.read_text())
+    board = board_by_name(board_name)
+    qdir = _qdir(model, bits, cache)
+    cfg, style = board_config(board.value, load(qdir), array)
+    start = time.monotonic()
+    try:
+        rec = synthesize(qdir, board, array, force=True)
+    except UserError as e:
+        rec = {"board": board_name, "array": list(array), "fits": False, "error": str(e),
+               "multipliers": style}
+    rec.update(model=model, bits=bits, qdir=str(qdir), config=cfg.to_json(),
+               sweep_seconds=round(time.monotonic() - start, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec, indent=1) + "\n")
+    tmp.rename(path)
+    return rec
+
+
+def sweep(points, model, cache):
+    records = []
+    for board, bits, array in points:
+        t = time.monotonic()
+        rec = run_point(model, board, bits, array, cache)
+        records.append(rec)
+        a = f"{array[0]}x{array[1]}"
+        if "lut" in rec:
+            print(f"{board:15s} W{bits} {a:>5s} LUT {rec['lut']:6d} BRAM {rec['bram']:3d}"
+                  f" DSP {rec['dsp']:3d} Fmax {rec['fmax_mhz']:6.2f} fits {rec['fits']!s:5s}"
+                  f" {time.monotonic() - t:6.1f} s", flush=True)
+        else:
+            print(f"{board:15s} W{bits} {a:>5s} does not fit: {rec['error']}", flush=True)
+    return records
+
+
+def cached_records(cache, model):
+    folder = cache / "points"
+    if not folder.exists():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(folder.glob(f"{model}-*.json"))]
+
+
+def _cfg(rec):
+    from hwgen.config import AccelConfig
+    return AccelConfig(**rec["config"])
+
+
+def _target(rec):
+    from boards import board_by_name
+    return board_by_name(rec["board"]).value
+
+
+def _lstsq(rows, ys, names, keep=("const",)):
+    """Least squares on relative error (weights 1/y), dropping negative terms one at a time
+    (a cost never goes down with size) until every coefficient but ``keep`` is >= 0."""
+    import numpy as np
+
+    active = list(names)
+    while True:
+        a = np.array([[r[n] for n in active] for r in rows], dtype=float)
+        y = np.array(ys, dtype=float)
+        w = 1.0 / np.maximum(np.abs(y), 1e-9)
+        coef = np.linalg.lstsq(a * w[:, None], y * w, rcond=None)[0]
+        neg = [(c, n) for c, n in zip(coef, active, strict=True) if c < 0 and n not in keep]
+        if not neg:
+            return {n: float(c) for n, c in zip(active, coef, strict=True)}
+        active.remove(min(neg)[1])
+
+
+def _varying(rows, names):
+    """The terms that vary over the fitted points (a constant term is fitted once)."""
+    return [n for n in names if n == "const" or len({r[n] for r in rows}) > 1]
+
+
+def fit(records):
+    """The coefficient document from the built points, per family."""
+    from collections import Counter
+
+    from boards.estimate import features, memory_blocks, period_features
+
+    fams = {}
+    for rec in records:
+        if "lut" in rec:
+            fams.setdefault(_target(rec).family, []).append(rec)
+    doc = {"version": 1, "points": len(records), "families": {}}
+    for fam, recs in sorted(fams.items()):
+        cfgs = [(_cfg(r), r["multipliers"], _target(r)) for r in recs]
+        rq = Counter(r["modules"].get("requantizer", {}).get("dsp", 0) for r in recs)
+        # The logic-memory threshold that counts the block RAMs best.
+        sizes = sorted({0} | {w * d for c, _, _ in cfgs for w, d in _mem_sizes(c)})
+        err = {s: sum(abs(memory_blocks(t, c, s)[0] - r["bram"])
+                      for (c, _, t), r in zip(cfgs, recs, strict=True)) for s in sizes}
+        logic_bits = min(sizes, key=lambda s: (err[s], s))
+        feats = [features(c, st) for c, st, _ in cfgs]
+        names = _varying(feats, list(feats[0]))
+        pf = [period_features(c, st) for c, st, _ in cfgs]
+        timed = [(p, r) for p, r in zip(pf, recs, strict=True) if r["fmax_mhz"] > 0]
+        doc["families"][fam] = {
+            "points": len(recs), "logic_bits": logic_bits, "requant_dsp": rq.most_common(1)[0][0],
+            "lut": _lstsq(feats, [r["lut"] for r in recs], names),
+            "ff": _lstsq(feats, [r["ff"] for r in recs], names),
+            "period_ns": _lstsq([p for p, _ in timed], [1e3 / r["fmax_mhz"] for _, r in timed],
+                                _varying([p for p, _ in timed], list(pf[0]))),
+        }
+    return doc
+
+
+def _mem_sizes(cfg):
+    from boards.estimate import _mems
+    return [(w, d) for w, d in _mems(cfg).values()]
+
+
+def error_table(records, coeffs):
+    """Per point: estimated vs real LUT, BRAM, DSP, Fmax and fit verdict."""
+    from boards.estimate import estimate_config
+
+    rows = []
+    for rec in records:
+        t, cfg = _target(rec), _cfg(rec)
+        est = estimate_config(t, cfg, rec["multipliers"], coeffs)
+        row = {"board": rec["board"], "bits": rec["bits"], "array": rec["array"],
+               "multipliers": rec["multipliers"], "fits": rec["fits"], "est_fits": est["fits"],
+               "verdict_ok": est["fits"] == rec["fits"]}
+        for k in ("lut", "ff", "bram", "dsp", "fmax_mhz"):
+            row[f"est_{k}"] = est[k]
+            row[k] = rec.get(k)
+            if rec.get("lut") is not None and rec[k]:
+                row[f"{k}_err"] = (est[k] - rec[k]) / rec[k]
+            elif rec.get("lut") is not None:
+                row[f"{k}_err"] = 0.0 if est[k] == 0 else float("inf")
+        if rec.get("lut") is None:
+            row["error"] = rec.get("error")
+        rows.append(row)
+    return rows
+
+
+def _worst(rows):
+    built = [r for r in rows if r.get("lut") is not None]
+    out = {f"{k}_max_abs_err": max((abs(r[f"{k}_err"]) for r in built), default=None)
+           for k in ("lut", "ff", "bram", "fmax_mhz")}
+    out["dsp_exact"] = all(r["est_dsp"] == r["dsp"] for r in built)
+    out["verdict_right"] = f"{sum(r['verdict_ok'] for r in rows)}/{len(rows)}"
+    return out
+
+
+def _time_cli(records):
+    """Median wall seconds of ``hwgen estimate`` in a fresh process (five runs)."""
+    import statistics
+
+    rec = next((r for r in records if "qdir" in r), None)
+    if rec is None:
+        return None
+    hwgen = Path(sys.executable).with_name("hwgen")
+    times = []
+    for _ in range(5):
+        t = time.monotonic()
+        subprocess.run([str(hwgen), "estimate", rec["qdir"], "--board", rec["board"],
+                        "--json"], check=True, stdout=subprocess.DEVNULL)
+        times.append(time.monotonic() - t)
+    return round(statistics.median(times), 3)
+
+
+def fit_and_report(records, out, cache, model):
+    from boards.estimate import COEFFS_PATH
+
+    if not records:
+        print("no finished points to fit")
+        return 1
+    coeffs = fit(records)
+    rows = error_table(records, coeffs)
+    coeffs["worst"] = _worst(rows)
+    COEFFS_PATH.write_text(json.dumps(coeffs, indent=1, sort_keys=True) + "\n")
+    print(f"{'board':15s} {'W':>2s} {'array':>5s} {'mul':>3s} {'LUT est/real':>14s} {'err':>6s}"
+          f" {'BRAM':>7s} {'DSP':>7s} {'Fmax est/real':>14s} {'err':>6s} fits est/real")
+    for r in rows:
+        a = f"{r['array'][0]}x{r['array'][1]}"
+        if r.get("lut") is None:
+            print(f"{r['board']:15s} {r['bits']:2d} {a:>5s} {r['multipliers']:>3s}"
+                  f" {'-':>14s} {'':6s} {'':7s} {'':7s} {'':14s} {'':6s}"
+                  f" {r['est_fits']!s:5s}/False  (not built: {r['error'][:60]})")
+            continue
+        print(f"{r['board']:15s} {r['bits']:2d} {a:>5s} {r['multipliers']:>3s}"
+              f" {r['est_lut']:6d}/{r['lut']:<7d} {r['lut_err']:+6.1%}"
+              f" {r['est_bram']:3d}/{r['bram']:<3d} {r['est_dsp']:3d}/{r['dsp']:<3d}"
+              f" {r['est_fmax_mhz']:6.1f}/{r['fmax_mhz']:<7.1f} {r['fmax_mhz_err']:+6.1%}"
+              f" {r['est_fits']!s:5s}/{r['fits']!s}")
+    worst = coeffs["worst"]
+    print(f"{len(records)} points ({sum(r.get('lut') is not None for r in rows)} built):"
+          f" worst LUT {worst['lut_max_abs_err']:.1%}, BRAM {worst['bram_max_abs_err']:.1%},"
+          f" Fmax {worst['fmax_mhz_max_abs_err']:.1%}, DSP exact {worst['dsp_exact']},"
+          f" verdict right {worst['verdict_right']}")
+    seconds = _time_cli(records)
+    print(f"hwgen estimate: {seconds} s (median of 5, fresh process)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "estimate.json").write_text(json.dumps(
+        {"model": model, "points": rows, "worst": worst, "estimate_seconds": seconds},
+        indent=1) + "\n")
+    print(f"wrote {COEFFS_PATH} and {out / 'estimate.json'}")
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--boards", default=",".join(_ARRAYS))
+    p.add_argument("--bits", default="2,3,4,5,6,7,8")
+    p.add_argument("--model", default="digits-cnn")
+    p.add_argument("--cache", default=None, help="point records and quantized models")
+    p.add_argument("--no-build", action="store_true", help="fit on the cached points only")
+    p.add_argument("--build-only", action="store_true", help="sweep, do not refit")
+    p.add_argument("--out", default="bench/results")
+    args = p.parse_args(argv)
+    cache = _cache_dir(args.cache)
+    points = grid(args.boards.split(","), [int(b) for b in args.bits.split(",")])
+    if not args.no_build:
+        print(f"{len(points)} points; records in {cache / 'points'}", flush=True)
+        sweep(points, args.model, cache)
+    if args.build_only:
+        return 0
+    return fit_and_report(cached_records(cache, args.model), Path(args.out), cache, args.model)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Know before you build: resources, fit, Fmax, latency and energy of a board's overlay in
+well under a second, from a per-component cost model.
+
+The design is the one ``hwgen synth`` builds: :func:`boards.build.board_config` decides the
+array and the multipliers, the memories' widths and depths are the overlay's own
+(:func:`hwgen.layouts.mem_width` / ``mem_depth``), the cycles are the compiler's exact model.
+
+- **Block memories** are counted, not fitted: each buffer takes the fewest blocks any of the
+  family's block shapes allows (``_BLOCKS``: iCE40 4 Kbit as 256x16 .. 2048x2, ECP5 DP16KD
+  and Gowin BSRAM 18 Kbit as 512x36 .. 16384x1), as Yosys's ``memory_libmap`` picks them; a
+  buffer of at most ``logic_bits`` bits (a per-family fitted threshold) goes to LUT RAM or
+  flip-flops instead. On the iCE40UP5K the weight buffer is SPRAM (``boards.memories``' rule).
+- **DSP blocks** are counted: a DSP-style PE multiplier takes one (a Gowin 9x9 half of one) and
+  the requantizer's ``acc x M`` product the family's fitted constant.
+- **LUTs and flip-flops** are linear in per-component terms, with coefficients per family in
+  ``estimate.json`` (least squares over real builds, written by ``bench/estimate.py``): a
+  constant (UART, host FSM, sequencer, drain), the LUT multipliers (``rows * cols * b_w *
+  b_a``: a shift-and-add multiplier is about one LUT per partial-product bit), the PEs' adder
+  trees and shifters (``rows * cols * product_bits``), the accumulators and the drain's
+  multiplexer (``rows * acc_bits``), the activation lanes (``cols * b_a``, pool unit and
+  memory muxes) and the buffers' address bits.
+- **Fmax** is fitted as a clock period linear in the same kind of terms (the sequencer's and
+  the PE's adders set it: ``acc_bits``, ``product_bits``, ``log2(rows * cols)`` for fan-out).
+"""
+
+import json
+import math
+from pathlib import Path
+
+from hwgen.errors import UserError
+
+__all__ = ["NotCalibratedError", "COEFFS_PATH", "load_coeffs", "features", "period_features",
+           "memory_blocks",
+           "dsp_blocks", "estimate_config", "estimate", "fit_summary"]
+
+#: The fitted coefficients (written by ``bench/estimate.py``).
+COEFFS_PATH = Path(__file__).with_name("estimate.json")
+
+#: Family -> block RAM shapes (depth, width) Yosys can use.
+_BLOCKS = {
+    "ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
+    "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
+    "gowin": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
+}
+
+
+class NotCalibratedError(UserError):
+    """No fitted coefficients for the board's family (run ``bench/estimate.py``)."""
+
+
+def load_coeffs(path=None):
+    """The coefficient document (``estimate.json``)."""
+    return json.loads(Path(path or COEFFS_PATH).read_text())
+
+
+def _mems(cfg):
+    from hwgen.layouts import Mem, mem_depth, mem_width
+
+    return {mem: (mem_width(cfg, mem), mem_depth(cfg, mem)) for mem in Mem}
+
+
+def _blocks(family, width, depth):
+    return min(-(-width // w) * -(-depth // d) for d, w in _BLOCKS[family])
+
+
+def memory_blocks(target, cfg, logic_bits=0):
+    """``(bram, spram, per buffer)``: block RAMs and SPRAMs of the overlay's buffers."""
+    from hwgen.layouts import Mem
+
+    from .memories import SPRAM_DEPTH, SPRAM_WIDTH
+
+    bram = spram = 0
+    per = {}
+    for mem, (width, depth) in _mems(cfg).items():
+        name = f"mem_{mem.name.lower()}"
+        sp = -(-width // SPRAM_WIDTH)
+        if target.device.spram and mem is Mem.WEIGHT and depth <= SPRAM_DEPTH \
+                and sp <= target.device.spram:
+            per[name] = {"spram": sp}
+            spram += sp
+            continue
+        n = 0 if width * depth <= logic_bits else _blocks(target.family, width, depth)
+        per[name] = {"bram": n}
+        bram += n
+    return bram, spram, per
+
+
+def dsp_blocks(target, cfg, style, requant_dsp):
+    """DSP units (the device's unit: 18x18 multipliers, SB_MAC16 on iCE40)."""
+    per_mul = 1.0
+    if target.family == "gowin" and max(cfg.weight_bits, cfg.a_operand_bits) <= 9:
+        per_mul = 0.5  # a MULT9X9 is half an 18x18
+    pe = cfg.rows * cfg.cols * per_mul if style == "dsp" else 0
+    return math.ceil(pe) + requant_dsp
+
+
+def features(cfg, style):
+    """Named per-component terms of the LUT and flip-flop models."""
+    from hwgen.layouts import Mem
+
+    n = cfg.rows * cfg.cols
+    mems = _mems(cfg)
+    return {
+        "const": 1.0,
+        "mul_lut": float(n * cfg.weight_bits * cfg.a_operand_bits) if style == "lut" else 0.0,
+        "mul_dsp": float(n) if style == "dsp" else 0.0,
+        "tree": float(n * cfg.product_bits),
+        "acc": float(cfg.rows * cfg.acc_bits),
+        "lanes": float(cfg.cols * cfg.act_bits),
+        "addr": float(sum(max(1, (d - 1).bit_length()) for m, (_, d) in mems.items()
+                          if m is not Mem.CYCLES)),
+    }
+
+
+def period_features(cfg, style):
+    """Named terms of the clock-period (ns) model."""
+    return {"const": 1.0, "acc_bits": float(cfg.acc_bits),
+            "product_bits": float(cfg.product_bits),
+            "log_macs": math.log2(cfg.rows * cfg.cols),
+            "lut_mul": float(cfg.weight_bits + cfg.a_operand_bits) if style == "lut" else 0.0}
+
+
+def _dot(coef, feats):
+    return sum(coef.get(k, 0.0) * v for k, v in feats.items())
+
+
+def estimate_config(target, cfg, style, coeffs=None):
+    """Resources, fit and Fmax of ``cfg`` built for ``target`` (no model, no cycles)."""
+    coeffs = coeffs or load_coeffs()
+    fam = coeffs["families"].get(target.family)
+    if fam is None:
+        raise NotCalibratedError(f"no estimate for {target.name}: the {target.family} family"
+                                 " has no fitted coefficients yet (run bench/estimate.py)")
+    bram, spram, per_mem = memory_blocks(target, cfg, fam.get("logic_bits", 0))
+    feats = features(cfg, style)
+    period = _dot(fam["period_ns"], period_features(cfg, style))
+    res = {"lut": max(0, round(_dot(fam["lut"], feats))),
+           "ff": max(0, round(_dot(fam["ff"], feats))),
+           "bram": bram, "spram": spram,
+           "dsp": dsp_blocks(target, cfg, style, fam.get("requant_dsp", 0))}
+    dev = target.device
+    have = {"lut": dev.lut, "ff": dev.ff, "bram": dev.bram, "spram": dev.spram, "dsp": dev.dsp}
+    fit = {k: {"need": res[k], "have": have[k], "ok": res[k] <= have[k]} for k in res}
+    fmax = round(1e3 / period, 2) if period > 0 else 0.0
+    return {**res, "memories": per_mem, "fit": fit, "fmax_mhz": fmax,
+            "fits": all(f["ok"] for f in fit.values()) and fmax >= target.clock_mhz,
+            "target_mhz": target.clock_mhz}
+
+
+def estimate(target, model, array=None, coeffs=None):
+    """Everything ``hwgen estimate`` reports for ``model`` on ``target`` (a dict).
+
+    Raises ``ValueError``/``TypeError`` for a configuration that cannot be built and whatever
+    :func:`quantflow.program.compile_program` raises for a model the overlay cannot run.
+    """
+    from quantflow.program import compile_program
+
+    from .build import board_config
+    from .energy import energy
+
+    cfg, style = board_config(target, model, array)
+    program = compile_program(model, cfg)
+    est = estimate_config(target, cfg, style, coeffs)
+    cycles = sum(program.cycles)
+    clocks = {"board_clock": target.clock_mhz, "fmax": est["fmax_mhz"]}
+    timing = {name: {"mhz": mhz,
+                     "latency_us": round(cycles / mhz, 2) if mhz else None,
+                     "inferences_per_s": round(mhz * 1e6 / cycles, 1) if mhz else None}
+              for name, mhz in clocks.items()}
+    share = est["lut"] / target.device.lut
+    en = energy(program, cfg, target.device.name, share, target.clock_mhz)
+    asic = en["asic_45nm"]
+    return {
+        "board": target.name, "device": target.device.name, "family": target.family,
+        "array": [cfg.rows, cfg.cols], "weight_bits": cfg.weight_bits,
+        "act_bits": cfg.act_bits, "multipliers": style, "config_digest": cfg.digest,
+        **est, "cycles": cycles, "macs": sum(program.macs), "timing": timing,
+        "energy": {"asic_45nm_pj": round(asic["total_pj"], 1),
+                   "asic_45nm_mac_pj": round(asic["mac_pj"], 1),
+                   "asic_45nm_memory_pj": round(asic["memory_pj"], 1),
+                   "dram_weights_pj": round(asic["dram_weights_pj"], 1),
+                   "counts": asic["counts"], "fpga": en["fpga"]},
+        "model": fit_summary(coeffs),
+    }
+
+
+def fit_summary(coeffs=None):
+    """Where the coefficients come from: points fitted and the worst errors seen."""
+    coeffs = coeffs or load_coeffs()
+    return {k: coeffs.get(k) for k in ("points", "worst")}
