@@ -20,17 +20,18 @@ def _board(value):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def add_board_arguments(p, required=True):
+def add_board_arguments(p, required=True, board_help="", array_help=None):
     """``--board`` and ``--array`` as ``synth``, ``estimate`` and ``generate`` take them."""
     from boards import Board
     from hwgen.commands.generate import array_shape
 
     names = ", ".join(b.value.name for b in Board)
     p.add_argument("--board", metavar="NAME", type=_board, required=required,
-                   help=f"target board: {names}")
+                   help=f"target board: {names}{board_help}")
     p.add_argument("--array", metavar="ROWSxCOLS", type=array_shape, default=None,
-                   help="MAC-array shape (default: the board's, e.g. 2x2 on icebreaker, with"
-                        " columns widened to the input's digits at 2-3 activation bits)")
+                   help=array_help or "MAC-array shape (default: the board's, e.g. 2x2 on"
+                   " icebreaker, with columns widened to the input's digits at 2-3 activation"
+                   " bits)")
 
 
 def add_arguments(p):
