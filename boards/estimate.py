@@ -10,8 +10,9 @@ array and the multipliers, the memories' widths and depths are the overlay's own
   and Gowin BSRAM 18 Kbit as 512x36 .. 16384x1), as Yosys's ``memory_libmap`` picks them; a
   buffer of at most ``logic_bits`` bits (a per-family fitted threshold) goes to LUT RAM or
   flip-flops instead. On the iCE40UP5K the weight buffer is SPRAM (``boards.memories``' rule).
-- **DSP blocks** are counted: a DSP-style PE multiplier takes one (a Gowin 9x9 half of one) and
-  the requantizer's ``acc x M`` product the family's fitted constant.
+- **DSP blocks** are counted: a DSP-style PE multiplier takes one (a Gowin 9x9 half of one),
+  plus the family's constant (``fixed_dsp``: the requantizer's ``acc x M`` product, and on
+  ECP5 a sequencer product), read off the builds.
 - **LUTs and flip-flops** are linear in per-component terms, with coefficients per family in
   ``estimate.json`` (least squares over real builds, written by ``bench/estimate.py``): a
   constant (UART, host FSM, sequencer, drain), the LUT multipliers (``rows * cols * b_w *
@@ -36,11 +37,16 @@ __all__ = ["NotCalibratedError", "COEFFS_PATH", "load_coeffs", "features", "peri
 #: The fitted coefficients (written by ``bench/estimate.py``).
 COEFFS_PATH = Path(__file__).with_name("estimate.json")
 
-#: Family -> block RAM shapes (depth, width) Yosys can use.
+#: Family -> block RAM shapes ``(depth, width, write-enable groups)`` Yosys can use. An
+#: activation buffer writes one lane at a time, and each lane needs an enable group of its
+#: own: SB_RAM40_4K masks every bit, DP16KD has four 9-bit byte enables at 512x36 and two at
+#: 1024x18, Gowin's SDPB four at 32/36 bits and two at 16/18.
 _BLOCKS = {
-    "ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
-    "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
-    "gowin": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
+    "ice40": ((256, 16, 16), (512, 8, 8), (1024, 4, 4), (2048, 2, 2)),
+    "ecp5": ((512, 36, 4), (1024, 18, 2), (2048, 9, 1), (4096, 4, 1), (8192, 2, 1),
+             (16384, 1, 1)),
+    "gowin": ((512, 36, 4), (512, 32, 4), (1024, 18, 2), (1024, 16, 2), (2048, 9, 1),
+              (2048, 8, 1), (4096, 4, 1), (8192, 2, 1), (16384, 1, 1)),
 }
 
 
@@ -59,8 +65,22 @@ def _mems(cfg):
     return {mem: (mem_width(cfg, mem), mem_depth(cfg, mem)) for mem in Mem}
 
 
-def _blocks(family, width, depth):
-    return min(-(-width // w) * -(-depth // d) for d, w in _BLOCKS[family])
+def _blocks(family, width, depth, lane_bits=None):
+    """Fewest blocks for ``depth`` words of ``width`` bits, written whole or (``lane_bits``)
+    one lane at a time."""
+    best = None
+    for d, w, groups in _BLOCKS[family]:
+        if lane_bits is None:
+            n = -(-width // w)
+        elif lane_bits <= w:
+            per_lane = -(-lane_bits // (w // groups))  # enable groups one lane spans
+            n = -(-(width // lane_bits) // (groups // per_lane)) if per_lane <= groups else None
+        else:
+            n = (width // lane_bits) * -(-lane_bits // w)
+        if n is not None:
+            n *= -(-depth // d)
+            best = n if best is None else min(best, n)
+    return best
 
 
 def memory_blocks(target, cfg, logic_bits=0):
@@ -79,19 +99,22 @@ def memory_blocks(target, cfg, logic_bits=0):
             per[name] = {"spram": sp}
             spram += sp
             continue
-        n = 0 if width * depth <= logic_bits else _blocks(target.family, width, depth)
+        lanes = cfg.act_bits if mem in (Mem.ACT0, Mem.ACT1) else None  # hwgen.core's choice
+        n = 0 if width * depth <= logic_bits else _blocks(target.family, width, depth, lanes)
         per[name] = {"bram": n}
         bram += n
     return bram, spram, per
 
 
-def dsp_blocks(target, cfg, style, requant_dsp):
-    """DSP units (the device's unit: 18x18 multipliers, SB_MAC16 on iCE40)."""
+def dsp_blocks(target, cfg, style, fixed_dsp):
+    """DSP units (the device's unit: 18x18 multipliers, SB_MAC16 on iCE40): the PE
+    multipliers' and ``fixed_dsp`` more (the requantizer's ``acc x M`` product, and on ECP5 one
+    the sequencer's address arithmetic maps to a block)."""
     per_mul = 1.0
     if target.family == "gowin" and max(cfg.weight_bits, cfg.a_operand_bits) <= 9:
         per_mul = 0.5  # a MULT9X9 is half an 18x18
     pe = cfg.rows * cfg.cols * per_mul if style == "dsp" else 0
-    return math.ceil(pe) + requant_dsp
+    return math.ceil(pe) + fixed_dsp
 
 
 def features(cfg, style):
@@ -137,7 +160,7 @@ def estimate_config(target, cfg, style, coeffs=None):
     res = {"lut": max(0, round(_dot(fam["lut"], feats))),
            "ff": max(0, round(_dot(fam["ff"], feats))),
            "bram": bram, "spram": spram,
-           "dsp": dsp_blocks(target, cfg, style, fam.get("requant_dsp", 0))}
+           "dsp": dsp_blocks(target, cfg, style, fam.get("fixed_dsp", 0))}
     dev = target.device
     have = {"lut": dev.lut, "ff": dev.ff, "bram": dev.bram, "spram": dev.spram, "dsp": dev.dsp}
     fit = {k: {"need": res[k], "have": have[k], "ok": res[k] <= have[k]} for k in res}
@@ -155,7 +178,7 @@ def estimate(target, model, array=None, coeffs=None):
     """
     from quantflow.program import compile_program
 
-    from .build import board_config
+    from .overlay import board_config
     from .energy import energy
 
     cfg, style = board_config(target, model, array)
