@@ -147,21 +147,37 @@ def _target(rec):
     return board_by_name(rec["board"]).value
 
 
-def _lstsq(rows, ys, names, keep=("const",)):
-    """Least squares on relative error (weights 1/y), dropping negative terms one at a time
-    (a cost never goes down with size) until every coefficient but ``keep`` is >= 0."""
+def _components(modules):
+    """A build's breakdown with the buffers summed as ``memories``."""
+    out = {}
+    for name, m in modules.items():
+        acc = out.setdefault("memories" if name.startswith("mem_") else name,
+                             {"lut": 0, "ff": 0})
+        acc["lut"] += m["lut"]
+        acc["ff"] += m["ff"]
+    return out
+
+
+def _lstsq(rows, ys, names, keep=("const",), floor=False):
+    """Least squares on relative error (weights 1/y; ``floor``: at least 1, for counts that
+    may be 0), dropping negative terms one at a time (a cost never goes down with size) until
+    every coefficient but ``keep`` is >= 0."""
     import numpy as np
 
     active = list(names)
+    if not active:
+        return {}
     while True:
         a = np.array([[r[n] for n in active] for r in rows], dtype=float)
         y = np.array(ys, dtype=float)
-        w = 1.0 / np.maximum(np.abs(y), 1e-9)
+        w = 1.0 / np.maximum(np.abs(y), 1.0 if floor else 1e-9)
         coef = np.linalg.lstsq(a * w[:, None], y * w, rcond=None)[0]
         neg = [(c, n) for c, n in zip(coef, active, strict=True) if c < 0 and n not in keep]
         if not neg:
             return {n: float(c) for n, c in zip(active, coef, strict=True)}
         active.remove(min(neg)[1])
+        if not active:
+            return {}
 
 
 def _varying(rows, names):
@@ -173,7 +189,8 @@ def fit(records):
     """The coefficient document from the built points, per family."""
     from collections import Counter
 
-    from boards.estimate import dsp_blocks, features, memory_blocks, period_features
+    from boards.estimate import (COMPONENT_TERMS, dsp_blocks, features, memory_blocks,
+                                 period_features)
 
     fams = {}
     for rec in records:
@@ -193,13 +210,20 @@ def fit(records):
                       for name, v in memory_blocks(t, c, s)[2].items()) for s in sizes}
         logic_bits = min(sizes, key=lambda s: (err[s], s))
         feats = [features(c, st) for c, st, _ in cfgs]
-        names = _varying(feats, list(feats[0]))
+        mods = [_components(r["modules"]) for r in recs]
+        components = {}
+        for comp, terms in COMPONENT_TERMS.items():
+            names = _varying(feats, list(terms)) if "const" in terms else [
+                t for t in terms if any(f[t] for f in feats)]
+            components[comp] = {k: _lstsq(feats, [m.get(comp, {}).get(k, 0) for m in mods],
+                                          names, floor=True) for k in ("lut", "ff")}
+        cells = [{k: sum(m[k] for m in mod.values()) for k in ("lut", "ff")} for mod in mods]
         pf = [period_features(c, st) for c, st, _ in cfgs]
         timed = [(p, r) for p, r in zip(pf, recs, strict=True) if r["fmax_mhz"] > 0]
         doc["families"][fam] = {
-            "points": len(recs), "logic_bits": logic_bits, "fixed_dsp": fixed.most_common(1)[0][0],
-            "lut": _lstsq(feats, [r["lut"] for r in recs], names),
-            "ff": _lstsq(feats, [r["ff"] for r in recs], names),
+            "points": len(recs), "logic_bits": logic_bits,
+            "fixed_dsp": fixed.most_common(1)[0][0], "components": components,
+            "lut_from_cells": _lstsq(cells, [r["lut"] for r in recs], ["lut", "ff"], keep=()),
             "period_ns": _lstsq([p for p, _ in timed], [1e3 / r["fmax_mhz"] for _, r in timed],
                                 _varying([p for p, _ in timed], list(pf[0]))),
         }
@@ -237,10 +261,32 @@ def error_table(records, coeffs):
     return rows
 
 
+def add_loo(rows, records):
+    """Leave-one-out errors: each built point estimated by a fit on all the others (an honest
+    figure while a family has few points: the in-sample fit can interpolate them)."""
+    from boards.estimate import NotCalibratedError, estimate_config
+
+    for row, rec in zip(rows, records, strict=True):
+        row["lut_loo_err"] = row["bram_loo_err"] = row["fmax_mhz_loo_err"] = None
+        if rec.get("lut") is None:
+            continue
+        others = fit([r for r in records if r is not rec])
+        try:
+            est = estimate_config(_target(rec), _cfg(rec), rec["multipliers"], others)
+        except NotCalibratedError:
+            continue
+        for k in ("lut", "bram", "fmax_mhz"):
+            row[f"{k}_loo_err"] = (est[k] - rec[k]) / rec[k] if rec[k] else None
+
+
 def _worst(rows):
     built = [r for r in rows if r.get("lut") is not None]
     out = {f"{k}_max_abs_err": max((abs(r[f"{k}_err"]) for r in built), default=None)
            for k in ("lut", "ff", "bram", "fmax_mhz")}
+    for k in ("lut", "bram", "fmax_mhz"):
+        loo = [abs(r[f"{k}_loo_err"]) for r in built if r.get(f"{k}_loo_err") is not None]
+        out[f"{k}_loo_max_abs_err"] = max(loo, default=None)
+        out[f"{k}_loo_points"] = len(loo)
     out["dsp_exact"] = all(r["est_dsp"] == r["dsp"] for r in built)
     decided = [r for r in rows if r["verdict_ok"] is not None]
     out["verdict_right"] = f"{sum(r['verdict_ok'] for r in decided)}/{len(decided)}"
@@ -265,6 +311,10 @@ def _time_cli(records):
     return round(statistics.median(times), 3)
 
 
+def _pct(v):
+    return "   -  " if v is None else f"{v:+6.1%}"
+
+
 def fit_and_report(records, out, cache, model):
     from boards.estimate import COEFFS_PATH
 
@@ -273,6 +323,7 @@ def fit_and_report(records, out, cache, model):
         return 1
     coeffs = fit(records)
     rows = error_table(records, coeffs)
+    add_loo(rows, records)
     coeffs["worst"] = _worst(rows)
     COEFFS_PATH.write_text(json.dumps(coeffs, indent=1, sort_keys=True) + "\n")
     print(f"{'board':15s} {'W':>2s} {'array':>5s} {'mul':>3s} {'LUT est/real':>14s} {'err':>6s}"
@@ -288,12 +339,18 @@ def fit_and_report(records, out, cache, model):
               f" {r['est_lut']:6d}/{r['lut']:<7d} {r['lut_err']:+6.1%}"
               f" {r['est_bram']:3d}/{r['bram']:<3d} {r['est_dsp']:3d}/{r['dsp']:<3d}"
               f" {r['est_fmax_mhz']:6.1f}/{r['fmax_mhz']:<7.1f} {r['fmax_mhz_err']:+6.1%}"
-              f" {r['est_fits']!s:5s}/{r['fits']!s}")
+              f" {r['est_fits']!s:5s}/{r['fits']!s}  LOO LUT {_pct(r['lut_loo_err'])}"
+              f" Fmax {_pct(r['fmax_mhz_loo_err'])}")
     worst = coeffs["worst"]
     print(f"{len(records)} points ({sum(r.get('lut') is not None for r in rows)} built):"
           f" worst LUT {worst['lut_max_abs_err']:.1%}, BRAM {worst['bram_max_abs_err']:.1%},"
           f" Fmax {worst['fmax_mhz_max_abs_err']:.1%}, DSP exact {worst['dsp_exact']},"
           f" verdict right {worst['verdict_right']} ({worst['tool_failures']} tool failures)")
+    def opt(v):
+        return "-" if v is None else f"{v:.1%}"
+    print(f"leave-one-out: worst LUT {opt(worst['lut_loo_max_abs_err'])}"
+          f" ({worst['lut_loo_points']} points), BRAM {opt(worst['bram_loo_max_abs_err'])},"
+          f" Fmax {opt(worst['fmax_mhz_loo_max_abs_err'])}")
     seconds = _time_cli(records)
     print(f"hwgen estimate: {seconds} s (median of 5, fresh process)")
     out.mkdir(parents=True, exist_ok=True)

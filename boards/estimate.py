@@ -13,13 +13,16 @@ array and the multipliers, the memories' widths and depths are the overlay's own
 - **DSP blocks** are counted: a DSP-style PE multiplier takes one (a Gowin 9x9 half of one),
   plus the family's constant (``fixed_dsp``: the requantizer's ``acc x M`` product, and on
   ECP5 a sequencer product), read off the builds.
-- **LUTs and flip-flops** are linear in per-component terms, with coefficients per family in
-  ``estimate.json`` (least squares over real builds, written by ``bench/estimate.py``): a
-  constant (UART, host FSM, sequencer, drain), the LUT multipliers (``rows * cols * b_w *
-  b_a``: a shift-and-add multiplier is about one LUT per partial-product bit), the PEs' adder
-  trees and shifters (``rows * cols * product_bits``), the accumulators and the drain's
-  multiplexer (``rows * acc_bits``), the activation lanes (``cols * b_a``, pool unit and
-  memory muxes) and the buffers' address bits.
+- **LUTs and flip-flops** per component (``COMPONENT_TERMS``), each linear in a few terms of
+  its own, fitted on that component's Yosys cells in the per-module breakdown of real builds
+  (least squares, per family, in ``estimate.json``, written by ``bench/estimate.py``):
+  constants for the UART and host FSM, the sequencer in its address bits, the LUT multipliers
+  in their partial-product bits (``rows * cols * b_w * b_a``: a shift-and-add multiplier is
+  about one LUT per bit), the PEs' adder trees in ``rows * cols * product_bits`` and their
+  accumulators in ``rows * acc_bits``, the drain and requantizer in the accumulator width, the
+  core's buffer muxes in the word bits. nextpnr's LUT figure is then fitted from the summed
+  cells (``lut_from_cells``: a share of LUT cells plus one of flip-flops, for the iCE40's
+  flip-flop-only logic cells and ECP5 route-throughs); the flip-flops are Yosys's.
 - **Fmax** is fitted as a clock period linear in the same kind of terms (the sequencer's and
   the PE's adders set it: ``acc_bits``, ``product_bits``, ``log2(rows * cols)`` for fan-out).
 """
@@ -30,8 +33,8 @@ from pathlib import Path
 
 from hwgen.errors import UserError
 
-__all__ = ["NotCalibratedError", "COEFFS_PATH", "load_coeffs", "features", "period_features",
-           "memory_blocks",
+__all__ = ["NotCalibratedError", "COEFFS_PATH", "COMPONENT_TERMS", "load_coeffs", "features",
+           "component_estimate", "period_features", "memory_blocks",
            "dsp_blocks", "estimate_config", "estimate", "fit_summary"]
 
 #: The fitted coefficients (written by ``bench/estimate.py``).
@@ -117,22 +120,45 @@ def dsp_blocks(target, cfg, style, fixed_dsp):
     return math.ceil(pe) + fixed_dsp
 
 
+#: Component (:func:`boards.reports.module_breakdown`'s, the buffers' ``mem_*`` summed as
+#: ``memories``) -> the terms its LUTs and flip-flops are linear in.
+COMPONENT_TERMS = {
+    "uart": ("const",), "host": ("const",), "pool": ("const", "lanes"),
+    "sequencer": ("const", "addr"), "core": ("const", "mem_width"),
+    "memories": ("const", "mem_width"), "array": ("const", "macs"), "pe": ("tree", "acc"),
+    "multipliers": ("mul_lut", "mul_lut_n", "mul_dsp"), "drain": ("const", "acc"),
+    "requantizer": ("const", "acc_bits"),
+}
+
+
 def features(cfg, style):
-    """Named per-component terms of the LUT and flip-flop models."""
+    """Named terms of the component models: ``mul_lut`` partial-product bits of the LUT
+    multipliers (``rows*cols*b_w*b_a``), ``mul_lut_n``/``mul_dsp`` their count by style,
+    ``tree`` the PEs' adder-tree bits (``rows*cols*product_bits``), ``acc`` the accumulator bits
+    (``rows*acc_bits``), ``lanes`` the activation word, ``mem_width`` the buffers' word bits
+    (the host read mux and the memories' glue), ``addr`` their address bits."""
     from hwgen.layouts import Mem
 
     n = cfg.rows * cfg.cols
     mems = _mems(cfg)
+    lut = style == "lut"
     return {
-        "const": 1.0,
-        "mul_lut": float(n * cfg.weight_bits * cfg.a_operand_bits) if style == "lut" else 0.0,
-        "mul_dsp": float(n) if style == "dsp" else 0.0,
-        "tree": float(n * cfg.product_bits),
-        "acc": float(cfg.rows * cfg.acc_bits),
-        "lanes": float(cfg.cols * cfg.act_bits),
+        "const": 1.0, "macs": float(n),
+        "mul_lut": float(n * cfg.weight_bits * cfg.a_operand_bits) if lut else 0.0,
+        "mul_lut_n": float(n) if lut else 0.0, "mul_dsp": 0.0 if lut else float(n),
+        "tree": float(n * cfg.product_bits), "acc": float(cfg.rows * cfg.acc_bits),
+        "acc_bits": float(cfg.acc_bits), "lanes": float(cfg.cols * cfg.act_bits),
+        "mem_width": float(sum(w for w, _ in mems.values())),
         "addr": float(sum(max(1, (d - 1).bit_length()) for m, (_, d) in mems.items()
                           if m is not Mem.CYCLES)),
     }
+
+
+def component_estimate(fam, cfg, style):
+    """``{component: {"lut", "ff"}}`` in Yosys cells, from the family's coefficients."""
+    feats = features(cfg, style)
+    return {comp: {k: max(0.0, _dot(fam["components"].get(comp, {}).get(k, {}), feats))
+                   for k in ("lut", "ff")} for comp in COMPONENT_TERMS}
 
 
 def period_features(cfg, style):
@@ -155,17 +181,21 @@ def estimate_config(target, cfg, style, coeffs=None):
         raise NotCalibratedError(f"no estimate for {target.name}: the {target.family} family"
                                  " has no fitted coefficients yet (run bench/estimate.py)")
     bram, spram, per_mem = memory_blocks(target, cfg, fam.get("logic_bits", 0))
-    feats = features(cfg, style)
+    comps = component_estimate(fam, cfg, style)
+    cells = {k: sum(c[k] for c in comps.values()) for k in ("lut", "ff")}
+    # nextpnr's LUT figure from Yosys's cells: route-through LUTs on ECP5, flip-flop-only
+    # logic cells on iCE40, carry (ALU) positions on Gowin.
+    lut = fam["lut_from_cells"]["lut"] * cells["lut"] + fam["lut_from_cells"]["ff"] * cells["ff"]
     period = _dot(fam["period_ns"], period_features(cfg, style))
-    res = {"lut": max(0, round(_dot(fam["lut"], feats))),
-           "ff": max(0, round(_dot(fam["ff"], feats))),
+    res = {"lut": max(0, round(lut)), "ff": max(0, round(cells["ff"])),
            "bram": bram, "spram": spram,
            "dsp": dsp_blocks(target, cfg, style, fam.get("fixed_dsp", 0))}
     dev = target.device
     have = {"lut": dev.lut, "ff": dev.ff, "bram": dev.bram, "spram": dev.spram, "dsp": dev.dsp}
     fit = {k: {"need": res[k], "have": have[k], "ok": res[k] <= have[k]} for k in res}
     fmax = round(1e3 / period, 2) if period > 0 else 0.0
-    return {**res, "memories": per_mem, "fit": fit, "fmax_mhz": fmax,
+    modules = {c: {k: round(v) for k, v in m.items()} for c, m in comps.items()}
+    return {**res, "memories": per_mem, "modules": modules, "fit": fit, "fmax_mhz": fmax,
             "fits": all(f["ok"] for f in fit.values()) and fmax >= target.clock_mhz,
             "target_mhz": target.clock_mhz}
 
