@@ -311,6 +311,28 @@ def _time_cli(records):
     return round(statistics.median(times), 3)
 
 
+def markdown(rows, worst, seconds):
+    """The error table as Markdown (the README's)."""
+    lines = ["| board | W=A | array | mult | LUT est / real | BRAM est / real | DSP est / real"
+             " | Fmax est / real (MHz) | fits est / real | LOO LUT | LOO Fmax |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        a = f"{r['array'][0]}x{r['array'][1]}"
+        if r.get("lut") is None:
+            real = "tool failure" if r["fits"] is None else "no"
+            lines.append(f"| {r['board']} | {r['bits']} | {a} | {r['multipliers']} | - | - | -"
+                         f" | - | {'yes' if r['est_fits'] else 'no'} / {real} | - | - |")
+            continue
+        lines.append(
+            f"| {r['board']} | {r['bits']} | {a} | {r['multipliers']}"
+            f" | {r['est_lut']} / {r['lut']} ({r['lut_err']:+.1%})"
+            f" | {r['est_bram']} / {r['bram']} | {r['est_dsp']} / {r['dsp']}"
+            f" | {r['est_fmax_mhz']:.1f} / {r['fmax_mhz']:.1f} ({r['fmax_mhz_err']:+.1%})"
+            f" | {'yes' if r['est_fits'] else 'no'} / {'yes' if r['fits'] else 'no'}"
+            f" | {_pct(r['lut_loo_err']).strip()} | {_pct(r['fmax_mhz_loo_err']).strip()} |")
+    return "\n".join(lines) + "\n"
+
+
 def _pct(v):
     return "   -  " if v is None else f"{v:+6.1%}"
 
@@ -357,7 +379,8 @@ def fit_and_report(records, out, cache, model):
     (out / "estimate.json").write_text(json.dumps(
         {"model": model, "points": rows, "worst": worst, "estimate_seconds": seconds},
         indent=1) + "\n")
-    print(f"wrote {COEFFS_PATH} and {out / 'estimate.json'}")
+    (out / "estimate.md").write_text(markdown(rows, worst, seconds))
+    print(f"wrote {COEFFS_PATH}, {out / 'estimate.json'} and {out / 'estimate.md'}")
     return 0
 
 

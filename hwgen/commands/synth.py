@@ -132,11 +132,14 @@ def run(args):
         cp = doc["critical_path"]
         print(f"  critical path {cp['delay_ns']:.1f} ns, {cp['logic_levels']} logic levels:"
               f" {cp['from']} -> {cp['to']}")
+    est_mods = (doc["estimate"] or {}).get("modules", {})
     print(f"  {'module':12s} {'LUT':>6s} {'FF':>6s} {'BRAM':>4s} {'SPRAM':>5s} {'DSP':>4s}"
-          "  (Yosys cells)")
+          f"  {'est LUT':>7s} {'est FF':>6s}  (Yosys cells)")
     for name, m in _grouped(doc["modules"]).items():
+        e = est_mods.get(name)
+        est = f"  {e['lut']:7d} {e['ff']:6d}" if e else ""
         print(f"  {name:12s} {m['lut']:6d} {m['ff']:6d} {m['bram']:4d} {m['spram']:5d}"
-              f" {m['dsp']:4d}")
+              f" {m['dsp']:4d}{est}")
     if doc["estimate"] is not None:
         print_estimate(doc["estimate"])
     print(f"  bitstream {doc['bitstream']} ({'cached, ' if doc['cached'] else ''}"
