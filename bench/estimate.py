@@ -189,7 +189,7 @@ def fit(records):
     """The coefficient document from the built points, per family."""
     from collections import Counter
 
-    from boards.estimate import (COMPONENT_TERMS, dsp_blocks, features, memory_blocks,
+    from boards.estimate import (component_estimate, dsp_blocks, features, memory_blocks,
                                  period_features)
 
     fams = {}
@@ -197,6 +197,9 @@ def fit(records):
         if "lut" in rec:
             fams.setdefault(_target(rec).family, []).append(rec)
     doc = {"version": 1, "points": len(records), "families": {}}
+    built = [r for recs in fams.values() for r in recs]
+    pooled = _component_fit([features(_cfg(r), r["multipliers"]) for r in built],
+                            [_components(r["modules"]) for r in built])
     for fam, recs in sorted(fams.items()):
         cfgs = [(_cfg(r), r["multipliers"], _target(r)) for r in recs]
         # DSPs outside the PEs (the requantizer's acc x M, an ECP5 sequencer product).
@@ -211,23 +214,42 @@ def fit(records):
         logic_bits = min(sizes, key=lambda s: (err[s], s))
         feats = [features(c, st) for c, st, _ in cfgs]
         mods = [_components(r["modules"]) for r in recs]
-        components = {}
-        for comp, terms in COMPONENT_TERMS.items():
-            names = _varying(feats, list(terms)) if "const" in terms else [
-                t for t in terms if any(f[t] for f in feats)]
-            components[comp] = {k: _lstsq(feats, [m.get(comp, {}).get(k, 0) for m in mods],
-                                          names, floor=True) for k in ("lut", "ff")}
-        cells = [{k: sum(m[k] for m in mod.values()) for k in ("lut", "ff")} for mod in mods]
+        # Few builds of a family: its components take the fit over every family's builds (all
+        # three map to LUT4s and carries); nextpnr's figure below stays the family's own.
+        components = (_component_fit(feats, mods) if len(recs) >= _MIN_FAMILY_POINTS
+                      else pooled)
+        # nextpnr's LUT figure (and the flip-flops) from the components' estimated cells, so a
+        # pooled component fit's bias for this family is absorbed here.
+        fam_doc = {"components": components}
+        cells = [{k: sum(m[k] for m in component_estimate(fam_doc, c, st).values())
+                  for k in ("lut", "ff")} for c, st, _ in cfgs]
         pf = [period_features(c, st) for c, st, _ in cfgs]
         timed = [(p, r) for p, r in zip(pf, recs, strict=True) if r["fmax_mhz"] > 0]
         doc["families"][fam] = {
             "points": len(recs), "logic_bits": logic_bits,
             "fixed_dsp": fixed.most_common(1)[0][0], "components": components,
             "lut_from_cells": _lstsq(cells, [r["lut"] for r in recs], ["lut", "ff"], keep=()),
+            "ff_from_cells": _lstsq(cells, [r["ff"] for r in recs], ["ff"], keep=()),
             "period_ns": _lstsq([p for p, _ in timed], [1e3 / r["fmax_mhz"] for _, r in timed],
                                 _varying([p for p, _ in timed], list(pf[0]))),
         }
     return doc
+
+
+#: A family with fewer builds than this takes the component fit over all families.
+_MIN_FAMILY_POINTS = 6
+
+
+def _component_fit(feats, mods):
+    from boards.estimate import COMPONENT_TERMS
+
+    out = {}
+    for comp, terms in COMPONENT_TERMS.items():
+        names = _varying(feats, list(terms)) if "const" in terms else [
+            t for t in terms if any(f[t] for f in feats)]
+        out[comp] = {k: _lstsq(feats, [m.get(comp, {}).get(k, 0) for m in mods], names,
+                               floor=True) for k in ("lut", "ff")}
+    return out
 
 
 def _mem_sizes(cfg):

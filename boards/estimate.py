@@ -20,9 +20,11 @@ array and the multipliers, the memories' widths and depths are the overlay's own
   in their partial-product bits (``rows * cols * b_w * b_a``: a shift-and-add multiplier is
   about one LUT per bit), the PEs' adder trees in ``rows * cols * product_bits`` and their
   accumulators in ``rows * acc_bits``, the drain and requantizer in the accumulator width, the
-  core's buffer muxes in the word bits. nextpnr's LUT figure is then fitted from the summed
-  cells (``lut_from_cells``: a share of LUT cells plus one of flip-flops, for the iCE40's
-  flip-flop-only logic cells and ECP5 route-throughs); the flip-flops are Yosys's.
+  core's buffer muxes in the word bits. A family with few builds takes the components' fit
+  over all families. nextpnr's LUT figure is then fitted per family from the summed cells
+  (``lut_from_cells``: a share of LUT cells plus one of flip-flops, for the iCE40's
+  flip-flop-only logic cells and ECP5 route-throughs), the flip-flops likewise
+  (``ff_from_cells``).
 - **Fmax** is fitted as a clock period linear in the same kind of terms (the sequencer's and
   the PE's adders set it: ``acc_bits``, ``product_bits``, ``log2(rows * cols)`` for fan-out).
 """
@@ -162,11 +164,11 @@ def component_estimate(fam, cfg, style):
 
 
 def period_features(cfg, style):
-    """Named terms of the clock-period (ns) model."""
-    return {"const": 1.0, "acc_bits": float(cfg.acc_bits),
-            "product_bits": float(cfg.product_bits),
-            "log_macs": math.log2(cfg.rows * cfg.cols),
-            "lut_mul": float(cfg.weight_bits + cfg.a_operand_bits) if style == "lut" else 0.0}
+    """Named terms of the clock-period (ns) model: the widest adders (the PE's lane products
+    and tree) and the array's fan-out (``log2(rows * cols)``: the broadcast activation word
+    and the drain's multiplexer)."""
+    return {"const": 1.0, "product_bits": float(cfg.product_bits),
+            "log_macs": math.log2(cfg.rows * cfg.cols)}
 
 
 def _dot(coef, feats):
@@ -185,9 +187,10 @@ def estimate_config(target, cfg, style, coeffs=None):
     cells = {k: sum(c[k] for c in comps.values()) for k in ("lut", "ff")}
     # nextpnr's LUT figure from Yosys's cells: route-through LUTs on ECP5, flip-flop-only
     # logic cells on iCE40, carry (ALU) positions on Gowin.
-    lut = fam["lut_from_cells"]["lut"] * cells["lut"] + fam["lut_from_cells"]["ff"] * cells["ff"]
+    lut = _dot(fam["lut_from_cells"], cells)
+    ff = _dot(fam.get("ff_from_cells", {"ff": 1.0}), cells)
     period = _dot(fam["period_ns"], period_features(cfg, style))
-    res = {"lut": max(0, round(lut)), "ff": max(0, round(cells["ff"])),
+    res = {"lut": max(0, round(lut)), "ff": max(0, round(ff)),
            "bram": bram, "spram": spram,
            "dsp": dsp_blocks(target, cfg, style, fam.get("fixed_dsp", 0))}
     dev = target.device
