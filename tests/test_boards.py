@@ -46,10 +46,10 @@ _ICE40_CELLS = {"SB_CARRY": 900, "SB_DFF": 600, "SB_DFFESR": 1000, "SB_LUT4": 40
 
 # nextpnr-himbaechel-gowin and synth_gowin, abridged from a digits-mlp W4A4 4x4 build.
 _GOWIN_UTIL = {"IOB": (2, 276), "LUT4": (6845, 8640), "MUX2_LUT5": (1181, 4320),
-               "ALU": (1346, 6480), "DFF": (3159, 6480), "RAM16SDP4": (95, 270),
+               "ALU": (1346, 6480), "DFF": (2589, 6480), "RAM16SDP4": (20, 270),
                "BSRAM": (8, 26), "MULT36X36": (0, 5), "MULT18X18": (1, 20), "MULT9X9": (3, 40)}
 _GOWIN_CELLS = {"ALU": 1199, "DFF": 494, "DFFR": 816, "DFFRE": 1266, "DFFS": 4, "DFFSE": 9,
-                "LUT4": 2075, "RAM16SDP4": 95}
+                "LUT4": 2075, "RAM16SDP4": 20}
 
 
 def test_every_board_by_name():
@@ -141,14 +141,15 @@ def test_refused_design_is_checked_on_yosys_cells(tmp_path):
 
 
 def test_gowin_report(tmp_path):
-    """LUT positions are LUT4 + ALU; flip-flops come from Yosys (shadow SRAM blocks DFF bels);
-    DSP in 18x18 units, a MULT9X9 being half of one."""
+    """LUT positions are LUT4 + ALU + six per shadow SRAM; flip-flops come from Yosys; DSP in
+    18x18 units, a MULT9X9 being half of one."""
     from boards import Board
 
     dev = Board.TANGNANO9K.value.device
     folder = _write_build(tmp_path / "b", _GOWIN_UTIL, {"clk": 63.1}, _GOWIN_CELLS)
     rep = report("gowin", folder, 27.0, dev, routed=True)
-    assert (rep.lut, rep.ff, rep.bram, rep.spram, rep.dsp) == (8191, 2589, 8, 0, 3)
+    assert (rep.lut, rep.ff, rep.bram, rep.spram, rep.dsp) == (6845 + 1346 + 6 * 20, 2589, 8, 0,
+                                                               3)
     assert rep.available == {"lut": 8640, "ff": 6480, "bram": 26, "dsp": 20}
     assert rep.fmax_mhz == 63.1 and rep.fits
 
@@ -158,8 +159,8 @@ def test_gowin_logic_over_capacity_is_one_error(tmp_path):
 
     util = dict(_GOWIN_UTIL, LUT4=(7500, 8640))
     folder = _write_build(tmp_path / "b", util, {"clk": 63.1}, _GOWIN_CELLS)
-    with pytest.raises(DoesNotFitError, match=r"^the design needs 8846 LUT4\+ALU \(lut\) but"
-                                              r" the device has 8640$"):
+    with pytest.raises(DoesNotFitError, match=r"^the design needs 8966 LUT4\+ALU\+SSRAM \(lut\)"
+                                              r" but the device has 8640$"):
         report("gowin", folder, 27.0, Board.TANGNANO9K.value.device, routed=False)
 
 
