@@ -329,20 +329,27 @@ def _worst(rows):
 
 
 def _time_cli(records):
-    """Median wall seconds of ``hwgen estimate`` in a fresh process (five runs)."""
+    """``hwgen estimate`` in a fresh process, five runs: the median wall seconds and the median
+    CPU seconds (user + system, which another engineer's load on a shared machine does not
+    inflate), and the load average the wall time was measured under."""
+    import resource
     import statistics
 
     rec = next((r for r in records if "qdir" in r), None)
     if rec is None:
         return None
     hwgen = Path(sys.executable).with_name("hwgen")
-    times = []
+    wall, cpu = [], []
     for _ in range(5):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.monotonic()
         subprocess.run([str(hwgen), "estimate", rec["qdir"], "--board", rec["board"],
                         "--json"], check=True, stdout=subprocess.DEVNULL)
-        times.append(time.monotonic() - t)
-    return round(statistics.median(times), 3)
+        wall.append(time.monotonic() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return {"wall_s": round(statistics.median(wall), 3), "cpu_s": round(statistics.median(cpu), 3),
+            "load_average": round(os.getloadavg()[0], 2)}
 
 
 def markdown(rows, worst, seconds):
@@ -408,7 +415,9 @@ def fit_and_report(records, out, cache, model):
           f" ({worst['lut_loo_points']} points), BRAM {opt(worst['bram_loo_max_abs_err'])},"
           f" Fmax {opt(worst['fmax_mhz_loo_max_abs_err'])}")
     seconds = _time_cli(records)
-    print(f"hwgen estimate: {seconds} s (median of 5, fresh process)")
+    if seconds:
+        print(f"hwgen estimate: {seconds['wall_s']} s wall, {seconds['cpu_s']} s CPU (medians of"
+              f" 5 fresh processes; load average {seconds['load_average']} on this machine)")
     out.mkdir(parents=True, exist_ok=True)
     (out / "estimate.json").write_text(json.dumps(
         {"model": model, "points": rows, "worst": worst, "estimate_seconds": seconds},
