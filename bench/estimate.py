@@ -160,11 +160,12 @@ def _target(rec):
 
 
 def _components(modules):
-    """A build's breakdown with the buffers summed as ``memories``."""
+    """A build's breakdown summed into the estimate's components."""
+    from boards.estimate import component_of
+
     out = {}
     for name, m in modules.items():
-        acc = out.setdefault("memories" if name.startswith("mem_") else name,
-                             {"lut": 0, "ff": 0})
+        acc = out.setdefault(component_of(name), {"lut": 0, "ff": 0})
         acc["lut"] += m["lut"]
         acc["ff"] += m["ff"]
     return out
@@ -235,21 +236,20 @@ def fit(records):
         fam_doc = {"components": components}
         cells = [{k: sum(m[k] for m in component_estimate(fam_doc, c, st).values())
                   for k in ("lut", "ff")} for c, st, _ in cfgs]
-        pf = [period_features(c, st) for c, st, _ in cfgs]
+        pf = [period_features(c, st, t.name) for c, st, t in cfgs]
         timed = [(p, r) for p, r in zip(pf, recs, strict=True) if r["fmax_mhz"] > 0]
         doc["families"][fam] = {
             "points": len(recs), "logic_bits": logic_bits,
             "fixed_dsp": fixed.most_common(1)[0][0], "components": components,
             "lut_from_cells": _lstsq(cells, [r["lut"] for r in recs], ["lut", "ff"], keep=()),
             "ff_from_cells": _lstsq(cells, [r["ff"] for r in recs], ["ff"], keep=()),
-            "period_ns": _lstsq([p for p, _ in timed], [1e3 / r["fmax_mhz"] for _, r in timed],
-                                _varying([p for p, _ in timed], list(pf[0]))),
+            "period_ns": _period_fit(timed),
         }
     return doc
 
 
 #: A family with fewer builds than this takes the component fit over all families.
-_MIN_FAMILY_POINTS = 6
+_MIN_FAMILY_POINTS = 3
 
 
 def _component_fit(feats, mods):
@@ -262,6 +262,17 @@ def _component_fit(feats, mods):
         out[comp] = {k: _lstsq(feats, [m.get(comp, {}).get(k, 0) for m in mods], names,
                                floor=True) for k in ("lut", "ff")}
     return out
+
+
+def _period_fit(timed):
+    """The clock period (ns) by least squares: one constant per board, shared slopes."""
+    rows = [p for p, _ in timed]
+    names = sorted({k for p in rows for k in p})
+    full = [{n: p.get(n, 0.0) for n in names} for p in rows]
+    consts = tuple(n for n in names if n.startswith("const@"))
+    slopes = [n for n in names if n not in consts and len({r[n] for r in full}) > 1]
+    return _lstsq(full, [1e3 / r["fmax_mhz"] for _, r in timed], [*consts, *slopes],
+                  keep=consts)
 
 
 def _mem_sizes(cfg):

@@ -15,18 +15,19 @@ array and the multipliers, the memories' widths and depths are the overlay's own
   ECP5 a sequencer product), read off the builds.
 - **LUTs and flip-flops** per component (``COMPONENT_TERMS``), each linear in a few terms of
   its own, fitted on that component's Yosys cells in the per-module breakdown of real builds
-  (least squares, per family, in ``estimate.json``, written by ``bench/estimate.py``):
-  constants for the UART and host FSM, the sequencer in its address bits, the LUT multipliers
-  in their partial-product bits (``rows * cols * b_w * b_a``: a shift-and-add multiplier is
-  about one LUT per bit), the PEs' adder trees in ``rows * cols * product_bits`` and their
-  accumulators in ``rows * acc_bits``, the drain and requantizer in the accumulator width, the
-  core's buffer muxes in the word bits. A family with few builds takes the components' fit
-  over all families. nextpnr's LUT figure is then fitted per family from the summed cells
+  (least squares, per family, in ``estimate.json``, written by ``bench/estimate.py``): a
+  constant for the UART and host FSM, the sequencer in its address bits, the array (PEs and
+  multipliers) in the LUT multipliers' partial-product bits (``rows * cols * b_w * b_a``: a
+  shift-and-add multiplier is about one LUT per bit) and count, the adder trees' bits
+  (``rows * cols * product_bits``) and the accumulators' (``rows * acc_bits``), the drain and
+  requantizer in the accumulator bits, the core's buffer muxes in the buffers' word bits. A
+  family with fewer than three builds takes the components' fit over all families. nextpnr's
+  LUT figure is then fitted per family from the summed cells
   (``lut_from_cells``: a share of LUT cells plus one of flip-flops, for the iCE40's
   flip-flop-only logic cells and ECP5 route-throughs), the flip-flops likewise
   (``ff_from_cells``).
-- **Fmax** is fitted as a clock period linear in the same kind of terms (the sequencer's and
-  the PE's adders set it: ``acc_bits``, ``product_bits``, ``log2(rows * cols)`` for fan-out).
+- **Fmax** is fitted as a clock period: a constant per board (speed grades differ within a
+  family) plus shared slopes in the product width and ``log2(rows * cols)``.
 """
 
 import json
@@ -35,7 +36,8 @@ from pathlib import Path
 
 from hwgen.errors import UserError
 
-__all__ = ["NotCalibratedError", "COEFFS_PATH", "COMPONENT_TERMS", "load_coeffs", "features",
+__all__ = ["NotCalibratedError", "COEFFS_PATH", "COMPONENT_TERMS", "COMPONENT_MODULES",
+           "component_of", "load_coeffs", "features",
            "component_estimate", "period_features", "memory_blocks",
            "dsp_blocks", "estimate_config", "estimate", "fit_summary"]
 
@@ -122,15 +124,27 @@ def dsp_blocks(target, cfg, style, fixed_dsp):
     return math.ceil(pe) + fixed_dsp
 
 
-#: Component (:func:`boards.reports.module_breakdown`'s, the buffers' ``mem_*`` summed as
-#: ``memories``) -> the terms its LUTs and flip-flops are linear in.
+#: Estimated component -> the terms its LUTs and flip-flops are linear in.
 COMPONENT_TERMS = {
-    "uart": ("const",), "host": ("const",), "pool": ("const", "lanes"),
-    "sequencer": ("const", "addr"), "core": ("const", "mem_width"),
-    "memories": ("const", "mem_width"), "array": ("const", "macs"), "pe": ("tree", "acc"),
-    "multipliers": ("mul_lut", "mul_lut_n", "mul_dsp"), "drain": ("const", "acc"),
-    "requantizer": ("const", "acc_bits"),
+    "host": ("const",), "sequencer": ("const", "addr"), "core": ("const", "mem_width"),
+    "array": ("mul_lut", "mul_lut_n", "mul_dsp", "tree", "acc"), "drain": ("const", "acc"),
 }
+#: :func:`boards.reports.module_breakdown`'s modules in each estimated component. Coarser than
+#: the breakdown because the families' synthesis attributes cells across a boundary
+#: differently (ECP5 names the LUT multipliers' cells after the PE's wires, so they land in
+#: ``pe``; the buffers' read muxes land in ``core`` or in ``mem_*``).
+COMPONENT_MODULES = {
+    "host": ("uart", "host"), "sequencer": ("sequencer",), "core": ("core", "mem_*"),
+    "array": ("array", "pe", "multipliers"), "drain": ("drain", "requantizer", "pool"),
+}
+
+
+def component_of(module):
+    """The estimated component a breakdown module belongs to."""
+    for comp, mods in COMPONENT_MODULES.items():
+        if any(module == m or (m.endswith("*") and module.startswith(m[:-1])) for m in mods):
+            return comp
+    return "host"
 
 
 def features(cfg, style):
@@ -163,12 +177,22 @@ def component_estimate(fam, cfg, style):
                    for k in ("lut", "ff")} for comp in COMPONENT_TERMS}
 
 
-def period_features(cfg, style):
-    """Named terms of the clock-period (ns) model: the widest adders (the PE's lane products
-    and tree) and the array's fan-out (``log2(rows * cols)``: the broadcast activation word
-    and the drain's multiplexer)."""
-    return {"const": 1.0, "product_bits": float(cfg.product_bits),
+def period_features(cfg, style, board):
+    """Named terms of the clock-period (ns) model: a constant per board (the speed grade:
+    the ULX3S's LFE5U-85F is grade 6, the OrangeCrab's 25F grade 8), the widest adders (the
+    PE's lane products and tree) and the array's fan-out (``log2(rows * cols)``: the broadcast
+    activation word and the drain's multiplexer)."""
+    return {f"const@{board}": 1.0, "product_bits": float(cfg.product_bits),
             "log_macs": math.log2(cfg.rows * cfg.cols)}
+
+
+def _period(coef, cfg, style, board):
+    feats = period_features(cfg, style, board)
+    key = f"const@{board}"
+    if key not in coef:  # a board of the family with no build yet: the family's mean
+        consts = [v for k, v in coef.items() if k.startswith("const@")]
+        coef = {**coef, key: sum(consts) / len(consts) if consts else 0.0}
+    return _dot(coef, feats)
 
 
 def _dot(coef, feats):
@@ -189,7 +213,7 @@ def estimate_config(target, cfg, style, coeffs=None):
     # logic cells on iCE40, carry (ALU) positions on Gowin.
     lut = _dot(fam["lut_from_cells"], cells)
     ff = _dot(fam.get("ff_from_cells", {"ff": 1.0}), cells)
-    period = _dot(fam["period_ns"], period_features(cfg, style))
+    period = _period(fam["period_ns"], cfg, style, target.name)
     res = {"lut": max(0, round(lut)), "ff": max(0, round(ff)),
            "bram": bram, "spram": spram,
            "dsp": dsp_blocks(target, cfg, style, fam.get("fixed_dsp", 0))}

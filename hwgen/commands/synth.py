@@ -132,14 +132,13 @@ def run(args):
         cp = doc["critical_path"]
         print(f"  critical path {cp['delay_ns']:.1f} ns, {cp['logic_levels']} logic levels:"
               f" {cp['from']} -> {cp['to']}")
-    est_mods = (doc["estimate"] or {}).get("modules", {})
     print(f"  {'module':12s} {'LUT':>6s} {'FF':>6s} {'BRAM':>4s} {'SPRAM':>5s} {'DSP':>4s}"
-          f"  {'est LUT':>7s} {'est FF':>6s}  (Yosys cells)")
+          "  (Yosys cells)")
     for name, m in _grouped(doc["modules"]).items():
-        e = est_mods.get(name)
-        est = f"  {e['lut']:7d} {e['ff']:6d}" if e else ""
         print(f"  {name:12s} {m['lut']:6d} {m['ff']:6d} {m['bram']:4d} {m['spram']:5d}"
-              f" {m['dsp']:4d}{est}")
+              f" {m['dsp']:4d}")
+    if doc["estimate"] is not None:
+        _print_components(doc)
     if doc["estimate"] is not None:
         print_estimate(doc["estimate"])
     print(f"  bitstream {doc['bitstream']} ({'cached, ' if doc['cached'] else ''}"
@@ -157,3 +156,17 @@ def _grouped(modules):
         for k, v in m.items():
             acc[k] += v
     return out
+
+
+def _print_components(doc):
+    """Estimated against real Yosys cells per estimated component (boards.estimate)."""
+    from boards.estimate import component_of
+
+    real = {}
+    for name, m in doc["modules"].items():
+        r = real.setdefault(component_of(name), {"lut": 0, "ff": 0})
+        r["lut"] += m["lut"]
+        r["ff"] += m["ff"]
+    cells = ", ".join(f"{c} {e['lut']}/{real.get(c, {}).get('lut', 0)}"
+                      for c, e in doc["estimate"]["modules"].items())
+    print(f"  estimated/real LUT cells per component: {cells}")
