@@ -202,8 +202,8 @@ def fit(records):
     """The coefficient document from the built points, per family."""
     from collections import Counter
 
-    from boards.estimate import (component_estimate, dsp_blocks, features, memory_blocks,
-                                 period_features)
+    from boards.estimate import (component_estimate, dsp_blocks, features, mapped_style,
+                                 memory_blocks, period_features)
 
     fams = {}
     for rec in records:
@@ -211,7 +211,8 @@ def fit(records):
             fams.setdefault(_target(rec).family, []).append(rec)
     doc = {"version": 1, "points": len(records), "families": {}}
     built = [r for recs in fams.values() for r in recs]
-    pooled = _component_fit([features(_cfg(r), r["multipliers"]) for r in built],
+    pooled = _component_fit([features(_cfg(r), mapped_style(_target(r), _cfg(r),
+                                                            r["multipliers"])) for r in built],
                             [_components(r["modules"]) for r in built])
     for fam, recs in sorted(fams.items()):
         cfgs = [(_cfg(r), r["multipliers"], _target(r)) for r in recs]
@@ -225,7 +226,7 @@ def fit(records):
                       for (c, _, t), r in zip(cfgs, recs, strict=True)
                       for name, v in memory_blocks(t, c, s)[2].items()) for s in sizes}
         logic_bits = min(sizes, key=lambda s: (err[s], s))
-        feats = [features(c, st) for c, st, _ in cfgs]
+        feats = [features(c, mapped_style(t, c, st)) for c, st, t in cfgs]
         mods = [_components(r["modules"]) for r in recs]
         # Few builds of a family: its components take the fit over every family's builds (all
         # three map to LUT4s and carries); nextpnr's figure below stays the family's own.
@@ -234,8 +235,9 @@ def fit(records):
         # nextpnr's LUT figure (and the flip-flops) from the components' estimated cells, so a
         # pooled component fit's bias for this family is absorbed here.
         fam_doc = {"components": components}
-        cells = [{k: sum(m[k] for m in component_estimate(fam_doc, c, st).values())
-                  for k in ("lut", "ff")} for c, st, _ in cfgs]
+        cells = [{k: sum(m[k] for m in component_estimate(
+            fam_doc, c, mapped_style(t, c, st)).values()) for k in ("lut", "ff")}
+            for c, st, t in cfgs]
         pf = [period_features(c, st, t.name) for c, st, t in cfgs]
         timed = [(p, r) for p, r in zip(pf, recs, strict=True) if r["fmax_mhz"] > 0]
         doc["families"][fam] = {

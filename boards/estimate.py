@@ -37,7 +37,7 @@ from pathlib import Path
 from hwgen.errors import UserError
 
 __all__ = ["NotCalibratedError", "COEFFS_PATH", "COMPONENT_TERMS", "COMPONENT_MODULES",
-           "component_of", "load_coeffs", "features",
+           "component_of", "mapped_style", "load_coeffs", "features",
            "component_estimate", "period_features", "memory_blocks",
            "dsp_blocks", "estimate_config", "estimate", "fit_summary"]
 
@@ -113,6 +113,19 @@ def memory_blocks(target, cfg, logic_bits=0):
     return bram, spram, per
 
 
+#: Family -> narrowest product Yosys maps to a DSP block (synth_ice40 -dsp runs mul2dsp with
+#: ``DSP_Y_MINWIDTH=11``; narrower ``*`` products stay in LUTs).
+_DSP_MIN_PRODUCT = {"ice40": 11}
+
+
+def mapped_style(target, cfg, style):
+    """The multipliers as Yosys builds them: ``"dsp"`` style whose products are too narrow for
+    the family's DSP mapping ends up in LUTs."""
+    product = cfg.weight_bits + cfg.a_operand_bits
+    return "lut" if style == "dsp" and product < _DSP_MIN_PRODUCT.get(target.family, 0) \
+        else style
+
+
 def dsp_blocks(target, cfg, style, fixed_dsp):
     """DSP units (the device's unit: 18x18 multipliers, SB_MAC16 on iCE40): the PE
     multipliers' and ``fixed_dsp`` more (the requantizer's ``acc x M`` product, and on ECP5 one
@@ -120,7 +133,7 @@ def dsp_blocks(target, cfg, style, fixed_dsp):
     per_mul = 1.0
     if target.family == "gowin" and max(cfg.weight_bits, cfg.a_operand_bits) <= 9:
         per_mul = 0.5  # a MULT9X9 is half an 18x18
-    pe = cfg.rows * cfg.cols * per_mul if style == "dsp" else 0
+    pe = cfg.rows * cfg.cols * per_mul if mapped_style(target, cfg, style) == "dsp" else 0
     return math.ceil(pe) + fixed_dsp
 
 
@@ -207,7 +220,7 @@ def estimate_config(target, cfg, style, coeffs=None):
         raise NotCalibratedError(f"no estimate for {target.name}: the {target.family} family"
                                  " has no fitted coefficients yet (run bench/estimate.py)")
     bram, spram, per_mem = memory_blocks(target, cfg, fam.get("logic_bits", 0))
-    comps = component_estimate(fam, cfg, style)
+    comps = component_estimate(fam, cfg, mapped_style(target, cfg, style))
     cells = {k: sum(c[k] for c in comps.values()) for k in ("lut", "ff")}
     # nextpnr's LUT figure from Yosys's cells: route-through LUTs on ECP5, flip-flop-only
     # logic cells on iCE40, carry (ALU) positions on Gowin.

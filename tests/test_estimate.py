@@ -54,6 +54,9 @@ def test_dsp_blocks_are_counted():
     assert dsp_blocks(Board.ICEBREAKER.value, cfg, "dsp", 2) == 10
     assert dsp_blocks(Board.ICEBREAKER.value, cfg, "lut", 2) == 2
     assert dsp_blocks(Board.TANGNANO9K.value, cfg, "dsp", 2) == 4 + 2  # 9x9 = half an 18x18
+    narrow = AccelConfig(rows=2, cols=4, weight_bits=8, act_bits=2)  # 10-bit products
+    assert dsp_blocks(Board.ICEBREAKER.value, narrow, "dsp", 2) == 2  # stay in LUTs on iCE40
+    assert dsp_blocks(Board.ULX3S_85F.value, narrow, "dsp", 2) == 8 + 2
 
 
 def test_estimate_json(qdir, capsys):
