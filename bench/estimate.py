@@ -260,7 +260,7 @@ def _pct(v):
     return "   -  " if v is None else f"{v:+6.1%}"
 
 
-def fit_and_report(records, out, cache, model):
+def fit_and_report(records, out, cache, model, grid_size=None):
     from boards.estimate import COEFFS_PATH
 
     if not records:
@@ -270,6 +270,7 @@ def fit_and_report(records, out, cache, model):
     rows = error_table(records, coeffs)
     add_loo(rows, records)
     coeffs["worst"] = _worst(rows)
+    coeffs["worst"].update(grid_points=grid_size, finished_points=len(records))
     COEFFS_PATH.write_text(json.dumps(coeffs, indent=1, sort_keys=True) + "\n")
     print(f"{'board':15s} {'W':>2s} {'array':>5s} {'mul':>3s} {'LUT est/real':>14s} {'err':>6s}"
           f" {'BRAM':>7s} {'DSP':>7s} {'Fmax est/real':>14s} {'err':>6s} fits est/real")
@@ -287,7 +288,8 @@ def fit_and_report(records, out, cache, model):
               f" {r['est_fits']!s:5s}/{r['fits']!s}  LOO LUT {_pct(r['lut_loo_err'])}"
               f" Fmax {_pct(r['fmax_mhz_loo_err'])}")
     worst = coeffs["worst"]
-    print(f"{len(records)} points ({sum(r.get('lut') is not None for r in rows)} built):"
+    of = f" of the grid's {grid_size}" if grid_size else ""
+    print(f"{len(records)} points{of} ({sum(r.get('lut') is not None for r in rows)} built):"
           f" worst LUT {worst['lut_max_abs_err']:.1%}, BRAM {worst['bram_max_abs_err']:.1%},"
           f" Fmax {worst['fmax_mhz_max_abs_err']:.1%}, DSP exact {worst['dsp_exact']},"
           f" verdict right {worst['verdict_right']} ({worst['tool_failures']} tool failures)")
@@ -326,7 +328,9 @@ def main(argv=None):
         sweep(points, args.model, cache)
     if args.build_only:
         return 0
-    return fit_and_report(cached_records(cache, args.model), Path(args.out), cache, args.model)
+    records = [r for r in cached_records(cache, args.model)
+               if (r["board"], r["bits"], tuple(r["array"])) in set(points)]
+    return fit_and_report(records, Path(args.out), cache, args.model, len(points))
 
 
 if __name__ == "__main__":
