@@ -19,7 +19,7 @@ array and the multipliers, the memories' widths and depths are the overlay's own
   constant for the UART and host FSM, the sequencer in its address bits, the array (PEs and
   multipliers) in the LUT multipliers' partial-product bits (``rows * cols * b_w * b_a``: a
   shift-and-add multiplier is about one LUT per bit) and count, the adder trees' bits
-  (``rows * cols * product_bits``) and the accumulators' (``rows * acc_bits``), the drain and
+  (``rows * cols * product_bits``, and a bit per tree level), the drain and
   requantizer in the accumulator bits, the core's buffer muxes in the buffers' word bits. A
   family with fewer than three builds takes the components' fit over all families. nextpnr's
   LUT figure is then fitted per family from the summed cells
@@ -140,7 +140,8 @@ def dsp_blocks(target, cfg, style, fixed_dsp):
 #: Estimated component -> the terms its LUTs and flip-flops are linear in.
 COMPONENT_TERMS = {
     "host": ("const",), "sequencer": ("const", "addr"), "core": ("const", "mem_width"),
-    "array": ("mul_lut", "mul_lut_n", "mul_dsp", "tree", "acc"), "drain": ("const", "acc"),
+    "array": ("mul_lut", "mul_lut_n", "mul_dsp", "tree", "tree_log"),
+    "drain": ("const", "acc"),
 }
 #: :func:`boards.reports.module_breakdown`'s modules in each estimated component. Coarser than
 #: the breakdown because the families' synthesis attributes cells across a boundary
@@ -163,7 +164,8 @@ def component_of(module):
 def features(cfg, style):
     """Named terms of the component models: ``mul_lut`` partial-product bits of the LUT
     multipliers (``rows*cols*b_w*b_a``), ``mul_lut_n``/``mul_dsp`` their count by style,
-    ``tree`` the PEs' adder-tree bits (``rows*cols*product_bits``), ``acc`` the accumulator bits
+    ``tree`` the PEs' adder-tree bits (``rows*cols*product_bits``; ``tree_log`` the bit each
+    of the ``log2(cols)`` levels adds to the partial sums), ``acc`` the accumulator bits
     (``rows*acc_bits``), ``lanes`` the activation word, ``mem_width`` the buffers' word bits
     (the host read mux and the memories' glue), ``addr`` their address bits."""
     from hwgen.layouts import Mem
@@ -176,6 +178,7 @@ def features(cfg, style):
         "mul_lut": float(n * cfg.weight_bits * cfg.a_operand_bits) if lut else 0.0,
         "mul_lut_n": float(n) if lut else 0.0, "mul_dsp": 0.0 if lut else float(n),
         "tree": float(n * cfg.product_bits), "acc": float(cfg.rows * cfg.acc_bits),
+        "tree_log": n * math.log2(max(2, cfg.cols)),
         "acc_bits": float(cfg.acc_bits), "lanes": float(cfg.cols * cfg.act_bits),
         "mem_width": float(sum(w for w, _ in mems.values())),
         "addr": float(sum(max(1, (d - 1).bit_length()) for m, (_, d) in mems.items()
