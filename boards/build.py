@@ -26,6 +26,7 @@ from amaranth.lib import io, wiring
 from hwgen.errors import DoesNotFitError, ToolError
 from hwgen.uart import UARTTop, divisor_for
 
+from .overlay import DSP_MIN_PRODUCT_BITS, board_config, default_array, multiplier_style
 from .reports import report
 
 __all__ = ["BoardTop", "BuildResult", "tool_env", "cache_root", "multiplier_style", "build",
@@ -74,47 +75,6 @@ def cache_root():
     return Path(root) if root else Path.home() / ".cache" / "hwgen" / "boards"
 
 
-#: Narrowest product worth a DSP block: below it a shift-and-add multiplier is a handful of
-#: LUTs, and Yosys's iCE40 DSP mapping leaves products under 11 bits in LUTs anyway.
-DSP_MIN_PRODUCT_BITS = 9
-
-
-def multiplier_style(target, rows, cols, weight_bits, act_bits):
-    """``"dsp"`` when the products are at least ``DSP_MIN_PRODUCT_BITS`` wide and the device
-    has a DSP block for each of the ``rows * cols`` multipliers, else ``"lut"``
-    (shift-and-add): a half-mapped array would still be LUT-bound."""
-    wide = weight_bits + act_bits >= DSP_MIN_PRODUCT_BITS
-    return "dsp" if wide and target.device.dsp >= rows * cols else "lut"
-
-
-def default_array(target, model):
-    """The board's array, its columns widened to the next power of two that holds the network
-    input's digits (an 8-bit input at 2 activation bits is 4 digits in adjacent lanes), so a
-    board builds at every bit width."""
-    from hwgen.config import input_digits, model_act_bits
-
-    rows, cols = target.array
-    digits = input_digits(model.input_fmt.bits, model_act_bits(model))
-    while cols < digits:
-        cols *= 2
-    return rows, cols
-
-
-def board_config(target, model, array=None):
-    """``(AccelConfig, multiplier style)`` of ``model``'s overlay on ``target``: the one place
-    that decides a board's array and multipliers (``hwgen synth`` and ``hwgen run`` agree).
-    The multipliers are as wide as the overlay's lanes (a wider layer runs as weight digits),
-    not as the widest layer. Raises ``ValueError``/``TypeError`` for a configuration that
-    cannot be built (e.g. too few columns for the input's digits)."""
-    from hwgen.config import AccelConfig, lane_weight_bits, model_act_bits
-
-    rows, cols = tuple(array) if array is not None else default_array(target, model)
-    style = multiplier_style(target, rows, cols, lane_weight_bits(model),
-                             model_act_bits(model))
-    cfg = AccelConfig.for_model(model, array=(rows, cols), lut_multipliers=style == "lut")
-    return cfg, style
-
-
 class BoardTop(wiring.Component):
     """The board design: :class:`hwgen.uart.UARTTop` on the platform's UART pins.
 
@@ -153,12 +113,15 @@ class BuildResult:
 
 def _plan(target, cfg):
     platform = target.platform()
-    nextpnr_opts = ["--timing-allow-fail"]  # report a slow design, do not fail
+    # Report a slow design, do not fail; and write the figures as JSON (boards.reports).
+    nextpnr_opts = ["--timing-allow-fail", "--report top.report.json"]
     if target.family == "gowin":
         # Amaranth's Apicula flow writes no clock constraint (the .cst has none): without
         # --freq nextpnr would place for its 12 MHz default instead of the board clock.
         nextpnr_opts.append(f"--freq {target.clock_mhz:g}")
-    overrides = {"nextpnr_opts": " ".join(nextpnr_opts)}
+    overrides = {"nextpnr_opts": " ".join(nextpnr_opts),
+                 # The flat netlist's cells by type, before nextpnr (which may refuse it).
+                 "script_after_synth": "tee -q -o top.stat.json stat -json"}
     if target.family == "ice40":
         # synth_ice40 maps `*` to SB_MAC16 only when asked: the requantizer's acc x M product
         # always, the PE products too when they are `*` (lut_multipliers=False).
@@ -204,8 +167,7 @@ def build(target, cfg, *, root=None, timeout=None):
         cached = False
     else:
         cached = True
-    rpt = report(target.family, _read(folder / "top.rpt"), _read(folder / "top.tim"),
-                 target.clock_mhz, routed=True)
+    rpt = report(target.family, folder, target.clock_mhz, target.device, routed=True)
     return BuildResult(folder, bit, rpt, cached, time.monotonic() - start)
 
 
@@ -222,9 +184,10 @@ def _keep_failed(tmp, folder):
 
 
 def _failed(target, tmp, stderr):
-    log = _read(tmp / "top.tim")
+    # Yosys's log too: with -q a Yosys error reaches neither stderr nor nextpnr's log.
+    log = _read(tmp / "top.tim") + "\n" + _read(tmp / "top.rpt")
     try:
-        report(target.family, _read(tmp / "top.rpt"), log, target.clock_mhz, routed=False)
+        report(target.family, tmp, target.clock_mhz, target.device, routed=False)
     except DoesNotFitError as e:
         raise DoesNotFitError(f"{target.name} ({target.device.name}): {e}") from None
     tail = [ln for ln in (log + "\n" + (stderr or "")).splitlines() if "ERROR" in ln]

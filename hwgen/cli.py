@@ -15,7 +15,7 @@ from quantflow.errors import UserError
 __all__ = ["main", "COMMANDS"]
 
 #: Subcommand modules, in the order `hwgen --help` lists them.
-COMMANDS = ["quantize", "generate", "simulate", "synth", "run", "demo", "doctor"]
+COMMANDS = ["quantize", "generate", "simulate", "estimate", "synth", "run", "demo", "doctor"]
 
 
 def _load(name):
@@ -34,7 +34,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser():
+def build_parser(argv=None):
+    """The parser; given ``argv``, only the invoked subcommand's arguments are added (another
+    command's ``add_arguments`` may import heavy modules: ``quantize`` imports torch, seconds
+    that ``hwgen estimate`` must not pay)."""
+    names = set(COMMANDS)
+    wanted = next((a for a in argv if a in names), None) if argv is not None else None
     parser = _Parser(
         prog="hwgen", description="From a trained network to bit-exact low-bit FPGA hardware.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -45,13 +50,15 @@ def build_parser():
             continue
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        module.add_arguments(p)
+        if argv is None or module.NAME == wanted:
+            module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv=None):
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)

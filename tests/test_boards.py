@@ -9,64 +9,47 @@ import pytest
 
 from boards import Board, board_by_name
 from boards.build import multiplier_style, tool_env
-from boards.reports import parse_fmax, parse_utilisation, parse_yosys_ffs, report
+from boards.reports import report
 from hwgen.errors import DoesNotFitError, ToolError
 
-_ICE40_LOG = """\
-Info: Device utilisation:
-Info: 	         ICESTORM_LC:    4100/   5280    77%
-Info: 	        ICESTORM_RAM:      14/     30    46%
-Info: 	        ICESTORM_DSP:       2/      8    25%
-Info: 	      ICESTORM_SPRAM:       4/      4   100%
+def _write_build(folder, util, fmax, cells, netlist=None):
+    """A build folder as the tools leave it: nextpnr's --report JSON (``util``: {bel: (used,
+    available)}, ``fmax``: {clock: MHz}; ``None``: nextpnr refused the design), Yosys's
+    stat -json (``cells``: {type: n}) and optionally the netlist's cells ({name: type})."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if util is not None:
+        doc = {"utilization": {b: {"used": u, "available": a} for b, (u, a) in util.items()},
+               "fmax": {c: {"achieved": f, "constraint": 12.0} for c, f in fmax.items()},
+               "critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": [
+                   {"type": "clk-to-q", "delay": 1.5, "from": {"cell": "a"},
+                    "to": {"cell": "a"}},
+                   {"type": "routing", "delay": 2.0, "from": {"cell": "a"}, "to": {"cell": "b"}},
+                   {"type": "logic", "delay": 1.0, "from": {"cell": "b"}, "to": {"cell": "b"}},
+                   {"type": "setup", "delay": 0.5, "from": {"cell": "b"}, "to": {"cell": "c"}}]}]}
+        (folder / "top.report.json").write_text(json.dumps(doc))
+    stat = {"design": {"num_cells_by_type": cells}, "modules": {}}
+    (folder / "top.stat.json").write_text(json.dumps(stat))
+    if netlist is not None:
+        scopes = {n.rsplit(".", 1)[0] for n in netlist if "." in n}
+        all_scopes = {".".join(s.split(".")[:i]) for s in scopes
+                      for i in range(1, s.count(".") + 2)}
+        cells_doc = {n: {"type": t} for n, t in netlist.items()}
+        cells_doc.update({s: {"type": "$scopeinfo"} for s in all_scopes})
+        (folder / "top.json").write_text(json.dumps({"modules": {"top": {"cells": cells_doc}}}))
+    return folder
 
-Info: Max frequency for clock 'cd_sync_clk12_0__i_$glb_clk': 21.10 MHz (PASS at 12.00 MHz)
-Info: Max frequency for clock 'cd_sync_clk12_0__i_$glb_clk': 27.50 MHz (PASS at 12.00 MHz)
-"""
 
-_YOSYS_LOG = """\
-=== top ===
-   Number of cells:               9000
-     SB_CARRY                      900
-     SB_DFF                        600
-     SB_DFFESR                    1000
-     SB_LUT4                      4000
-"""
+_ICE40_UTIL = {"ICESTORM_LC": (4100, 5280), "ICESTORM_RAM": (14, 30),
+               "ICESTORM_DSP": (2, 8), "ICESTORM_SPRAM": (4, 4), "SB_IO": (3, 39)}
+_ICE40_CELLS = {"SB_CARRY": 900, "SB_DFF": 600, "SB_DFFESR": 1000, "SB_LUT4": 4000,
+                "SB_RAM40_4K": 14, "SB_MAC16": 2, "SB_SPRAM256KA": 4, "$scopeinfo": 30}
 
 # nextpnr-himbaechel-gowin and synth_gowin, abridged from a digits-mlp W4A4 4x4 build.
-_GOWIN_LOG = """\
-Info: Device utilisation:
-Info: 	                 IOB:       2/    276     0%
-Info: 	                LUT4:    6845/   8640    79%
-Info: 	           MUX2_LUT5:    1181/   4320    27%
-Info: 	                 ALU:    1346/   6480    20%
-Info: 	                 DFF:    3159/   6480    48%
-Info: 	           RAM16SDP4:      95/    270    35%
-Info: 	               BSRAM:       8/     26    30%
-Info: 	           MULT36X36:       0/      5     0%
-Info: 	           MULT18X18:       1/     20     5%
-Info: 	             MULT9X9:       3/     40     7%
-
-Info: Max frequency for clock 'cd_sync.clk': 67.66 MHz (PASS at 27.00 MHz)
-Info: Max frequency for clock 'cd_sync.clk': 63.10 MHz (PASS at 27.00 MHz)
-"""
-
-_GOWIN_YOSYS_LOG = """\
-2.50. Printing statistics.
-
-=== top ===
-     6609 cells
-     1199   ALU
-      494   DFF
-      816   DFFR
-     1266   DFFRE
-        4   DFFS
-        9   DFFSE
-     2075   LUT4
-       95   RAM16SDP4
-
-=== design hierarchy ===
-      494   DFF
-"""
+_GOWIN_UTIL = {"IOB": (2, 276), "LUT4": (6845, 8640), "MUX2_LUT5": (1181, 4320),
+               "ALU": (1346, 6480), "DFF": (2589, 6480), "RAM16SDP4": (20, 270),
+               "BSRAM": (8, 26), "MULT36X36": (0, 5), "MULT18X18": (1, 20), "MULT9X9": (3, 40)}
+_GOWIN_CELLS = {"ALU": 1199, "DFF": 494, "DFFR": 816, "DFFRE": 1266, "DFFS": 4, "DFFSE": 9,
+                "LUT4": 2075, "RAM16SDP4": 20}
 
 
 def test_every_board_by_name():
@@ -107,37 +90,107 @@ def test_default_array_holds_the_input_digits(bits, icebreaker):
     AccelConfig.for_model(model, array=icebreaker)  # raises if the columns were too few
 
 
-def test_parse_logs():
-    util = parse_utilisation(_ICE40_LOG)
-    assert util["ICESTORM_LC"] == (4100, 5280)
-    assert parse_fmax(_ICE40_LOG) == {"cd_sync_clk12_0__i_$glb_clk": 27.5}
-    assert parse_yosys_ffs(_YOSYS_LOG, "SB_DFF") == 1600
-    rep = report("ice40", _YOSYS_LOG, _ICE40_LOG, 12.0, routed=True)
+def test_report_from_the_tools_json(tmp_path):
+    """LUT = logic cells from nextpnr's report, FF = Yosys's SB_DFF* cells (an iCE40 logic
+    cell pairs a LUT with a flip-flop), Fmax the slowest clock, the critical path summed."""
+    from boards import Board
+
+    dev = Board.ICEBREAKER.value.device
+    folder = _write_build(tmp_path / "b", _ICE40_UTIL, {"clk": 27.5, "slow": 21.1},
+                          _ICE40_CELLS)
+    rep = report("ice40", folder, 12.0, dev, routed=True)
     assert (rep.lut, rep.ff, rep.bram, rep.spram, rep.dsp) == (4100, 1600, 14, 4, 2)
-    assert rep.fmax_mhz == 27.5 and rep.fits
+    assert rep.available == {"lut": 5280, "bram": 30, "spram": 4, "dsp": 8}
+    assert rep.fmax_mhz == 21.1 and rep.fits and rep.fmax_by_clock["clk"] == 27.5
+    assert rep.critical_path == {}  # the worst path is the slow clock's, absent here
+    rep = report("ice40", folder, 30.0, dev, routed=True)
+    assert not rep.fits  # placed and routed, but under the target clock
 
 
-def test_over_capacity_is_one_error():
-    log = _ICE40_LOG.replace("4100/   5280", "5820/   5280")
+def test_critical_path(tmp_path):
+    from boards import Board
+
+    folder = _write_build(tmp_path / "b", _ICE40_UTIL, {"clk": 27.5}, _ICE40_CELLS)
+    rep = report("ice40", folder, 12.0, Board.ICEBREAKER.value.device, routed=True)
+    assert rep.critical_path == {"clock": "clk", "from": "a", "to": "c", "delay_ns": 5.0,
+                                 "logic_levels": 1}
+
+
+def test_over_capacity_is_one_error(tmp_path):
+    from boards import Board
+
+    util = dict(_ICE40_UTIL, ICESTORM_LC=(5820, 5280))
+    folder = _write_build(tmp_path / "b", util, {"clk": 27.5}, _ICE40_CELLS)
     with pytest.raises(DoesNotFitError, match=r"^the design needs 5820 ICESTORM_LC \(lut\)"
                                               r" but the device has 5280$"):
-        report("ice40", "", log, 12.0, routed=False)
+        report("ice40", folder, 12.0, Board.ICEBREAKER.value.device, routed=False)
 
 
-def test_parse_gowin_logs():
-    """LUT positions are LUT4 + ALU; flip-flops come from Yosys (shadow SRAM blocks DFF bels);
-    DSP in 18x18 units, a MULT9X9 being half of one."""
-    rep = report("gowin", _GOWIN_YOSYS_LOG, _GOWIN_LOG, 27.0, routed=True)
-    assert (rep.lut, rep.ff, rep.bram, rep.spram, rep.dsp) == (8191, 2589, 8, 0, 3)
+def test_refused_design_is_checked_on_yosys_cells(tmp_path):
+    """nextpnr writes no report for a design it refuses: Yosys's cell counts name the
+    resource."""
+    from boards import Board
+
+    folder = _write_build(tmp_path / "b", None, {}, dict(_ICE40_CELLS, SB_MAC16=10))
+    with pytest.raises(DoesNotFitError, match=r"^the design needs 10 DSP \(Yosys cells\) but"
+                                              r" the device has 8$"):
+        report("ice40", folder, 12.0, Board.ICEBREAKER.value.device, routed=False)
+    folder = _write_build(tmp_path / "c", None, {}, _ICE40_CELLS)
+    rep = report("ice40", folder, 12.0, Board.ICEBREAKER.value.device, routed=False)
+    assert not rep.fits and rep.lut == 0
+
+
+def test_gowin_report(tmp_path):
+    """LUT positions are LUT4 + ALU + six per shadow SRAM; flip-flops come from Yosys; DSP in
+    18x18 units, a MULT9X9 being half of one."""
+    from boards import Board
+
+    dev = Board.TANGNANO9K.value.device
+    folder = _write_build(tmp_path / "b", _GOWIN_UTIL, {"clk": 63.1}, _GOWIN_CELLS)
+    rep = report("gowin", folder, 27.0, dev, routed=True)
+    assert (rep.lut, rep.ff, rep.bram, rep.spram, rep.dsp) == (6845 + 1346 + 6 * 20, 2589, 8, 0,
+                                                               3)
     assert rep.available == {"lut": 8640, "ff": 6480, "bram": 26, "dsp": 20}
     assert rep.fmax_mhz == 63.1 and rep.fits
 
 
-def test_gowin_logic_over_capacity_is_one_error():
-    log = _GOWIN_LOG.replace("6845/   8640", "7500/   8640")
-    with pytest.raises(DoesNotFitError, match=r"^the design needs 8846 LUT4\+ALU \(lut\) but"
-                                              r" the device has 8640$"):
-        report("gowin", "", log, 27.0, routed=False)
+def test_gowin_logic_over_capacity_is_one_error(tmp_path):
+    from boards import Board
+
+    util = dict(_GOWIN_UTIL, LUT4=(7500, 8640))
+    folder = _write_build(tmp_path / "b", util, {"clk": 63.1}, _GOWIN_CELLS)
+    with pytest.raises(DoesNotFitError, match=r"^the design needs 8966 LUT4\+ALU\+SSRAM \(lut\)"
+                                              r" but the device has 8640$"):
+        report("gowin", folder, 27.0, Board.TANGNANO9K.value.device, routed=False)
+
+
+def test_module_breakdown(tmp_path):
+    """Each cell belongs to the longest former-module scope prefixing its name; PEs,
+    multipliers, buffers, drain and requantizer are their own components; totals are kept."""
+    from boards.reports import module_breakdown
+
+    netlist = {
+        "top.bridge.rx$1.timer_SB_DFFSR_Q": "SB_DFFSR", "rx_buf.i_SB_LUT4_I3": "SB_LUT4",
+        "top.top.fsm_state_SB_DFFESR_Q": "SB_DFFESR",
+        "top.top.core.seq.cnt_SB_LUT4_O": "SB_LUT4",
+        "top.top.core.array.pe0.acc_SB_LUT4_O": "SB_LUT4",
+        "top.top.core.array.pe0.mul0.p_SB_LUT4_O": "SB_LUT4",
+        "top.top.core.array.pe1.mul1.p_SB_LUT4_O": "SB_LUT4",
+        "top.top.core.mem_weight.mem_SB_SPRAM256KA": "SB_SPRAM256KA",
+        "top.top.core.mem_act0.mem_SB_RAM40_4K": "SB_RAM40_4K",
+        "top.top.core.drain.requant.p_SB_MAC16": "SB_MAC16",
+        "top.top.core.drain.va_SB_DFF_Q": "SB_DFF",
+        "top.top.core.x_SB_CARRY_CO": "SB_CARRY",
+    }
+    folder = _write_build(tmp_path / "b", _ICE40_UTIL, {"clk": 27.5}, _ICE40_CELLS, netlist)
+    mods = module_breakdown("ice40", folder)
+    assert mods["uart"] == {"lut": 1, "ff": 1, "bram": 0, "spram": 0, "dsp": 0}
+    assert mods["host"]["ff"] == 1 and mods["sequencer"]["lut"] == 1
+    assert mods["pe"]["lut"] == 1 and mods["multipliers"]["lut"] == 2
+    assert mods["mem_weight"]["spram"] == 1 and mods["mem_act0"]["bram"] == 1
+    assert mods["requantizer"]["dsp"] == 1 and mods["drain"]["ff"] == 1
+    assert mods["core"] == {"lut": 0, "ff": 0, "bram": 0, "spram": 0, "dsp": 0}
+    assert (folder / "top.modules.json").exists()  # cached beside the netlist
 
 
 def test_tangnano9k_places_with_himbaechel():

@@ -22,32 +22,50 @@ def array_shape(value):
 
 
 def add_arguments(p):
-    from hwgen.config import DEFAULT_ARRAY
+    from hwgen.commands.synth import add_board_arguments
 
     p.add_argument("qdir", metavar="QDIR", help="QuantizedModel folder (hwgen quantize --out)")
-    p.add_argument("--array", metavar="ROWSxCOLS", type=array_shape, default=DEFAULT_ARRAY,
-                   help="MAC-array shape: output-channel PEs x input SIMD lanes (%(default)s)")
+    add_board_arguments(
+        p, required=False,
+        board_help="; optional: emit the overlay synth builds for it (array, multipliers) and"
+                   " print its estimate",
+        array_help="MAC-array shape: output-channel PEs x input SIMD lanes (default: the"
+                   " board's with --board, else 8x8)")
     p.add_argument("--out", metavar="DIR", required=True, help="folder to write (replaced)")
     p.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
 
 
-def run(args):
-    from hwgen.config import AccelConfig
-    from hwgen.emit import emit
+def _config(model, board, array):
+    from hwgen.config import DEFAULT_ARRAY, AccelConfig
     from hwgen.errors import ConfigError
+
+    try:
+        if board is None:
+            return AccelConfig.for_model(model, array=tuple(array or DEFAULT_ARRAY))
+        from boards.build import board_config
+        return board_config(board.value, model, array)[0]
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def run(args):
+    from hwgen.emit import emit
     from quantflow.program import compile_program
     from quantflow.serialize import load
 
     model = load(args.qdir)
-    try:
-        cfg = AccelConfig.for_model(model, array=tuple(args.array))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from None
+    cfg = _config(model, args.board, args.array)
     program = compile_program(model, cfg)  # raises DoesNotFitError / UnsupportedOpError
+    est = None
+    if args.board is not None:
+        from hwgen.commands.estimate import board_estimate
+        est = board_estimate(model, args.board, args.array)
     vpath, mpath = emit(cfg, args.out, program)
     summary = {"verilog": str(vpath), "manifest": str(mpath), "digest": cfg.digest,
                "array": [cfg.rows, cfg.cols], "acc_bits": cfg.acc_bits,
                "cycles_per_inference": sum(program.cycles)}
+    if est is not None:
+        summary["estimate"] = est
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
@@ -60,4 +78,8 @@ def run(args):
         for row in program.cycle_report(cfg.array_macs):
             print(f"  desc {row['desc']:2d} {row['op']:3s} cycles {row['cycles']:7d}"
                   f"  macs {row['macs']:8d}  utilisation {row['utilization']:.1%}")
+        if est is not None:
+            from hwgen.commands.estimate import print_estimate
+            print(f"on {est['board']} ({est['device']}), multipliers in {est['multipliers']}s:")
+            print_estimate(est)
     return 0

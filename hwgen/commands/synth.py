@@ -6,7 +6,8 @@ from pathlib import Path
 NAME = "synth"
 HELP = "synthesize, place and route the overlay with a UART host bridge for an FPGA board"
 
-__all__ = ["NAME", "HELP", "add_arguments", "run", "synthesize", "default_array"]
+__all__ = ["NAME", "HELP", "add_arguments", "add_board_arguments", "run", "synthesize",
+           "default_array"]
 
 
 def _board(value):
@@ -19,17 +20,25 @@ def _board(value):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def add_arguments(p):
+def add_board_arguments(p, required=True, board_help="", array_help=None):
+    """``--board`` and ``--array`` as ``synth``, ``estimate`` and ``generate`` take them."""
     from boards import Board
     from hwgen.commands.generate import array_shape
 
     names = ", ".join(b.value.name for b in Board)
-    p.add_argument("qdir", metavar="QDIR", help="QuantizedModel folder (hwgen quantize --out)")
-    p.add_argument("--board", metavar="NAME", type=_board, required=True,
-                   help=f"target board: {names}")
+    p.add_argument("--board", metavar="NAME", type=_board, required=required,
+                   help=f"target board: {names}{board_help}")
     p.add_argument("--array", metavar="ROWSxCOLS", type=array_shape, default=None,
-                   help="MAC-array shape (default: the board's, e.g. 2x2 on icebreaker, with"
-                        " columns widened to the input's digits at 2-3 activation bits)")
+                   help=array_help or "MAC-array shape (default: the board's, e.g. 2x2 on"
+                   " icebreaker, with columns widened to the input's digits at 2-3 activation"
+                   " bits)")
+
+
+def add_arguments(p):
+    p.add_argument("qdir", metavar="QDIR", help="QuantizedModel folder (hwgen quantize --out)")
+    add_board_arguments(p)
+    p.add_argument("--force", action="store_true",
+                   help="build even when the estimate says the design does not fit")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="folder for the bitstream, logs and report.json (replaced atomically;"
                         " default: only the build cache)")
@@ -43,12 +52,16 @@ def default_array(target, model):
     return board_array(target, model)
 
 
-def synthesize(qdir, board, array=None, out=None):
-    """Build ``qdir``'s overlay for ``board``; return the report dict (``--json``'s keys)."""
+def synthesize(qdir, board, array=None, out=None, *, force=False):
+    """Build ``qdir``'s overlay for ``board``; return the report dict (``--json``'s keys).
+
+    ``force`` builds even when the estimate says the design cannot fit."""
     import shutil
     import time
 
     from boards.build import board_config, build
+    from boards.estimate import NotCalibratedError
+    from hwgen.commands.estimate import board_estimate, check_fits
     from hwgen.errors import ConfigError, UserError
     from quantflow.program import compile_program
     from quantflow.serialize import atomic_dir, load
@@ -68,6 +81,12 @@ def synthesize(qdir, board, array=None, out=None):
         raise ConfigError(str(e)) from None
     rows, cols = cfg.rows, cfg.cols
     compile_program(model, cfg)  # the model must run on this overlay (DoesNotFitError)
+    try:
+        est = board_estimate(model, board, array)
+    except NotCalibratedError:
+        est = None  # an uncalibrated family builds without the check
+    if est is not None and not force:
+        check_fits(est)  # before Yosys: an 8x8 array on the iCEBreaker fails in a second
     result = build(target, cfg)
     rep = result.report
     bitstream = result.bitstream if out is None else Path(out) / result.bitstream.name
@@ -78,18 +97,22 @@ def synthesize(qdir, board, array=None, out=None):
         **rep.to_json(),
         "bitstream": str(bitstream), "build_folder": str(result.folder),
         "cached": result.cached, "wall_seconds": round(time.monotonic() - start, 1),
+        "estimate": est,
     }
     if out is not None:
         # All or nothing: the folder appears with the bitstream, logs and report together.
         with atomic_dir(out) as tmp:
-            for name in (result.bitstream.name, "top.rpt", "top.tim"):
+            for name in (result.bitstream.name, "top.rpt", "top.tim", "top.report.json",
+                         "top.stat.json"):
                 shutil.copy2(result.folder / name, tmp / name)
             (tmp / "report.json").write_text(json.dumps(doc, indent=1) + "\n")
     return doc
 
 
 def run(args):
-    doc = synthesize(args.qdir, args.board, args.array, args.out)
+    from hwgen.commands.estimate import print_estimate
+
+    doc = synthesize(args.qdir, args.board, args.array, args.out, force=args.force)
     if args.json:
         print(json.dumps(doc, sort_keys=True))
         return 0
@@ -105,6 +128,45 @@ def run(args):
     verdict = "meets" if doc["fmax_mhz"] >= doc["target_mhz"] else "MISSES"
     print(f"  Fmax {doc['fmax_mhz']:.2f} MHz, {verdict} the {doc['target_mhz']:g} MHz board"
           f" clock")
+    if doc["critical_path"]:
+        cp = doc["critical_path"]
+        print(f"  critical path {cp['delay_ns']:.1f} ns, {cp['logic_levels']} logic levels:"
+              f" {cp['from']} -> {cp['to']}")
+    print(f"  {'module':12s} {'LUT':>6s} {'FF':>6s} {'BRAM':>4s} {'SPRAM':>5s} {'DSP':>4s}"
+          "  (Yosys cells)")
+    for name, m in _grouped(doc["modules"]).items():
+        print(f"  {name:12s} {m['lut']:6d} {m['ff']:6d} {m['bram']:4d} {m['spram']:5d}"
+              f" {m['dsp']:4d}")
+    if doc["estimate"] is not None:
+        _print_components(doc)
+    if doc["estimate"] is not None:
+        print_estimate(doc["estimate"])
     print(f"  bitstream {doc['bitstream']} ({'cached, ' if doc['cached'] else ''}"
           f"{doc['wall_seconds']} s)")
     return 0
+
+
+def _grouped(modules):
+    """The breakdown for the screen: the buffers summed as ``memories`` (report.json keeps
+    each ``mem_*``)."""
+    out = {}
+    for name, m in modules.items():
+        key = "memories" if name.startswith("mem_") else name
+        acc = out.setdefault(key, dict.fromkeys(m, 0))
+        for k, v in m.items():
+            acc[k] += v
+    return out
+
+
+def _print_components(doc):
+    """Estimated against real Yosys cells per estimated component (boards.estimate)."""
+    from boards.estimate import component_of
+
+    real = {}
+    for name, m in doc["modules"].items():
+        r = real.setdefault(component_of(name), {"lut": 0, "ff": 0})
+        r["lut"] += m["lut"]
+        r["ff"] += m["ff"]
+    cells = ", ".join(f"{c} {e['lut']}/{real.get(c, {}).get('lut', 0)}"
+                      for c, e in doc["estimate"]["modules"].items())
+    print(f"  estimated/real LUT cells per component: {cells}")
