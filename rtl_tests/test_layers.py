@@ -3,9 +3,10 @@
 Chains cover kernel 1, 3 and 5, stride 1 and 2, padding, channel counts that are not
 multiples of the array, max/average/global pooling and linear layers, with random weights,
 biases and requantization parameters including the format extremes (tests/factories.py), and
-inputs with the input format's min and max. Default: bit widths 2..8 on Icarus (fast builds)
-and 4 bits on Verilator (the build the network tests share); ``-m slow``: every width and
-mixed widths on Verilator.
+inputs with the input format's min and max. Default: bit widths 2, 4 and 8 on Icarus (the
+ends and the middle; rtl_tests/test_dag.py runs random DAGs at every width 2..8 on Icarus in
+the default suite too) and 4 bits on Verilator (the build the network tests share);
+``-m slow``: the other widths on Icarus, every width and mixed widths on Verilator.
 """
 
 import numpy as np
@@ -41,7 +42,9 @@ def _run_chains(sim, wbits, abits, seed, tmp_path, images=2):
 
 
 @pytest.mark.icarus
-@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("bits", [2, pytest.param(3, marks=pytest.mark.slow), 4,
+                                  *(pytest.param(b, marks=pytest.mark.slow) for b in (5, 6, 7)),
+                                  8])
 def test_random_layers_icarus(bits, seed, tmp_path):
     _run_chains(Sim.ICARUS, bits, bits, seed, tmp_path, images=1)
 
