@@ -25,10 +25,12 @@ def default_array(target, model):
     """The board's array, its columns widened to the next power of two that holds the network
     input's digits (an 8-bit input at 2 activation bits is 4 digits in adjacent lanes), so a
     board builds at every bit width."""
-    from hwgen.config import input_digits, model_act_bits
+    from hwgen.config import act_widths, input_digits, model_act_bits
 
     rows, cols = target.array
-    digits = input_digits(model.input_fmt.bits, model_act_bits(model))
+    # the narrowest lanes the model may get carry its widest tensor as the most digits
+    digits = input_digits(max(model.input_fmt.bits, model_act_bits(model)),
+                          min(act_widths(model)))
     while cols < digits:
         cols *= 2
     return rows, cols
@@ -40,10 +42,11 @@ def board_config(target, model, array=None):
     The multipliers are as wide as the overlay's lanes (a wider layer runs as weight digits),
     not as the widest layer. Raises ``ValueError``/``TypeError`` for a configuration that
     cannot be built (e.g. too few columns for the input's digits)."""
-    from hwgen.config import AccelConfig, lane_weight_bits, model_act_bits
+    from hwgen.config import AccelConfig, lane_bits
 
     rows, cols = tuple(array) if array is not None else default_array(target, model)
-    style = multiplier_style(target, rows, cols, lane_weight_bits(model),
-                             model_act_bits(model))
-    cfg = AccelConfig.for_model(model, array=(rows, cols), lut_multipliers=style == "lut")
+    wbits, abits = lane_bits(model, (rows, cols))
+    style = multiplier_style(target, rows, cols, wbits, abits)
+    cfg = AccelConfig.for_model(model, array=(rows, cols), lut_multipliers=style == "lut",
+                                weight_bits=wbits, act_bits=abits)
     return cfg, style

@@ -37,7 +37,7 @@ def contract(m, cfg, acc, mult, shift, lo, hi):
     m.d.comb += product.eq(acc * mult + term)
     floor = Signal(signed(width))
     m.d.comb += floor.eq(product >> shift)  # arithmetic shift of a signed value: floor
-    out = Signal(signed(cfg.act_bits + 1))
+    out = Signal(signed(cfg.clamp_bits))
     m.d.comb += out.eq(Mux(floor < lo, lo, Mux(floor > hi, hi, floor)))
     return out
 
@@ -57,15 +57,15 @@ class RequantProof(Elaboratable):
         cfg = self.cfg
         m = Module()
         dut = m.submodules.dut = Requantizer(cfg)
-        b = cfg.act_bits
+        b = cfg.wide_act_bits
         acc, mult = Signal(signed(cfg.acc_bits)), Signal(unsigned(cfg.mult_bits))
         shift, valid = Signal(unsigned(cfg.shift_bits)), Signal()
-        lo, hi = Signal(signed(b + 1)), Signal(signed(b + 1))
+        lo, hi = Signal(signed(cfg.clamp_bits)), Signal(signed(cfg.clamp_bits))
         out_signed = Signal()  # the layer's output format (a layer constant)
         m.d.comb += [
             acc.eq(AnySeq(cfg.acc_bits)), mult.eq(AnySeq(cfg.mult_bits)),
             shift.eq(AnySeq(cfg.shift_bits)), valid.eq(AnySeq(1)),
-            lo.eq(AnyConst(b + 1)), hi.eq(AnyConst(b + 1)),
+            lo.eq(AnyConst(cfg.clamp_bits)), hi.eq(AnyConst(cfg.clamp_bits)),
             out_signed.eq(AnyConst(1) if cfg.signed_acts else 0),
         ]
         fmt_min = Mux(out_signed, -(1 << (b - 1)), 0)

@@ -16,7 +16,7 @@ from quantflow.numerics import (DEFAULT_MULT_BITS, MAX_BITS, MIN_BITS, QFormat, 
 from .errors import DoesNotFitError, UserError
 
 __all__ = ["AccelConfig", "DEFAULT_ARRAY", "input_digits", "model_act_bits", "model_signed",
-           "lane_weight_bits"]
+           "lane_bits", "lane_weight_bits", "act_widths"]
 
 #: Default MAC-array shape (PE output lanes x SIMD input lanes).
 DEFAULT_ARRAY = (8, 8)
@@ -63,32 +63,53 @@ def model_signed(qmodel):
                                           for layer in qmodel.layers)
 
 
-def lane_weight_bits(qmodel, array=None):
-    """The weight lane width for ``qmodel``: among its layers' widths, the ``b`` that minimises
-    lane width times cycles per inference, ``b * cycles(b)`` (a LUT multiplier grows about
-    linearly with ``b``; a wider layer runs as weight digits, each digit a pass; the cycles
-    come from compiling the model for that width). A network at one width gets that width;
-    8-bit first/last layers around a 2-bit body get 2-bit lanes when the body holds most of the
-    work, 8-bit lanes when the wide layers do (a 640-input autoencoder)."""
+def act_widths(qmodel):
+    """The widths of ``qmodel``'s requantized activation tensors (between layers)."""
+    from quantflow.qmodel import MAC_KINDS, LayerKind
+
+    widths = {layer.out_fmt.bits for layer in qmodel.layers if layer.requant
+              and layer.kind in MAC_KINDS + (LayerKind.AVGPOOL, LayerKind.ADD)}
+    return {max(MIN_BITS, min(MAX_BITS, b)) for b in widths} or {model_act_bits(qmodel)}
+
+
+def lane_bits(qmodel, array=None):
+    """``(weight lanes, activation lanes)`` for ``qmodel``: among its layers' widths, the pair
+    that minimises multiplier area times cycles per inference, ``b_w * b_a * cycles`` (a LUT
+    multiplier grows about as the product of its operands' widths; a layer with wider weights
+    runs as weight digits, each digit a pass, and a wider activation tensor as digits in
+    adjacent lanes, which its reader pays for in input groups; the cycles come from compiling
+    the model for that pair). A network at one width gets that width; 8-bit first/last layers
+    around a 2-bit body get 2-bit lanes when the body holds most of the work, 8-bit lanes when
+    the wide layers do (a 640-input autoencoder)."""
     from quantflow.program import compile_program
 
-    widths = sorted({layer.w_fmt.bits for layer in qmodel.mac_layers})
-    if len(widths) == 1:
-        return widths[0]
+    wwidths = sorted({layer.w_fmt.bits for layer in qmodel.mac_layers})
+    awidths = sorted(act_widths(qmodel))
+    if len(wwidths) == 1 and len(awidths) == 1:
+        return wwidths[0], awidths[0]
     rows, cols = array or DEFAULT_ARRAY
+    a_wide = max(awidths)
 
-    def cost(b):
-        cfg = AccelConfig(weight_bits=b, layer_weight_bits=max(widths), rows=rows, cols=cols,
-                          act_bits=model_act_bits(qmodel), input_bits=qmodel.input_fmt.bits,
-                          signed_acts=model_signed(qmodel), host_bits=64, counter_bits=64,
-                          max_reduction=1 << 20, max_dim=4096,
-                          **{name: 1 << 20 for name in _DEPTHS})
+    def cost(pair):
+        wb, ab = pair
         try:
-            return b * sum(compile_program(qmodel, cfg).cycles)
-        except (UserError, ValueError):  # this width cannot run the model: never chosen
+            cfg = AccelConfig(weight_bits=wb, layer_weight_bits=max(wwidths), act_bits=ab,
+                              layer_act_bits=a_wide, rows=rows, cols=cols,
+                              input_bits=qmodel.input_fmt.bits,
+                              signed_acts=model_signed(qmodel), host_bits=64, counter_bits=64,
+                              max_reduction=1 << 20, max_dim=4096,
+                              **{name: 1 << 20 for name in _DEPTHS})
+            return wb * ab * sum(compile_program(qmodel, cfg).cycles)
+        except (UserError, ValueError):  # this pair cannot run the model: never chosen
             return float("inf")
 
-    return min(widths, key=lambda b: (cost(b), -b))
+    pairs = [(wb, ab) for wb in wwidths for ab in awidths]
+    return min(pairs, key=lambda p: (cost(p), -p[0], -p[1]))
+
+
+def lane_weight_bits(qmodel, array=None):
+    """The weight lane width :func:`lane_bits` picks."""
+    return lane_bits(qmodel, array)[0]
 
 
 def model_act_bits(qmodel):
@@ -134,6 +155,13 @@ class AccelConfig:
         same activations per digit, each pass's lane sum shifted by ``weight_bits * e`` in the
         PE (:func:`quantflow.numerics.split_digits`): an 8-bit first or last layer runs
         exactly on 2-bit lanes, at ``digits`` times its cycles.
+    layer_act_bits : int
+        Widest activation tensor between layers (0: ``act_bits``). A tensor wider than the
+        lanes is stored as ``act_digits`` digits of ``act_bits`` in adjacent lanes (low digit
+        first; the top digit signed for a signed tensor): the drain writes an element's digits
+        in one cycle, the consumer's PEs shift each lane's product back into place as for a
+        wide network input, and max pooling compares the digit groups as whole values. An
+        8-bit first layer output runs on 2-bit lanes at the cost of 4 lanes per channel.
     signed_acts : bool
         Activation lanes may hold signed (two's complement) values, per layer as the
         descriptor says: each multiplier takes a one-bit-wider signed operand and the pool
@@ -164,6 +192,7 @@ class AccelConfig:
     lut_multipliers: bool = True
     signed_acts: bool = False
     layer_weight_bits: int = 0
+    layer_act_bits: int = 0
 
     def __post_init__(self):
         _int("Weight bits", self.weight_bits, MIN_BITS, MAX_BITS)
@@ -195,13 +224,17 @@ class AccelConfig:
             raise TypeError(f"LUT multipliers must be a bool, not {self.lut_multipliers!r}")
         if self.layer_weight_bits != 0:
             _int("Layer weight bits", self.layer_weight_bits, self.weight_bits, MAX_BITS)
+        if self.layer_act_bits != 0:
+            _int("Layer activation bits", self.layer_act_bits, self.act_bits, MAX_BITS)
         if not isinstance(self.signed_acts, bool):
             raise TypeError(f"Signed activations must be a bool, not {self.signed_acts!r}")
         if self.cols < self.digits_max:
+            what = (f"{self.input_bits}-bit input"
+                    if input_digits(self.input_bits, self.act_bits) == self.digits_max
+                    else f"{self.wide_act_bits}-bit activation tensor")
             raise ValueError(
                 f"Array columns must be at least the {self.digits_max} digits of a "
-                f"{self.input_bits}-bit input at {self.act_bits} activation bits, "
-                f"not {self.cols!r}")
+                f"{what} at {self.act_bits} activation bits, not {self.cols!r}")
 
     # -- construction from a model ------------------------------------------------------------
 
@@ -216,10 +249,14 @@ class AccelConfig:
         from quantflow.program import compile_program
 
         rows, cols = array
-        wbits = overrides.get("weight_bits") or lane_weight_bits(qmodel, array)
+        wbits, abits = overrides.get("weight_bits"), overrides.get("act_bits")
+        if not (wbits and abits):
+            chosen = lane_bits(qmodel, array)
+            wbits, abits = wbits or chosen[0], abits or chosen[1]
+        wide_a = model_act_bits(qmodel)
         fields = dict(weight_bits=wbits,
                       layer_weight_bits=qmodel.wbits if qmodel.wbits > wbits else 0,
-                      act_bits=model_act_bits(qmodel),
+                      act_bits=abits, layer_act_bits=wide_a if wide_a > abits else 0,
                       input_bits=qmodel.input_fmt.bits, rows=rows, cols=cols,
                       signed_acts=model_signed(qmodel))
         k = max(layer.reduction for layer in qmodel.layers)
@@ -268,9 +305,26 @@ class AccelConfig:
         return QFormat(self.input_bits, False)
 
     @property
+    def wide_act_bits(self):
+        """The widest activation tensor between layers: ``layer_act_bits`` (or the lanes')."""
+        return max(self.act_bits, self.layer_act_bits)
+
+    @property
+    def act_digits_max(self):
+        """Digits of ``act_bits`` that carry the widest activation tensor between layers."""
+        return input_digits(self.wide_act_bits, self.act_bits)
+
+    @property
     def digits_max(self):
-        """Digits of ``act_bits`` needed to carry one network input (1 when it fits a lane)."""
-        return input_digits(self.input_bits, self.act_bits)
+        """Digits of ``act_bits`` needed to carry one network input or the widest activation
+        tensor (1 when both fit a lane)."""
+        return max(input_digits(self.input_bits, self.act_bits), self.act_digits_max)
+
+    @property
+    def clamp_bits(self):
+        """Two's complement width of a requantized value and of the clamp bounds: the widest
+        activation tensor's bits plus a sign (an unsigned maximum or a signed minimum)."""
+        return self.wide_act_bits + 1
 
     @property
     def product_bits(self):
@@ -283,7 +337,7 @@ class AccelConfig:
         """Signed accumulator width: products of the widest activation over ``max_reduction``,
         with weights as wide as the digits of the widest layer reach (a partial sum over some
         digits may exceed the finished one's bound)."""
-        widest = QFormat(max(self.act_bits, self.input_bits), False)
+        widest = QFormat(max(self.wide_act_bits, self.input_bits), False)
         reach = digit_reach(self.weight_bits, self.weight_digits_max)
         w = QFormat(max(self.wide_w_fmt.bits, (reach - 1).bit_length() + 1), True)
         return acc_bits(w, widest, self.max_reduction)
@@ -421,8 +475,8 @@ class AccelConfig:
         return asdict(self)
 
     def derived_json(self):
-        names = ("digits_max", "weight_digits_max", "product_bits", "acc_bits", "shift_max",
-                 "shift_bits",
+        names = ("digits_max", "act_digits_max", "clamp_bits", "weight_digits_max",
+                 "product_bits", "acc_bits", "shift_max", "shift_bits",
                  "act_word_bits", "weight_word_bits", "array_macs", "seq_latency", "mac_latency",
                  "pool_latency", "requant_latency", "mem_latency", "drain_latency",
                  "layer_setup_cycles", "layer_flush_cycles", "add_flush_cycles")

@@ -146,7 +146,7 @@ class Core(wiring.Component):
         pool_ops = _delay(m, operands, array.latency - pool.latency, "pool_ops")
         pool_valid = _delay(m, step.valid & ~is_mac, array.latency - pool.latency, "pool_v")
         m.d.comb += [pool.i.valid.eq(pool_valid), pool.i.payload.eq(pool_ops),
-                     pool.sum.eq(d.op == Op.SUM.value)]
+                     pool.sum.eq(d.op == Op.SUM.value), pool.digits.eq(d.digits)]
 
         meta_out = Signal(meta_layout(cfg))
         m.d.comb += meta_out.eq(_delay(m, meta, array.latency, "meta_arr"))
@@ -162,6 +162,7 @@ class Core(wiring.Component):
             drain.to_acc.eq(d.to_acc), drain.p_base.eq(d.p_base),
             drain.lo.eq(d.lo.as_signed()), drain.hi.eq(d.hi.as_signed()),
             drain.pair.eq(d.op == Op.ADD.value),
+            drain.odigits.eq(d.odigits), drain.lane_last.eq(d.lane_last),
             drain.bias.eq(mems[Mem.BIAS].r_data), drain.rq.eq(mems[Mem.RQ].r_data),
         ]
 

@@ -32,8 +32,10 @@ class Drain(wiring.Component):
         every ``max(steps, n)`` cycles, and its first element leaves in the cycle it arrives,
         so the drain is always free when the next one comes.
     bias_en, requant_en, to_acc, pair : In(1); p_base : In(param address);
-        lo, hi : In(signed(act_bits + 1)) — layer constants from the descriptor (``pair``: an
-        add).
+        lo, hi : In(signed(clamp_bits)) — layer constants from the descriptor (``pair``: an
+        add); odigits : In(digit_bits), lane_last : In — each element fills ``odigits``
+        adjacent lanes (its digits, low first: a tensor wider than the lanes), and the word
+        after lane ``lane_last`` starts a new one.
     p_addr : Out — bias / requantization parameter address; bias, rq : In — their data.
     act_addr, act_en (one per lane), act_data : Out — activation write (dst buffer chosen
         by the core); acc_addr, acc_data, acc_en : Out — logits write.
@@ -46,8 +48,9 @@ class Drain(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(drain_in_layout(cfg), always_ready=True)),
             "bias_en": In(1), "requant_en": In(1), "to_acc": In(1), "pair": In(1),
-            "p_base": In(pbits), "lo": In(signed(cfg.act_bits + 1)),
-            "hi": In(signed(cfg.act_bits + 1)),
+            "p_base": In(pbits), "lo": In(signed(cfg.clamp_bits)),
+            "hi": In(signed(cfg.clamp_bits)),
+            "odigits": In(cfg.digit_bits), "lane_last": In(lane_bits(cfg) + 1),
             "p_addr": Out(pbits), "bias": In(acc_shape(cfg)), "rq": In(rq_layout(cfg)),
             "act_addr": Out(cfg.addr_bits(cfg.act_depth)), "act_en": Out(cfg.cols),
             "act_data": Out(act_layout(cfg)),
@@ -60,7 +63,7 @@ class Drain(wiring.Component):
     def latency(self):
         return self._cfg.drain_latency
 
-    def elaborate(self, platform):
+    def elaborate(self, platform):  # one pipeline, kept in one place (~120 lines)
         cfg = self._cfg
         m = Module()
         n_lanes = cfg.lanes_max
@@ -111,10 +114,10 @@ class Drain(wiring.Component):
                     m.d.sync += [vec.eq(shift_vec), phase.eq(0)]
         # The position advances after each element, or after each pair's B element.
         advance = ~self.pair | e_second
-        last_lane = e_lane == cfg.cols - 1
+        last_lane = e_lane == self.lane_last
         m.d.sync += [
             ch.eq(e_ch + advance),
-            lane.eq(Mux(advance, Mux(last_lane, 0, e_lane + 1), e_lane)),
+            lane.eq(Mux(advance, Mux(last_lane, 0, e_lane + self.odigits), e_lane)),
             word.eq(Mux(advance & last_lane, e_word + 1, e_word)),
             acc_addr.eq(e_acc + advance),
         ]
@@ -146,14 +149,30 @@ class Drain(wiring.Component):
             m.d.sync += [a.eq(b) for a, b in zip(nxt, prev, strict=True)]
             pipe.append(nxt)
         w_valid, w_sum, w_word, w_lane, w_acc = pipe[-1]
-        value = Mux(self.requant_en, rq.o.payload, w_sum[:cfg.act_bits])
+        b, dmax = cfg.act_bits, cfg.act_digits_max
+        # The value written, sign-extended over every digit it may need (a bypassed element,
+        # max pooling's, is one lane: odigits is 1 then).
+        value = Signal(signed(b * dmax))
+        m.d.comb += value.eq(Mux(self.requant_en, rq.o.payload, w_sum[:b]))
+        mask = Signal(cfg.cols)  # the element's lanes, from lane 0
+        m.d.comb += self.act_addr.eq(w_word)
+        if dmax == 1:
+            m.d.comb += [mask.eq(1)] + [self.act_data[j].eq(value) for j in range(cfg.cols)]
+        else:  # lane j holds digit j % odigits (an element starts at a multiple of odigits)
+            with m.Switch(self.odigits):
+                for n in range(2, dmax + 1):
+                    with m.Case(n):
+                        m.d.comb += mask.eq((1 << n) - 1)
+                        m.d.comb += [self.act_data[j].eq(value[b * (j % n):b * (j % n + 1)])
+                                     for j in range(cfg.cols)]
+                with m.Default():
+                    m.d.comb += [mask.eq(1)] + [self.act_data[j].eq(value)
+                                                for j in range(cfg.cols)]
         m.d.comb += [
-            self.act_addr.eq(w_word), self.act_en.eq(Mux(w_valid & ~self.to_acc, 1 << w_lane, 0)),
+            self.act_en.eq(Mux(w_valid & ~self.to_acc, mask << w_lane, 0)),
             self.acc_addr.eq(w_acc), self.acc_data.eq(w_sum),
             self.acc_en.eq(w_valid & self.to_acc),
         ]
-        for j in range(cfg.cols):
-            m.d.comb += self.act_data[j].eq(value)
         valids = [s1_valid] + [p[0] for p in pipe]
         m.d.comb += self.busy.eq(self.i.valid | (cnt != 0) | Cat(*valids).any())
         return m

@@ -78,11 +78,14 @@ def _desc_field_shapes(cfg):
         "tiles": count, "steps": step, "slots": step, "out_ch": count,
         "digits": unsigned(cfg.digit_bits), "wdigits": unsigned(cfg.wdigit_bits + 1),
         "tdiv": count, "ginc": count,
+        "odigits": unsigned(cfg.digit_bits), "lane_inc": unsigned(lane_bits(cfg) + 1),
+        "word_inc": count, "lane_wrap": unsigned(lane_bits(cfg) + 1),
+        "lane_last": unsigned(lane_bits(cfg) + 1),
         "w_base": unsigned(cfg.addr_bits(cfg.weight_depth)),
         "p_base": unsigned(cfg.addr_bits(cfg.param_depth)),
         "src_base": base, "src_org": base, "dst_base": base,
-        # clamp bounds as two's complement of act_bits + 1 (unsigned max or signed min)
-        "lo": unsigned(cfg.act_bits + 1), "hi": unsigned(cfg.act_bits + 1),
+        # clamp bounds as two's complement of clamp_bits (unsigned max or signed min)
+        "lo": unsigned(cfg.clamp_bits), "hi": unsigned(cfg.clamp_bits),
     }
     assert tuple(shapes) == DESC_FIELDS  # the compiler and the gateware list the same fields
     return shapes

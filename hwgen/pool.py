@@ -20,6 +20,10 @@ class PoolUnit(wiring.Component):
     i : In(stream.Signature(operand_layout, always_ready=True)) — only ``act``, ``first`` and
         ``last`` are used; never stalls (one window step per cycle).
     sum : In(1) — 1: window sum (AVGPOOL), 0: maximum (MAXPOOL). Layer constant.
+    digits : In(digit_bits) — lanes per element of a tensor wider than the lanes (layer
+        constant, 1..act_digits_max): max pooling compares each group of ``digits`` lanes as
+        one value (low digit first, the top digit signed for a signed tensor) and keeps the
+        winner's digits.
     o : Out(stream.Signature(acc_vector_layout(cols), always_ready=True)) — one cycle after the
         last step; the drain is idle then (each window gets ``max(steps, cols)`` slots).
     """
@@ -29,6 +33,7 @@ class PoolUnit(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(operand_layout(cfg), always_ready=True)),
             "sum": In(1),
+            "digits": In(cfg.digit_bits),
             "o": Out(stream.Signature(acc_vector_layout(cfg, cfg.cols), always_ready=True)),
         })
 
@@ -41,12 +46,41 @@ class PoolUnit(wiring.Component):
         m = Module()
         a = Signal(act_layout(cfg))
         m.d.comb += a.eq(self.i.payload.act)
-        with m.If(self.i.valid):
-            for lane in range(cfg.cols):
+        first, sgn = self.i.payload.first, self.i.payload.signed
+
+        def lanewise(lanes):
+            for lane in lanes:
                 cur, x = self.o.payload[lane], a[lane]
                 if cfg.signed_acts:  # a signed tensor's lanes compare and sum signed
-                    x = Cat(x, self.i.payload.signed & x[-1]).as_signed()
+                    x = Cat(x, sgn & x[-1]).as_signed()
                 nxt = Mux(self.sum, cur + x, Mux(x > cur, x, cur))
-                m.d.sync += cur.eq(Mux(self.i.payload.first, x, nxt))
+                m.d.sync += cur.eq(Mux(first, x, nxt))
+
+        def value(lanes):  # a group of digit lanes as one value (raw digits, low first)
+            v = Cat(*lanes)
+            return Cat(v, sgn & v[-1]).as_signed() if cfg.signed_acts else v
+
+        def grouped(n):
+            b = cfg.act_bits
+            for g in range(cfg.cols // n):
+                lanes = range(g * n, (g + 1) * n)
+                gt = Signal(name=f"gt{n}_{g}")
+                m.d.comb += gt.eq(value([a[j] for j in lanes])
+                                  > value([self.o.payload[j][:b] for j in lanes]))
+                for j in lanes:
+                    cur = self.o.payload[j]
+                    m.d.sync += cur.eq(Mux(first | gt, a[j], cur))
+            lanewise(range(cfg.cols // n * n, cfg.cols))
+
+        with m.If(self.i.valid):
+            if cfg.act_digits_max == 1:
+                lanewise(range(cfg.cols))
+            else:
+                with m.Switch(self.digits):
+                    for n in range(2, cfg.act_digits_max + 1):
+                        with m.Case(n):
+                            grouped(n)
+                    with m.Default():
+                        lanewise(range(cfg.cols))
         m.d.sync += self.o.valid.eq(self.i.valid & self.i.payload.last)
         return m

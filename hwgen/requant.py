@@ -24,22 +24,23 @@ class Requantizer(wiring.Component):
     -------
     i : In(stream.Signature(requant_in_layout, always_ready=True)) — a fixed pipeline with
         no stalls: its consumer is a memory write port, which always accepts.
-    lo, hi : In(signed(act_bits + 1)) — clamp bounds (layer constants; unsigned maximum or
-        signed minimum).
+    lo, hi : In(signed(clamp_bits)) — clamp bounds (layer constants; unsigned maximum or
+        signed minimum of the widest activation tensor).
     pair : In(1) — an add: elements come in pairs (``payload.second`` marks the second); the
         first's shifted value is held and added to the second's before the clamp
         (:func:`quantflow.numerics.add_requantize`), and only the second gives an output.
-    o : Out(stream.Signature(unsigned(act_bits), always_ready=True))
+    o : Out(stream.Signature(signed(clamp_bits), always_ready=True)) — the clamped value, in
+        ``lo..hi``; the drain splits a value wider than the lanes into digits.
     """
 
     def __init__(self, cfg):
         self._cfg = cfg
         super().__init__({
             "i": In(stream.Signature(requant_in_layout(cfg), always_ready=True)),
-            "lo": In(signed(cfg.act_bits + 1)),
-            "hi": In(signed(cfg.act_bits + 1)),
+            "lo": In(signed(cfg.clamp_bits)),
+            "hi": In(signed(cfg.clamp_bits)),
             "pair": In(1),
-            "o": Out(stream.Signature(unsigned(cfg.act_bits), always_ready=True)),
+            "o": Out(stream.Signature(signed(cfg.clamp_bits), always_ready=True)),
         })
 
     @property

@@ -226,9 +226,10 @@ class Sequencer(wiring.Component):
                                          pix_word.eq(pix_word + d.out_g),
                                          pix_acc.eq(pix_acc + d.out_ch)]
                         with m.Else():
-                            # next output-channel tile (MAC) or channel group (pooling)
-                            next_lane = ch_lane + Mux(is_mac, cfg.rows % cfg.cols, 0)
-                            word_inc = Mux(is_mac, cfg.rows // cfg.cols, 1)
+                            # next output-channel tile (MAC) or channel group (pooling):
+                            # the output position moves on by the descriptor's steps
+                            next_lane = ch_lane + d.lane_inc
+                            word_inc = d.word_inc
                             next_gbase = Mux(tcnt == tdiv_m1, gbase + d.ginc, gbase)
                             m.d.sync += [
                                 oy.eq(0), iy0.eq(-d.py), t.eq(t + 1),
@@ -240,8 +241,8 @@ class Sequencer(wiring.Component):
                                 w_tile.eq(w_tile + d.steps), w_addr.eq(w_tile + d.steps),
                                 ch_base.eq(ch_base + nfull), rem.eq(rem - nfull),
                             ]
-                            with m.If(next_lane >= cfg.cols):
-                                m.d.sync += [ch_lane.eq(next_lane - cfg.cols),
+                            with m.If(next_lane >= d.lane_wrap):
+                                m.d.sync += [ch_lane.eq(next_lane - d.lane_wrap),
                                              ch_word.eq(ch_word + word_inc + 1)]
                             with m.Else():
                                 m.d.sync += [ch_lane.eq(next_lane),

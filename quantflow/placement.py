@@ -34,6 +34,20 @@ def _plain(cfg, buf, shape, signed, digits=1):
                      _lane_channels(cfg.cols, groups, digits, per_word, c), bool(signed))
 
 
+def _out_digits(cfg, layer):
+    """Digits of ``act_bits`` that store a requantized layer output (1 when it fits a lane)."""
+    if not layer.requant:
+        return 1
+    cfg.need(f"layer {layer.name!r} output bits", layer.out_fmt.bits, cfg.wide_act_bits)
+    return max(1, _ceil(layer.out_fmt.bits, cfg.act_bits))
+
+
+def _is_plain(loc, cfg):
+    """The lane map is the channels in order, ``cols`` per word (no concat gaps)."""
+    c = loc.stored[0]
+    return loc.per_word == cfg.cols and np.array_equal(loc.lanes.reshape(-1)[:c], np.arange(c))
+
+
 def _stored(shape):
     return tuple(shape) if len(shape) == 3 else (int(np.prod(shape)), 1, 1)
 
@@ -68,17 +82,36 @@ def _layouts(model, cfg, input_loc):
             locs[i], alias[i] = locs[src[0]].reshaped(shape), src[0]
         elif kind in (LayerKind.CONV2D, LayerKind.LINEAR):
             if layer.requant:
-                locs[i] = _plain(cfg, Buffer.ACT0, _stored(shape), signed).reshaped(shape)
+                locs[i] = _plain(cfg, Buffer.ACT0, _stored(shape), signed,
+                                 _out_digits(cfg, layer)).reshaped(shape)
             else:
                 locs[i] = TensorLoc(Buffer.ACC, 0, _stored(shape), shape)
-        elif kind in (LayerKind.MAXPOOL, LayerKind.AVGPOOL, LayerKind.ADD):
+        elif kind is LayerKind.MAXPOOL:  # the input's words, lane map and digits
             s = locs[src[0]]
-            locs[i] = TensorLoc(Buffer.ACT0, 0, _stored(shape), shape, s.groups, 1, s.per_word,
-                                s.groups, s.lanes, signed)
+            locs[i] = TensorLoc(Buffer.ACT0, 0, _stored(shape), shape, s.groups, s.digits,
+                                s.per_word, s.groups, s.lanes, signed)
+        elif kind in (LayerKind.AVGPOOL, LayerKind.ADD):
+            s = locs[src[0]]
+            digits = _out_digits(cfg, layer)
+            if digits == 1:
+                locs[i] = TensorLoc(Buffer.ACT0, 0, _stored(shape), shape, s.groups, 1,
+                                    s.per_word, s.groups, s.lanes, signed)
+            elif s.digits == 1 and _is_plain(s, cfg):
+                locs[i] = _plain(cfg, Buffer.ACT0, _stored(shape), signed,
+                                 digits).reshaped(shape)
+            else:
+                raise UnsupportedOpError(
+                    f"{where}: a {layer.out_fmt.bits}-bit output wider than the"
+                    f" {cfg.act_bits}-bit lanes needs a plain input (not a concat's)")
         else:  # CONCAT: the parts side by side, each from a word boundary
             lanes, offset = [], 0
             for j in src:
                 p = locs[j]
+                if j >= 0 and p.digits != 1:
+                    raise UnsupportedOpError(
+                        f"{where}: concat input {j} ({model.layers[j].out_fmt.bits} bits) is"
+                        f" wider than the {cfg.act_bits}-bit lanes; a concat needs lanes of"
+                        " its width")
                 if j < 0 or j in alias or j in part_of or p.buf is Buffer.ACC or p.digits != 1 \
                         or model.layers[j].kind is LayerKind.CONCAT or len(model.consumers(j)) \
                         and any(model.layers[k].kind is LayerKind.CONCAT and k != i

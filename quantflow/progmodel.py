@@ -67,6 +67,46 @@ def _signed_lanes(flag, digits, cols):
     return flag & ((np.arange(cols) % digits) == digits - 1)
 
 
+def _next_tile(d, start):
+    """The sequencer's per-tile step of the output position (``word_inc``, ``lane_inc``)."""
+    word, lane = start
+    lane += d.lane_inc
+    if lane >= d.lane_wrap:
+        return word + d.word_inc + 1, lane - d.lane_wrap
+    return word + d.word_inc, lane
+
+
+def _positions(d, t, n, start):
+    """Word offsets and first lanes of a tile's ``n`` elements, as the drain steps them:
+    ``odigits`` lanes per element, the next word after ``lane_last``."""
+    word, lane = start
+    words, lanes = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for k in range(n):
+        words[k], lanes[k] = word, lane
+        if lane == d.lane_last:
+            word, lane = word + 1, 0
+        else:
+            lane += d.odigits
+    return words, lanes
+
+
+def _group_max(a, digits, cfg):
+    """Max pooling (P, S, cols) lanes: lane-wise, or with ``digits > 1`` per group of
+    ``digits`` lanes compared as whole values (the digits of the winning step); lanes past
+    the last whole group stay lane-wise, as the pool unit does."""
+    vec = a.max(axis=1)
+    if digits == 1:
+        return vec
+    n = (cfg.cols // digits) * digits
+    groups = a[..., :n].reshape(*a.shape[:2], -1, digits)              # (P, S, G, D)
+    value = (groups << (cfg.act_bits * np.arange(digits))).sum(-1)    # (P, S, G)
+    best = value.argmax(axis=1)                                        # (P, G)
+    win = np.take_along_axis(groups, best[:, None, :, None], axis=1)[:, 0]  # (P, G, D)
+    vec = vec.copy()
+    vec[:, :n] = win.reshape(len(a), n)
+    return vec
+
+
 def _taps(d, k):
     """Pixel, tap and group indices of every (pixel, activation read) and the padding mask."""
     oy, ox = np.divmod(np.arange(d.pixels), d.out_w)
@@ -88,6 +128,7 @@ def _run_desc(d, cfg, act, acc, program):
     nfull = cfg.rows if d.op.name == "MAC" else cfg.cols
     lane_shift = cfg.act_bits * (np.arange(cfg.cols) % d.digits)
     wrap = 1 << cfg.act_addr_bits
+    start = (0, 0)  # (word, lane) of the tile's first element, as the sequencer keeps it
     for t in range(d.tiles):
         g = g_step + (t // d.tdiv) * d.ginc if d.op.name == "MAC" else np.full_like(k, t)
         # The sequencer's sums (origin + pixel steps + tap offsets), modulo the address width;
@@ -109,27 +150,30 @@ def _run_desc(d, cfg, act, acc, program):
             w = w << (cfg.weight_bits * np.arange(wd))[None, :, None, None]  # digit e: 2**(b*e)
             vec = np.einsum("psc,serc->pr", a << lane_shift, w)
         elif d.op.name == "MAX":
-            vec = a.max(axis=1)
+            vec = _group_max(a, d.digits, cfg)
         elif d.op.name == "SUM":
             vec = a.sum(axis=1)
         else:
             b = read(d.src2_buf, (addr + d.src2_delta) % wrap, d.b_signed)
             p = d.p_base + np.arange(2)
             vec = add_requantize([a[:, 0], b[:, 0]], program.mult[p], program.shift[p],
-                                 _sext(d.lo, cfg.act_bits + 1), _sext(d.hi, cfg.act_bits + 1))
+                                 _sext(d.lo, cfg.clamp_bits), _sext(d.hi, cfg.clamp_bits))
         v = vec[:, :n]
         if d.bias_en:
             v = v + program.bias[d.p_base + ch][None, :]
         if d.requant_en and not is_add:
             v = requantize(v, program.mult[d.p_base + ch][None, :],
                            program.shift[d.p_base + ch][None, :],
-                           _sext(d.lo, cfg.act_bits + 1), _sext(d.hi, cfg.act_bits + 1))
+                           _sext(d.lo, cfg.clamp_bits), _sext(d.hi, cfg.clamp_bits))
         pix = np.arange(d.pixels)[:, None]
         if d.to_acc:
             acc[d.dst_base + pix * d.out_ch + ch[None, :]] = v
         else:
-            dst[(d.dst_base + pix * d.out_g + (ch // cfg.cols)[None, :]) % wrap,
-                (ch % cfg.cols)[None, :]] = v & ((1 << cfg.act_bits) - 1)
+            word, lane = _positions(d, t, n, start)
+            for e in range(d.odigits):  # digit e of each element, low digit first
+                dst[(d.dst_base + pix * d.out_g + word[None, :]) % wrap, (lane + e)[None, :]] = \
+                    (v >> (cfg.act_bits * e)) & ((1 << cfg.act_bits) - 1)
+        start = _next_tile(d, start)
 
 
 def execute(program, cfg, x):

@@ -18,10 +18,15 @@ Dataflow the descriptors encode (README "design notes"):
   may be wider than a lane: it is stored as ``digits = ceil(input_bits / act_bits)`` digits of
   ``act_bits`` in adjacent lanes (``cols // digits`` channels per word) and the PE shifts lane
   ``l``'s product left by ``act_bits * (l % digits)`` before the adder tree, so
-  ``sum_d w * digit_d << (act_bits*d) == w * x`` exactly. Why digits in lanes rather than an
-  activation path ``max(input_bits, act_bits)`` wide: the multipliers, the activation memories
-  and the pool unit stay ``act_bits`` wide for every layer (at 2 bits an 8-bit path would make
-  each multiplier 4x larger for the sake of one layer), and the first layer, whose input has
+  ``sum_d w * digit_d << (act_bits*d) == w * x`` exactly. An activation tensor wider than the
+  lanes (an 8-bit first-layer output on 2-bit lanes) is stored the same way: the drain writes
+  an element's ``odigits`` digits into adjacent lanes in one cycle (each output position is
+  ``word_inc``/``lane_inc`` per tile and ``odigits`` lanes per element, wrapping at
+  ``lane_wrap``), and its reader sees it exactly as the first layer sees a wide input. Why
+  digits in lanes rather than an activation path ``max(input_bits, act_bits)`` wide: the
+  multipliers, the activation memories and the pool unit stay ``act_bits`` wide for every
+  layer (at 2 bits an 8-bit path would make each multiplier 4x larger for the sake of one
+  layer), and the first layer, whose input has
   few channels (1 for digits), fills otherwise idle lanes instead of taking extra cycles; when
   ``act_bits`` divides ``input_bits`` the digits are literally the input's bits, so packing is
   free. Cost: ``cols >= digits`` (checked by AccelConfig) and the network input cannot be
@@ -81,6 +86,7 @@ DESC_FIELDS = (
     "out_h", "out_w", "out_g",
     "kh", "kw", "sy", "sx", "py", "px",
     "tiles", "steps", "slots", "out_ch", "digits", "wdigits", "tdiv", "ginc",
+    "odigits", "lane_inc", "word_inc", "lane_wrap", "lane_last",
     "w_base", "p_base", "src_base", "src_org", "dst_base", "lo", "hi",
 )
 
@@ -122,6 +128,11 @@ class LayerDesc:
     wdigits: int
     tdiv: int
     ginc: int
+    odigits: int
+    lane_inc: int
+    word_inc: int
+    lane_wrap: int
+    lane_last: int
     w_base: int
     p_base: int
     src_base: int
@@ -252,7 +263,7 @@ def compile_program(model, cfg):
             if _root(j, alias, {}) >= 0 and s.buf is not Buffer.ACC \
                     and layer.kind is not LayerKind.FLATTEN:
                 cfg.need(f"layer {i} ({layer.name!r}) input bits", model.tensor_fmt(j).bits,
-                         cfg.act_bits)
+                         cfg.wide_act_bits)
         if any(s.buf is Buffer.ACC for s in srcs) and layer.kind is not LayerKind.FLATTEN:
             raise UnsupportedOpError(f"layer {i} ({layer.name!r}) follows a layer that"
                                      " returns its accumulator")

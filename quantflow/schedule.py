@@ -91,11 +91,27 @@ class _Builder:
             raise UnsupportedOpError(f"descriptor {len(self.descs)} ({kw['op'].name}) reads a"
                                      " signed tensor, but the configuration's lanes are"
                                      " unsigned (signed_acts=False)")
-        kw["lo"] %= 1 << (self.cfg.act_bits + 1)   # two's complement in the field
-        kw["hi"] %= 1 << (self.cfg.act_bits + 1)
+        kw["lo"] %= 1 << self.cfg.clamp_bits   # two's complement in the field
+        kw["hi"] %= 1 << self.cfg.clamp_bits
         d = LayerDesc(**kw)
         self.descs.append(d)
         return d
+
+
+def out_position(cfg, per_tile, dst=None):
+    """Descriptor fields that place a layer's results in its output words.
+
+    Element ``c`` (a channel, or a lane of a pooled/added map) of a tensor with ``D`` digits
+    and ``p = cols // D`` elements per word goes to word ``c // p``, lanes ``(c % p) * D`` ..
+    ``+ D - 1``. Each tile moves ``per_tile`` elements on: ``word_inc`` words and
+    ``lane_inc`` lanes, with a carry into the next word at ``lane_wrap``; the drain steps
+    ``odigits`` lanes per element and starts the next word after ``lane_last``. Logits (no
+    output words) get the plain fields."""
+    digits = dst.digits if dst is not None and dst.buf.value != 2 else 1
+    per_word = cfg.cols // digits
+    return dict(odigits=digits, word_inc=per_tile // per_word,
+                lane_inc=(per_tile % per_word) * digits, lane_wrap=per_word * digits,
+                lane_last=(per_word - 1) * digits)
 
 
 def _dense_weight(layer, c_in):
@@ -181,7 +197,7 @@ def _mac_layer(b, i, layer, src, dst):
         mult, shift = layer.mult, layer.shift
         cfg.need(f"{where} requantization multiplier", int(np.max(mult)),
                  (1 << cfg.mult_bits) - 1)
-        cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.act_bits)
+        cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.wide_act_bits)
     else:
         mult = shift = np.zeros(o, dtype=np.int64)
     window = _group_window(cfg, w4, src)
@@ -197,7 +213,7 @@ def _mac_layer(b, i, layer, src, dst):
            digits=src.digits, wdigits=wdigits, tdiv=window[1], ginc=window[2], w_base=w_base,
            p_base=p_base, src_base=src.base,
            dst_base=dst.base, lo=int(layer.lo) if layer.requant else 0,
-           hi=int(layer.hi) if layer.requant else 0)
+           hi=int(layer.hi) if layer.requant else 0, **out_position(cfg, cfg.rows, dst))
     b.macs.append(layer.macs)
 
 
@@ -213,19 +229,21 @@ def _written_channels(cfg, loc):
 def _pool_layer(b, i, layer, src, dst):
     cfg = b.cfg
     where = f"layer {i} ({layer.name!r})"
-    if src.digits != 1:
-        raise UnsupportedOpError(f"{where}: pooling the {layer.in_fmt.bits}-bit network input"
-                                 f" needs activation lanes of that width, not {cfg.act_bits}")
+    avg = layer.kind is LayerKind.AVGPOOL
+    if src.digits != 1 and (avg or src.digits > cfg.act_digits_max):
+        raise UnsupportedOpError(
+            f"{where}: {'average' if avg else 'max'} pooling the {layer.in_fmt.bits}-bit"
+            f" {'network input' if i == 0 else 'tensor'} needs activation lanes of that width,"
+            f" not {cfg.act_bits}")
     c, h, w = src.stored
     kernel, stride, pad = tuple(layer.kernel), tuple(layer.stride), tuple(layer.padding)
     _, ho, wo = layer.out_shape
     for name, v in (("kernel", max(kernel)), ("stride", max(stride)), ("padding", max(pad))):
         cfg.need(f"{where} {name}", v, cfg.max_dim)
     cfg.need(f"{where} window", kernel[0] * kernel[1], cfg.max_reduction)
-    avg = layer.kind is LayerKind.AVGPOOL
     n_ch = _written_channels(cfg, src)
     if avg and layer.requant:
-        cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.act_bits)
+        cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.wide_act_bits)
         p_base = b.params(np.zeros(n_ch, np.int64), np.full(n_ch, int(layer.mult[0])),
                           np.full(n_ch, int(layer.shift[0])))
         cfg.need(f"{where} requantization multiplier", int(layer.mult[0]),
@@ -240,9 +258,10 @@ def _pool_layer(b, i, layer, src, dst):
            in_h=h, in_w=w, in_g=src.groups, px_words=src.stride,
            out_h=ho, out_w=wo, out_g=dst.stride,
            kh=kernel[0], kw=kernel[1], sy=stride[0], sx=stride[1], py=pad[0], px=pad[1],
-           tiles=src.groups, steps=steps, slots=max(steps, cfg.cols), out_ch=n_ch, digits=1,
-           w_base=0, p_base=p_base, src_base=src.base, dst_base=dst.base,
-           lo=int(layer.lo) if avg else 0, hi=int(layer.hi) if avg else 0)
+           tiles=src.groups, steps=steps, slots=max(steps, cfg.cols), out_ch=n_ch,
+           digits=src.digits, w_base=0, p_base=p_base, src_base=src.base, dst_base=dst.base,
+           lo=int(layer.lo) if avg else 0, hi=int(layer.hi) if avg else 0,
+           **out_position(cfg, cfg.cols, dst if avg else None))
     b.macs.append(0)
 
 
@@ -253,12 +272,12 @@ def _add_layer(b, i, layer, srcs, dst):
         raise UnsupportedOpError(f"{where}: the overlay adds two tensors, not {len(srcs)}")
     a, bb = srcs
     if a.digits != 1 or bb.digits != 1:
-        raise UnsupportedOpError(f"{where}: adding the {cfg.input_bits}-bit network input needs"
-                                 f" activation lanes of that width, not {cfg.act_bits}")
+        raise UnsupportedOpError(f"{where}: adding a tensor wider than the {cfg.act_bits}-bit"
+                                 " lanes needs activation lanes of its width")
     if a.stride != bb.stride or not np.array_equal(a.lanes, bb.lanes):
         raise UnsupportedOpError(f"{where}: the two inputs of an add must have one layout (a"
                                  " concat part cannot be added to a plain tensor)")
-    cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.act_bits)
+    cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.wide_act_bits)
     cfg.need(f"{where} requantization multiplier", int(np.max(layer.mult)),
              (1 << cfg.mult_bits) - 1)
     c, h, w = a.stored
@@ -271,7 +290,7 @@ def _add_layer(b, i, layer, srcs, dst):
            out_g=dst.stride, kh=1, kw=1, sy=1, sx=1, py=0, px=0, tiles=a.groups, steps=2,
            slots=add_slots(cfg), out_ch=_written_channels(cfg, a), digits=1, w_base=0,
            p_base=p_base, src_base=a.base, dst_base=dst.base, lo=int(layer.lo),
-           hi=int(layer.hi))
+           hi=int(layer.hi), **out_position(cfg, cfg.cols, dst))
     b.macs.append(0)
 
 

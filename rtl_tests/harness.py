@@ -24,7 +24,7 @@ class RequantHarness(wiring.Component):
             "acc": In(signed(cfg.acc_bits)), "mult": In(unsigned(cfg.mult_bits)),
             "shift": In(unsigned(cfg.shift_bits)), "lo": In(unsigned(cfg.act_bits)),
             "hi": In(unsigned(cfg.act_bits)), "valid": In(1),
-            "y": Out(unsigned(cfg.act_bits)), "y_valid": Out(1),
+            "y": Out(signed(cfg.clamp_bits)), "y_valid": Out(1),
         })
 
     @property

@@ -103,16 +103,48 @@ def _mixed_case(name, body):
     return _quantize(net, body, body, False, {macs[0]: (8, body), macs[-1]: (8, body)})
 
 
+def _mixed_act_case(name, body):
+    """8-bit weights and activations at both ends around a ``body``-bit network: the first
+    layer's output and the last layer's input are 8-bit tensors, stored as digits of the
+    ``body``-bit activation lanes."""
+    net = dagnets.build(name)
+    macs = [lyr.name for lyr in importers.capture(net, (1, 8, 8))
+            if lyr.kind.value in ("conv2d", "linear")]
+    bits = {macs[0]: (8, 8), macs[-2]: (body, 8), macs[-1]: (8, body)}
+    return _quantize(net, body, body, False, bits)
+
+
 @pytest.mark.parametrize("sim,name,body", [
     pytest.param(Sim.ICARUS, "mlp-residual", 2, marks=pytest.mark.icarus),
     pytest.param(Sim.ICARUS, "resnet", 4, marks=[pytest.mark.icarus, pytest.mark.slow]),
-    pytest.param(Sim.VERILATOR, "resnet", 2, marks=pytest.mark.verilator),
+    pytest.param(Sim.VERILATOR, "resnet", 2, marks=[pytest.mark.verilator, pytest.mark.slow]),
     pytest.param(Sim.VERILATOR, "mobile", 2, marks=[pytest.mark.verilator, pytest.mark.slow])])
 def test_mixed_precision_on_narrow_lanes(sim, name, body, seed, tmp_path):
     qm, xs = _mixed_case(name, body)
     array = (4, 4) if sim is Sim.ICARUS else (8, 8)
     s = _check(sim, qm, xs[:2], tmp_path, seed, f"{name} 8/{body}/8", array)
     assert s["config_digest"]
+
+
+@pytest.mark.parametrize("sim,name,body", [
+    pytest.param(Sim.VERILATOR, "mobile", 2, marks=pytest.mark.verilator),
+    pytest.param(Sim.ICARUS, "concat", 2, marks=pytest.mark.icarus),
+    pytest.param(Sim.VERILATOR, "concat", 4, marks=[pytest.mark.verilator, pytest.mark.slow]),
+    pytest.param(Sim.ICARUS, "mobile", 3, marks=[pytest.mark.icarus, pytest.mark.slow])])
+def test_wide_activations_on_narrow_lanes(sim, name, body, seed, tmp_path):
+    """8-bit ends (weights and activations) on ``body``-bit lanes: the overlay gets
+    ``body``-bit weight and activation lanes (for_model's choice), the 8-bit tensors run as
+    activation digits (a depthwise layer and a concat's branches read them), and every layer
+    is bit-exact with measured cycles equal to the model."""
+    from hwgen.config import AccelConfig
+
+    qm, xs = _mixed_act_case(name, body)
+    array = (4, 4) if sim is Sim.ICARUS else (8, 8)
+    cfg = AccelConfig.for_model(qm, array=array)
+    assert (cfg.weight_bits, cfg.act_bits, cfg.layer_act_bits) == (body, body, 8)
+    s = _check(sim, qm, xs[:2], tmp_path, seed, f"{name} 8/{body}/8 with 8-bit activations",
+               array)
+    assert s["config_digest"] == cfg.digest
 
 
 @pytest.mark.verilator

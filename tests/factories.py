@@ -46,7 +46,7 @@ def _mac(rng, name, kind, shape_in, shape_out, in_fmt, w_fmt, a_fmt, weight, fin
         layer.out_scale = np.ones(o)
     else:
         layer.mult, layer.shift = _requant(rng, acc_std, a_fmt.max, o)
-        layer.lo = int(rng.choice([0, 0, 1]))
+        layer.lo = int(rng.choice([0, 0, 1]) + (a_fmt.min if a_fmt.signed else 0))
         layer.hi = int(a_fmt.max if rng.random() < 0.7 else max(layer.lo, a_fmt.max - 1))
     return layer
 
@@ -60,13 +60,16 @@ def _weights(rng, w_fmt, shape):
 
 
 def random_model(rng, spec, input_shape, wbits=4, abits=4, in_bits=8, final_acc=True,
-                 name="random"):
-    """A validated QuantizedModel following ``spec`` (see CNN_SPEC for the tuple forms)."""
-    w_fmt, a_fmt = QFormat(wbits, True), QFormat(abits, False)
+                 name="random", layer_bits=None):
+    """A validated QuantizedModel following ``spec`` (see CNN_SPEC for the tuple forms);
+    ``layer_bits`` maps a spec index to its own ``(weight bits, output activation bits)``, or
+    ``(weight bits, output bits, True)`` for a signed output."""
     fmt, shape = QFormat(in_bits, False), tuple(input_shape)
     layers = []
     last_mac = max(i for i, s in enumerate(spec) if s[0] in ("conv", "linear"))
     for i, s in enumerate(spec):
+        wb, ab, *sgn = (layer_bits or {}).get(i, (wbits, abits))
+        w_fmt, a_fmt = QFormat(wb, True), QFormat(ab, bool(sgn and sgn[0]))
         nm = f"{s[0]}{i}"
         final = final_acc and i == last_mac
         if s[0] == "conv":

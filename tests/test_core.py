@@ -145,3 +145,27 @@ def test_wide_layers_on_narrow_lanes(name):
     program, results = run_top(cfg, qm, xs[:1])
     assert first_mismatch(qm, xs[:1], results) is None
     assert results[0].layer_cycles == program.cycles
+
+
+@pytest.mark.parametrize("seed,layer_bits,array", [
+    (0, {0: (8, 8), 3: (2, 8), 5: (8, 2)}, (4, 4)),   # 8-bit first and last layers, 2-bit body
+    (1, {1: (2, 8)}, (2, 4)),                          # max pooling an 8-bit tensor as digits
+    (2, {0: (2, 5), 1: (3, 7)}, (3, 5)),               # 5 and 7 bits on 2-bit lanes, gaps
+    (3, {0: (8, 8, True)}, (4, 4)),                    # signed: only the top digit is signed
+    (4, {1: (2, 6, True)}, (2, 4))])                   # max pooling signed digit groups
+def test_wide_activations_as_digits(seed, layer_bits, array):
+    """Activation tensors wider than the lanes: the drain writes each element's digits into
+    adjacent lanes, the next layer's PEs shift them back, max pooling compares digit groups;
+    every layer bit-exact and cycles equal to the model."""
+    spec = [("conv", 5, 3, 1, 1), ("conv", 6, 3, 1, 1), ("maxpool", 2, 2, 0),
+            ("conv", 5, 3, 1, 0), ("flatten",), ("linear", 4)]
+    rng = np.random.default_rng(seed)
+    model = random_model(rng, spec, (1, 6, 6), 2, 2, layer_bits=layer_bits)
+    cfg = AccelConfig.for_model(model, array=array, act_bits=2, **SMALL)
+    assert cfg.layer_act_bits == max(bits[1] for bits in layer_bits.values())
+    xs = random_input(rng, model, 1)
+    program, results = run_top(cfg, model, xs)
+    assert any(d.odigits > 1 for d in program.descs)
+    mismatch = first_mismatch(model, xs, results)
+    assert mismatch is None, f"seed {seed} {cfg}: {mismatch}"
+    assert results[0].layer_cycles == program.cycles

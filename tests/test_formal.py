@@ -65,7 +65,7 @@ def _eval(cfg, cases):
     m = Module()
     acc, mult = Signal(signed(cfg.acc_bits)), Signal(unsigned(cfg.mult_bits))
     shift = Signal(unsigned(cfg.shift_bits))
-    lo, hi = Signal(signed(cfg.act_bits + 1)), Signal(signed(cfg.act_bits + 1))
+    lo, hi = Signal(signed(cfg.clamp_bits)), Signal(signed(cfg.clamp_bits))
     out = contract(m, cfg, acc, mult, shift, lo, hi)
     got = []
 

@@ -93,7 +93,7 @@ def test_cycle_model_and_utilisation():
 def test_pooling_the_wide_input_is_unsupported():
     rng = np.random.default_rng(0)
     model = random_model(rng, [("maxpool", 2, 2)] + CNN_SPEC[3:], (4, 4, 4), 4, 4)
-    with pytest.raises(UnsupportedOpError, match=r"^layer 0 \('maxpool0'\): pooling the 8-bit"
+    with pytest.raises(UnsupportedOpError, match=r"^layer 0 \('maxpool0'\): max pooling the 8-bit"
                                                  r" network input needs activation lanes of"
                                                  r" that width, not 4$"):
         compile_program(model, AccelConfig.for_model(model))
