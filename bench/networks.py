@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The zoo's DAG and MLPerf Tiny networks on the overlay: MACs, weight storage, cycles per
 inference and MAC-array utilisation per layer kind, at W8A8, W4A4 and 8-bit first/last layers
-around a 2- or 4-bit body, from the Program compiler's cycle model (exact: the rtl tests check
-measured = model on every layer).
+around a 2- or 4-bit body (weights only, or weights and activations: "A8"), and the
+smallest board each fits by the estimate, from the Program compiler's cycle model (exact:
+the rtl tests check measured = model on every layer).
 
 Cycles depend only on layer shapes and word lengths, so the networks are built with seeded
 initial weights (no training) and quantized on their default data (digits or its proxy).
@@ -27,12 +28,13 @@ from quantflow.qmodel import LayerKind  # noqa: E402
 
 NETWORKS = ["digits-cnn", "digits-resnet", "digits-dsconv", "dscnn-kws", "mobilenetv1-vww-32",
             "resnet8-ic", "fc-autoencoder"]
-#: (label, body bits, first/last layer weight bits or None)
-RECIPES = [("W8A8", 8, None), ("W4A4", 4, None), ("8/4/8", 4, 8), ("8/2/8", 2, 8)]
+#: (label, body bits, first/last layer weight bits or None, 8-bit activations at the ends)
+RECIPES = [("W8A8", 8, None, False), ("W4A4", 4, None, False), ("8/4/8", 4, 8, False),
+           ("8/2/8", 2, 8, False), ("8/2/8 A8", 2, 8, True)]
 KINDS = ("conv", "depthwise/grouped", "linear", "add", "pool")
 
 
-def _quantized(name, body, ends):
+def _quantized(name, body, ends, wide_acts=False):
     which = zoo.ZooModel(name)
     torch.manual_seed(0)
     net = zoo.build(which).eval()
@@ -42,6 +44,9 @@ def _quantized(name, body, ends):
     if ends:
         macs = [lyr.name for lyr in layers if lyr.kind in (LayerKind.CONV2D, LayerKind.LINEAR)]
         bits = {macs[0]: (ends, body), macs[-1]: (ends, body)}
+        if wide_acts:  # the first layer's output and the last layer's input at 8 bits too
+            bits[macs[0]] = (ends, 8)
+            bits[macs[-2]] = (body, 8)
     cfg = ptq.PTQConfig(body, body, layer_bits=bits)
     return ptq.quantize(layers, name, ds.input_shape, ds.x_train[:128], cfg).export()
 
@@ -74,6 +79,7 @@ def row(name, label, model, shape):
         "weight_bits": int(sum(lyr.weight.size * lyr.w_fmt.bits for lyr in model.mac_layers)),
         "lanes": f"W{cfg.weight_bits}A{cfg.act_bits}",
         "weight_digits_max": cfg.weight_digits_max,
+        "act_digits_max": cfg.act_digits_max,
         "cycles_per_inference": total,
         "mac_utilization": sum(prog.macs) / (total * cfg.array_macs),
         "cycle_share": {k: c / total for k, (_, c) in per.items() if c},
@@ -81,6 +87,23 @@ def row(name, label, model, shape):
         "descriptors": len(prog.descs),
         "memory": prog.usage,
     }
+
+
+def smallest_board(model):
+    """The supported board with the fewest LUTs on which ``model`` fits at the board's own
+    array, by the calibrated estimate (boards/estimate.py: resources and Fmax against the
+    board clock), or ``"none"``; a family without calibration is skipped."""
+    from boards import Board
+    from boards.estimate import NotCalibratedError, estimate
+
+    for board in sorted(Board, key=lambda b: b.value.device.lut):
+        try:
+            est = estimate(board.value, model)
+        except (NotCalibratedError, TypeError, ValueError):
+            continue
+        if all(f["ok"] for f in est["fit"].values()) and est["fmax_mhz"] >= est["target_mhz"]:
+            return board.value.name
+    return "none"
 
 
 def main(argv=None):
@@ -102,14 +125,16 @@ def main(argv=None):
     with Progress(transient=True) as bar:
         task = bar.add_task("quantizing and compiling", total=len(models) * len(RECIPES))
         for name in models:
-            for label, body, ends in RECIPES:
-                model = _quantized(name, body, ends)
-                rows += [row(name, label, model, s) for s in shapes]
+            for label, body, ends, wide_acts in RECIPES:
+                model = _quantized(name, body, ends, wide_acts)
+                board = smallest_board(model)
+                rows += [{**row(name, label, model, s), "smallest_board": board}
+                         for s in shapes]
                 bar.advance(task)
 
     table = Table(title="networks on the overlay (compiler cycle model; measured = model)")
     for col in ("model", "recipe", "array", "lanes", "MACs", "weight kbit", "cycles", "util",
-                *KINDS):
+                *KINDS, "smallest board"):
         table.add_column(col, justify="right")
     for r in rows:
         kinds = [f"{r['utilization'][k]:.0%} ({r['cycle_share'][k]:.0%})"
@@ -118,7 +143,7 @@ def main(argv=None):
                  for k in KINDS]
         table.add_row(r["model"], r["recipe"], r["array"], r["lanes"], f"{r['macs']:,}",
                       f"{r['weight_bits'] / 1000:.0f}", f"{r['cycles_per_inference']:,}",
-                      f"{r['mac_utilization']:.1%}", *kinds)
+                      f"{r['mac_utilization']:.1%}", *kinds, r["smallest_board"])
     Console(width=180).print(table)
     print("per kind: utilisation of the array while running that kind (share of all cycles)")
     out = Path(args.out)

@@ -162,7 +162,7 @@ class Core(wiring.Component):
             drain.to_acc.eq(d.to_acc), drain.p_base.eq(d.p_base),
             drain.lo.eq(d.lo.as_signed()), drain.hi.eq(d.hi.as_signed()),
             drain.pair.eq(d.op == Op.ADD.value),
-            drain.odigits.eq(d.odigits), drain.lane_last.eq(d.lane_last),
+            drain.odigits.eq(d.odigits),
             drain.bias.eq(mems[Mem.BIAS].r_data), drain.rq.eq(mems[Mem.RQ].r_data),
         ]
 

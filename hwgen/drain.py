@@ -18,6 +18,8 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import (acc_shape, acc_vector_layout, act_addr_bits, act_layout, drain_in_layout,
                       lane_bits, rq_layout)
+from quantflow.schedule import out_position
+
 from .requant import Requantizer
 
 __all__ = ["Drain"]
@@ -33,9 +35,9 @@ class Drain(wiring.Component):
         so the drain is always free when the next one comes.
     bias_en, requant_en, to_acc, pair : In(1); p_base : In(param address);
         lo, hi : In(signed(clamp_bits)) — layer constants from the descriptor (``pair``: an
-        add); odigits : In(digit_bits), lane_last : In — each element fills ``odigits``
-        adjacent lanes (its digits, low first: a tensor wider than the lanes), and the word
-        after lane ``lane_last`` starts a new one.
+        add); odigits : In(digit_bits) — each element fills ``odigits`` adjacent lanes (its
+        digits, low first: a tensor wider than the lanes), ``cols // odigits`` elements per
+        word (:func:`quantflow.schedule.out_position`).
     p_addr : Out — bias / requantization parameter address; bias, rq : In — their data.
     act_addr, act_en (one per lane), act_data : Out — activation write (dst buffer chosen
         by the core); acc_addr, acc_data, acc_en : Out — logits write.
@@ -50,7 +52,7 @@ class Drain(wiring.Component):
             "bias_en": In(1), "requant_en": In(1), "to_acc": In(1), "pair": In(1),
             "p_base": In(pbits), "lo": In(signed(cfg.clamp_bits)),
             "hi": In(signed(cfg.clamp_bits)),
-            "odigits": In(cfg.digit_bits), "lane_last": In(lane_bits(cfg) + 1),
+            "odigits": In(cfg.digit_bits),
             "p_addr": Out(pbits), "bias": In(acc_shape(cfg)), "rq": In(rq_layout(cfg)),
             "act_addr": Out(cfg.addr_bits(cfg.act_depth)), "act_en": Out(cfg.cols),
             "act_data": Out(act_layout(cfg)),
@@ -114,7 +116,14 @@ class Drain(wiring.Component):
                     m.d.sync += [vec.eq(shift_vec), phase.eq(0)]
         # The position advances after each element, or after each pair's B element.
         advance = ~self.pair | e_second
-        last_lane = e_lane == self.lane_last
+        lane_last = Signal(lane_bits(cfg) + 1)  # the word's last element starts here
+        with m.Switch(self.odigits):
+            for n in range(2, cfg.act_digits_max + 1):
+                with m.Case(n):
+                    m.d.comb += lane_last.eq(out_position(cfg, 1, n)["lane_last"])
+            with m.Default():
+                m.d.comb += lane_last.eq(out_position(cfg, 1, 1)["lane_last"])
+        last_lane = e_lane == lane_last
         m.d.sync += [
             ch.eq(e_ch + advance),
             lane.eq(Mux(advance, Mux(last_lane, 0, e_lane + self.odigits), e_lane)),

@@ -15,6 +15,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from quantflow.program import Op
+from quantflow.schedule import out_position
 
 from .config import PROG_WORD_BITS
 from .layouts import (Mem, act_addr_bits, desc_layout, lane_bits, layer_bits, mem_depth,
@@ -105,6 +106,10 @@ class Sequencer(wiring.Component):
         # (t // tdiv) * ginc .. + in_g - 1, kept as the origin's offset ``gbase``.
         tcnt, tdiv_m1 = Signal(cfg.count_bits), Signal(cfg.count_bits)
         gbase = Signal(act_addr_bits(cfg))
+        # Output position steps per tile, from the layer's output digits (a table built here
+        # from quantflow.schedule.out_position: rows elements per MAC tile, cols otherwise).
+        lane_inc, lane_wrap = Signal(lane_bits(cfg) + 1), Signal(lane_bits(cfg) + 1)
+        word_inc = Signal(cfg.count_bits)
 
         # Stage A: the issue slot, registered.
         a_valid, a_first, a_last, a_bank, a_b = Signal(), Signal(), Signal(), Signal(), Signal()
@@ -171,6 +176,18 @@ class Sequencer(wiring.Component):
                     e.eq(0), wd_m1.eq(d.wdigits - 1),
                     tcnt.eq(0), tdiv_m1.eq(d.tdiv - 1), gbase.eq(0),
                 ]
+
+                def position(n):
+                    p_mac, p_lw = out_position(cfg, cfg.rows, n), out_position(cfg, cfg.cols, n)
+                    m.d.sync += [lane_inc.eq(Mux(mac, p_mac["lane_inc"], p_lw["lane_inc"])),
+                                 word_inc.eq(Mux(mac, p_mac["word_inc"], p_lw["word_inc"])),
+                                 lane_wrap.eq(Mux(mac, p_mac["lane_wrap"], p_lw["lane_wrap"]))]
+                with m.Switch(d.odigits):
+                    for n in range(2, cfg.act_digits_max + 1):
+                        with m.Case(n):
+                            position(n)
+                    with m.Default():
+                        position(1)
                 m.next = "RUN"
             with m.State("RUN"):
                 # An add reads input A at slot 0 and input B (src2_delta words on, in bank
@@ -228,8 +245,7 @@ class Sequencer(wiring.Component):
                         with m.Else():
                             # next output-channel tile (MAC) or channel group (pooling):
                             # the output position moves on by the descriptor's steps
-                            next_lane = ch_lane + d.lane_inc
-                            word_inc = d.word_inc
+                            next_lane = ch_lane + lane_inc
                             next_gbase = Mux(tcnt == tdiv_m1, gbase + d.ginc, gbase)
                             m.d.sync += [
                                 oy.eq(0), iy0.eq(-d.py), t.eq(t + 1),
@@ -241,8 +257,8 @@ class Sequencer(wiring.Component):
                                 w_tile.eq(w_tile + d.steps), w_addr.eq(w_tile + d.steps),
                                 ch_base.eq(ch_base + nfull), rem.eq(rem - nfull),
                             ]
-                            with m.If(next_lane >= d.lane_wrap):
-                                m.d.sync += [ch_lane.eq(next_lane - d.lane_wrap),
+                            with m.If(next_lane >= lane_wrap):
+                                m.d.sync += [ch_lane.eq(next_lane - lane_wrap),
                                              ch_word.eq(ch_word + word_inc + 1)]
                             with m.Else():
                                 m.d.sync += [ch_lane.eq(next_lane),

@@ -9,6 +9,7 @@ compiler's schedule is checked against the reference without a simulator.
 import numpy as np
 
 from .numerics import add_requantize, requantize
+from .schedule import out_position
 
 __all__ = ["execute", "pack_input", "read_loc"]
 
@@ -67,26 +68,26 @@ def _signed_lanes(flag, digits, cols):
     return flag & ((np.arange(cols) % digits) == digits - 1)
 
 
-def _next_tile(d, start):
+def _next_tile(pos, start):
     """The sequencer's per-tile step of the output position (``word_inc``, ``lane_inc``)."""
     word, lane = start
-    lane += d.lane_inc
-    if lane >= d.lane_wrap:
-        return word + d.word_inc + 1, lane - d.lane_wrap
-    return word + d.word_inc, lane
+    lane += pos["lane_inc"]
+    if lane >= pos["lane_wrap"]:
+        return word + pos["word_inc"] + 1, lane - pos["lane_wrap"]
+    return word + pos["word_inc"], lane
 
 
-def _positions(d, t, n, start):
+def _positions(pos, digits, n, start):
     """Word offsets and first lanes of a tile's ``n`` elements, as the drain steps them:
-    ``odigits`` lanes per element, the next word after ``lane_last``."""
+    ``digits`` lanes per element, the next word after ``lane_last``."""
     word, lane = start
     words, lanes = np.zeros(n, np.int64), np.zeros(n, np.int64)
     for k in range(n):
         words[k], lanes[k] = word, lane
-        if lane == d.lane_last:
+        if lane == pos["lane_last"]:
             word, lane = word + 1, 0
         else:
-            lane += d.odigits
+            lane += digits
     return words, lanes
 
 
@@ -129,6 +130,7 @@ def _run_desc(d, cfg, act, acc, program):
     lane_shift = cfg.act_bits * (np.arange(cfg.cols) % d.digits)
     wrap = 1 << cfg.act_addr_bits
     start = (0, 0)  # (word, lane) of the tile's first element, as the sequencer keeps it
+    pos = out_position(cfg, nfull, d.odigits)
     for t in range(d.tiles):
         g = g_step + (t // d.tdiv) * d.ginc if d.op.name == "MAC" else np.full_like(k, t)
         # The sequencer's sums (origin + pixel steps + tap offsets), modulo the address width;
@@ -169,11 +171,11 @@ def _run_desc(d, cfg, act, acc, program):
         if d.to_acc:
             acc[d.dst_base + pix * d.out_ch + ch[None, :]] = v
         else:
-            word, lane = _positions(d, t, n, start)
+            word, lane = _positions(pos, d.odigits, n, start)
             for e in range(d.odigits):  # digit e of each element, low digit first
                 dst[(d.dst_base + pix * d.out_g + word[None, :]) % wrap, (lane + e)[None, :]] = \
                     (v >> (cfg.act_bits * e)) & ((1 << cfg.act_bits) - 1)
-        start = _next_tile(d, start)
+        start = _next_tile(pos, start)
 
 
 def execute(program, cfg, x):

@@ -20,9 +20,9 @@ Dataflow the descriptors encode (README "design notes"):
   ``l``'s product left by ``act_bits * (l % digits)`` before the adder tree, so
   ``sum_d w * digit_d << (act_bits*d) == w * x`` exactly. An activation tensor wider than the
   lanes (an 8-bit first-layer output on 2-bit lanes) is stored the same way: the drain writes
-  an element's ``odigits`` digits into adjacent lanes in one cycle (each output position is
-  ``word_inc``/``lane_inc`` per tile and ``odigits`` lanes per element, wrapping at
-  ``lane_wrap``), and its reader sees it exactly as the first layer sees a wide input. Why
+  an element's ``odigits`` digits into adjacent lanes in one cycle (the output positions
+  follow from ``odigits``: :func:`quantflow.schedule.out_position`), and its reader sees it
+  exactly as the first layer sees a wide input. Why
   digits in lanes rather than an activation path ``max(input_bits, act_bits)`` wide: the
   multipliers, the activation memories and the pool unit stay ``act_bits`` wide for every
   layer (at 2 bits an 8-bit path would make each multiplier 4x larger for the sake of one
@@ -86,7 +86,7 @@ DESC_FIELDS = (
     "out_h", "out_w", "out_g",
     "kh", "kw", "sy", "sx", "py", "px",
     "tiles", "steps", "slots", "out_ch", "digits", "wdigits", "tdiv", "ginc",
-    "odigits", "lane_inc", "word_inc", "lane_wrap", "lane_last",
+    "odigits",
     "w_base", "p_base", "src_base", "src_org", "dst_base", "lo", "hi",
 )
 
@@ -129,10 +129,6 @@ class LayerDesc:
     tdiv: int
     ginc: int
     odigits: int
-    lane_inc: int
-    word_inc: int
-    lane_wrap: int
-    lane_last: int
     w_base: int
     p_base: int
     src_base: int

@@ -11,7 +11,7 @@ from .numerics import split_digits, weight_digits
 from .program import LayerDesc, Op, _ceil, add_slots
 from .qmodel import LayerKind
 
-__all__ = []
+__all__ = ["out_position"]
 
 
 def _canonical_shift(mult, shift, cfg):
@@ -98,20 +98,24 @@ class _Builder:
         return d
 
 
-def out_position(cfg, per_tile, dst=None):
-    """Descriptor fields that place a layer's results in its output words.
+def out_position(cfg, per_tile, digits):
+    """Where a layer's results go in its output words, from its output digits alone.
 
-    Element ``c`` (a channel, or a lane of a pooled/added map) of a tensor with ``D`` digits
-    and ``p = cols // D`` elements per word goes to word ``c // p``, lanes ``(c % p) * D`` ..
-    ``+ D - 1``. Each tile moves ``per_tile`` elements on: ``word_inc`` words and
-    ``lane_inc`` lanes, with a carry into the next word at ``lane_wrap``; the drain steps
-    ``odigits`` lanes per element and starts the next word after ``lane_last``. Logits (no
-    output words) get the plain fields."""
-    digits = dst.digits if dst is not None and dst.buf.value != 2 else 1
+    Element ``c`` (a channel, or a lane of a pooled/added map) of a tensor with ``digits``
+    digits and ``p = cols // digits`` elements per word goes to word ``c // p``, lanes
+    ``(c % p) * digits`` .. ``+ digits - 1``. Each tile moves ``per_tile`` elements on (``rows``
+    for a MAC layer, ``cols`` for the lane-wise ops): ``word_inc`` words and ``lane_inc`` lanes,
+    with a carry into the next word at ``lane_wrap``; the drain steps ``digits`` lanes per
+    element and starts the next word after ``lane_last``. The gateware builds the same table
+    for every ``digits`` at elaboration (the sequencer and the drain only add and compare)."""
     per_word = cfg.cols // digits
-    return dict(odigits=digits, word_inc=per_tile // per_word,
-                lane_inc=(per_tile % per_word) * digits, lane_wrap=per_word * digits,
-                lane_last=(per_word - 1) * digits)
+    return dict(word_inc=per_tile // per_word, lane_inc=(per_tile % per_word) * digits,
+                lane_wrap=per_word * digits, lane_last=(per_word - 1) * digits)
+
+
+def _odigits(dst):
+    """Digits per written element: the output tensor's (1 for logits)."""
+    return dst.digits if dst is not None and dst.buf.value != 2 else 1
 
 
 def _dense_weight(layer, c_in):
@@ -213,7 +217,7 @@ def _mac_layer(b, i, layer, src, dst):
            digits=src.digits, wdigits=wdigits, tdiv=window[1], ginc=window[2], w_base=w_base,
            p_base=p_base, src_base=src.base,
            dst_base=dst.base, lo=int(layer.lo) if layer.requant else 0,
-           hi=int(layer.hi) if layer.requant else 0, **out_position(cfg, cfg.rows, dst))
+           hi=int(layer.hi) if layer.requant else 0, odigits=_odigits(dst))
     b.macs.append(layer.macs)
 
 
@@ -261,7 +265,7 @@ def _pool_layer(b, i, layer, src, dst):
            tiles=src.groups, steps=steps, slots=max(steps, cfg.cols), out_ch=n_ch,
            digits=src.digits, w_base=0, p_base=p_base, src_base=src.base, dst_base=dst.base,
            lo=int(layer.lo) if avg else 0, hi=int(layer.hi) if avg else 0,
-           **out_position(cfg, cfg.cols, dst if avg else None))
+           odigits=_odigits(dst) if avg else 1)
     b.macs.append(0)
 
 
@@ -290,7 +294,7 @@ def _add_layer(b, i, layer, srcs, dst):
            out_g=dst.stride, kh=1, kw=1, sy=1, sx=1, py=0, px=0, tiles=a.groups, steps=2,
            slots=add_slots(cfg), out_ch=_written_channels(cfg, a), digits=1, w_base=0,
            p_base=p_base, src_base=a.base, dst_base=dst.base, lo=int(layer.lo),
-           hi=int(layer.hi), **out_position(cfg, cfg.cols, dst))
+           hi=int(layer.hi), odigits=_odigits(dst))
     b.macs.append(0)
 
 
