@@ -5,7 +5,8 @@ Light on purpose (no gateware import): ``hwgen estimate`` answers in about a sec
 decision from here.
 """
 
-__all__ = ["DSP_MIN_PRODUCT_BITS", "multiplier_style", "default_array", "board_config"]
+__all__ = ["DSP_MIN_PRODUCT_BITS", "fixed_dsp", "multiplier_style", "smaller_arrays",
+          "default_array", "board_config"]
 
 
 #: Narrowest product worth a DSP block: below it a shift-and-add multiplier is a handful of
@@ -13,12 +14,23 @@ __all__ = ["DSP_MIN_PRODUCT_BITS", "multiplier_style", "default_array", "board_c
 DSP_MIN_PRODUCT_BITS = 9
 
 
+def fixed_dsp(target):
+    """DSP blocks the rest of the design takes whatever the array (the requantizer's
+    ``acc x M`` product; on ECP5 one for the sequencer's address arithmetic), as the estimate's
+    calibration measured them (``boards/estimate.json``); 2 for an uncalibrated family."""
+    from .estimate import load_coeffs
+
+    fam = load_coeffs()["families"].get(target.family, {})
+    return fam.get("fixed_dsp", 2)
+
+
 def multiplier_style(target, rows, cols, weight_bits, act_bits):
     """``"dsp"`` when the products are at least ``DSP_MIN_PRODUCT_BITS`` wide and the device
-    has a DSP block for each of the ``rows * cols`` multipliers, else ``"lut"``
-    (shift-and-add): a half-mapped array would still be LUT-bound."""
+    has a DSP block for each of the ``rows * cols`` multipliers besides the ones the rest of
+    the design takes (:func:`fixed_dsp`), else ``"lut"`` (shift-and-add): a half-mapped array
+    would still be LUT-bound."""
     wide = weight_bits + act_bits >= DSP_MIN_PRODUCT_BITS
-    return "dsp" if wide and target.device.dsp >= rows * cols else "lut"
+    return "dsp" if wide and target.device.dsp >= rows * cols + fixed_dsp(target) else "lut"
 
 
 def default_array(target, model):
@@ -36,17 +48,58 @@ def default_array(target, model):
     return rows, cols
 
 
+def smaller_arrays(rows, cols, min_cols=1):
+    """``(rows, cols)`` and the shapes below it, halving the larger side (rows on a tie) down
+    to 1 x ``min_cols``."""
+    shapes = [(rows, cols)]
+    while True:
+        r, c = shapes[-1]
+        if r >= c and r > 1:
+            r //= 2
+        elif c // 2 >= min_cols and c > 1:
+            c //= 2
+        elif r > 1:
+            r //= 2
+        else:
+            return shapes
+        shapes.append((r, c))
+
+
 def board_config(target, model, array=None):
     """``(AccelConfig, multiplier style)`` of ``model``'s overlay on ``target``: the one place
-    that decides a board's array and multipliers (``hwgen synth`` and ``hwgen run`` agree).
-    The multipliers are as wide as the overlay's lanes (a wider layer runs as weight digits),
-    not as the widest layer. Raises ``ValueError``/``TypeError`` for a configuration that
+    that decides a board's array and multipliers (``hwgen synth``, ``hwgen run`` and
+    ``hwgen estimate`` agree).
+
+    The multipliers are as wide as the overlay's lanes (a wider layer runs as digits), not as
+    the widest layer. Of the lane widths :func:`hwgen.config.lane_pairs` ranks by area x
+    cycles, the first the estimate says fits the board is taken (digits of a wide activation
+    tensor cost their reader weight memory: each channel's weights are stored once per digit
+    lane). Without ``array`` the board's array is tried first, then smaller ones
+    (:func:`smaller_arrays`) until one fits (the OrangeCrab-25F's 8x8 at W8A8 needs 28k of its
+    24k LUTs, its 4x4 fits); when nothing fits, the first choice is returned and ``synth``'s
+    check names the resource. Raises ``ValueError``/``TypeError`` for a configuration that
     cannot be built (e.g. too few columns for the input's digits)."""
-    from hwgen.config import AccelConfig, lane_bits
+    from hwgen.config import AccelConfig, lane_pairs
+
+    from .estimate import NotCalibratedError, estimate_config
 
     rows, cols = tuple(array) if array is not None else default_array(target, model)
-    wbits, abits = lane_bits(model, (rows, cols))
-    style = multiplier_style(target, rows, cols, wbits, abits)
-    cfg = AccelConfig.for_model(model, array=(rows, cols), lut_multipliers=style == "lut",
-                                weight_bits=wbits, act_bits=abits)
-    return cfg, style
+    shapes = [(rows, cols)] if array is not None else smaller_arrays(rows, cols)
+    choices = []
+    for n, (r, c) in enumerate(shapes):
+        for wbits, abits in lane_pairs(model, (r, c)):
+            style = multiplier_style(target, r, c, wbits, abits)
+            try:
+                cfg = AccelConfig.for_model(model, array=(r, c), weight_bits=wbits,
+                                            act_bits=abits, lut_multipliers=style == "lut")
+            except (TypeError, ValueError):
+                if n == 0 and not choices:
+                    raise
+                continue  # a smaller array without room for the digits
+            choices.append((cfg, style))
+            try:
+                if estimate_config(target, cfg, style)["fits"]:
+                    return cfg, style
+            except NotCalibratedError:
+                return choices[0]  # no estimate for this family: the best by area x cycles
+    return choices[0]

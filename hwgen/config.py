@@ -16,7 +16,7 @@ from quantflow.numerics import (DEFAULT_MULT_BITS, MAX_BITS, MIN_BITS, QFormat, 
 from .errors import DoesNotFitError, UserError
 
 __all__ = ["AccelConfig", "DEFAULT_ARRAY", "input_digits", "model_act_bits", "model_signed",
-           "lane_bits", "lane_weight_bits", "act_widths"]
+           "lane_bits", "lane_pairs", "lane_weight_bits", "act_widths"]
 
 #: Default MAC-array shape (PE output lanes x SIMD input lanes).
 DEFAULT_ARRAY = (8, 8)
@@ -72,12 +72,13 @@ def act_widths(qmodel):
     return {max(MIN_BITS, min(MAX_BITS, b)) for b in widths} or {model_act_bits(qmodel)}
 
 
-def lane_bits(qmodel, array=None):
-    """``(weight lanes, activation lanes)`` for ``qmodel``: among its layers' widths, the pair
-    that minimises multiplier area times cycles per inference, ``b_w * b_a * cycles`` (a LUT
-    multiplier grows about as the product of its operands' widths; a layer with wider weights
-    runs as weight digits, each digit a pass, and a wider activation tensor as digits in
-    adjacent lanes, which its reader pays for in input groups; the cycles come from compiling
+def lane_pairs(qmodel, array=None):
+    """The ``(weight lanes, activation lanes)`` pairs that run ``qmodel``, best first: among
+    its layers' widths, ranked by multiplier area times cycles per inference,
+    ``b_w * b_a * cycles`` (a LUT multiplier grows about as the product of its operands'
+    widths; a layer with wider weights runs as weight digits, each digit a pass, and a wider
+    activation tensor as digits in adjacent lanes, which its reader pays for in input groups;
+    the cycles come from compiling
     the model for that pair). A network at one width gets that width; 8-bit first/last layers
     around a 2-bit body get 2-bit lanes when the body holds most of the work, 8-bit lanes when
     the wide layers do (a 640-input autoencoder)."""
@@ -86,7 +87,7 @@ def lane_bits(qmodel, array=None):
     wwidths = sorted({layer.w_fmt.bits for layer in qmodel.mac_layers})
     awidths = sorted(act_widths(qmodel))
     if len(wwidths) == 1 and len(awidths) == 1:
-        return wwidths[0], awidths[0]
+        return [(wwidths[0], awidths[0])]
     rows, cols = array or DEFAULT_ARRAY
     a_wide = max(awidths)
 
@@ -104,7 +105,14 @@ def lane_bits(qmodel, array=None):
             return float("inf")
 
     pairs = [(wb, ab) for wb in wwidths for ab in awidths]
-    return min(pairs, key=lambda p: (cost(p), -p[0], -p[1]))
+    costs = {p: cost(p) for p in pairs}
+    ranked = sorted(pairs, key=lambda p: (costs[p], -p[0], -p[1]))
+    return [p for p in ranked if costs[p] != float("inf")] or ranked[:1]
+
+
+def lane_bits(qmodel, array=None):
+    """``(weight lanes, activation lanes)`` for ``qmodel``: the first of :func:`lane_pairs`."""
+    return lane_pairs(qmodel, array)[0]
 
 
 def lane_weight_bits(qmodel, array=None):
