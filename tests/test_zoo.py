@@ -85,9 +85,11 @@ def test_training_is_deterministic_and_cached(monkeypatch, tmp_path):
     ref = trained("digits-mlp")
     for (k, a), b in zip(fresh.state_dict().items(), ref.state_dict().values(), strict=True):
         assert torch.equal(a, b), f"{k} differs between two trainings"
-    files = list((tmp_path / "zoo").iterdir())
-    assert len(files) == 1 and files[0].name.startswith("digits-mlp-") and \
-        files[0].suffix == ".pt"
+    files = [f for f in (tmp_path / "zoo").iterdir() if f.suffix == ".pt"]
+    assert len(files) == 1 and files[0].name.startswith("digits-mlp-")
+    # beside it only its digest and its lock file
+    assert sorted(f.name for f in (tmp_path / "zoo").iterdir()) == sorted(
+        files[0].name + s for s in ("", ".lock", ".sha256"))
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained although the cache holds the model")
@@ -109,7 +111,8 @@ def test_training_is_deterministic_and_cached(monkeypatch, tmp_path):
     zoo.load_or_train(zoo.ZooModel.DIGITS_MLP, ds)
     assert len(retrained) == 1
     assert set(torch.load(files[0], weights_only=True)) == set(ref.state_dict())
-    assert [p.name for p in (tmp_path / "zoo").iterdir()] == [files[0].name], "temp file left"
+    assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == sorted(
+        files[0].name + s for s in ("", ".lock", ".sha256")), "temp file left"
 
 
 # -- user model files -------------------------------------------------------------------------

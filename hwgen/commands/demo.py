@@ -40,8 +40,14 @@ def run(args):
     from quantflow import ptq, serialize
     from quantflow.flow import Method, load_data, load_model, quantize_model
 
-    console = Console()
+    from quantflow.errors import UserError
+    from quantflow.fsutil import check_out
+
+    if args.images < 0:
+        raise UserError(f"--images must be a non-negative integer, not {args.images!r}")
     out = Path(args.out)
+    check_out(out)
+    console = Console()
     ds = load_data()
     rows = []
     with Progress(console=console, transient=True) as progress:
