@@ -136,8 +136,8 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
     AccelConfig fields (:func:`design_for`)."""
     import numpy as np
 
-    from quantflow.serialize import load
     from quantflow.fsutil import cache_dir
+    from quantflow.serialize import load
     from rtl_tests import runner
 
     from .emit import TOP_NAME

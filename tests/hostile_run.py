@@ -57,7 +57,7 @@ class Case:
     message: str = ""      # regex the error line must match (it names the cause)
     check: object = None   # (Context, stdout, stderr) -> list of problems ("left behind")
     process: bool = False  # needs a real process (pipes, sys.exit in user code)
-    pipe_head: bool = False  # read one byte of stdout, then close it (`| head -c 1`)
+    pipe_head: bool = False  # stdout's reader has left (`| head -c 1`, deterministic)
 
 
 @dataclass
@@ -213,7 +213,8 @@ def _subprocess(argv, env, cwd, pipe_head=False, timeout=600):
         return p.returncode, p.stdout, p.stderr
     with subprocess.Popen(cmd, env=full, cwd=cwd, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE) as p:
-        p.stdout.read(1)
+        # The reader leaves before the command writes (the race `| head -c 1` can lose:
+        # output that fits the pipe's buffer before head exits raises nothing).
         p.stdout.close()
         err = p.stderr.read().decode(errors="replace")
         p.wait(timeout=timeout)

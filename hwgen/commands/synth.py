@@ -59,16 +59,13 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
     import shutil
     import time
 
-    from boards.build import board_config, build
+    from boards.build import board_config, build, cache_root
     from boards.estimate import NotCalibratedError
     from hwgen.commands.estimate import board_estimate, check_fits
     from hwgen.errors import ConfigError, UserError
+    from quantflow.fsutil import atomic_dir, check_cache_root, check_out
     from quantflow.program import compile_program
-    from quantflow.fsutil import atomic_dir
     from quantflow.serialize import load
-
-    from boards.build import cache_root
-    from quantflow.fsutil import check_cache_root, check_out
 
     start = time.monotonic()
     target = board.value
