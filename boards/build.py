@@ -196,6 +196,8 @@ def _build_entry(target, plan, root, folder, bit, timeout):
             raise ToolError(f"{target.name}: build timed out after {timeout} s") from e
         (tmp / _SEAL).write_text(file_digest(tmp / bit.name) + "\n")
         tmp.rename(folder)
+        # an earlier failure's logs describe a build that now succeeded
+        shutil.rmtree(folder.with_name(folder.name + ".failed"), ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

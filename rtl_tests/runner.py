@@ -139,6 +139,7 @@ def build(verilog, toplevel, sim, waves=False, quiet=False, parameters=None):
         if fresh:
             stamp = {"product": product.name, "sha256": file_digest(product)}
             write_bytes(build_dir / _STAMP, json.dumps(stamp).encode())
+            build_dir.with_name(f"{build_dir.name}-failed.log").unlink(missing_ok=True)
     return runner, build_dir
 
 
