@@ -8,7 +8,10 @@ even when nothing is programmed: ``true`` serves.
 
 A build folder is named by the digest of the whole build plan (board, configuration, design
 Verilog, constraints and scripts): an identical request reuses it. It is built under a
-temporary name and renamed when complete, so a failed or interrupted build leaves nothing.
+temporary name and renamed when complete, sealed with its bitstream's digest: a folder without
+a matching seal is discarded and built again. Processes on one cache take turns per entry
+(:func:`quantflow.fsutil.cache_lock`); a killed build's temporary folder is removed by the
+next build of that entry.
 """
 
 import os
@@ -25,6 +28,7 @@ from amaranth.lib import io, wiring
 
 from hwgen.errors import DoesNotFitError, ToolError
 from hwgen.uart import UARTTop, divisor_for
+from quantflow.fsutil import cache_lock, check_cache_root, file_digest, notice
 
 from .overlay import DSP_MIN_PRODUCT_BITS, board_config, default_array, multiplier_style
 from .reports import report
@@ -141,34 +145,62 @@ def build(target, cfg, *, root=None, timeout=None):
     """
     start = time.monotonic()
     plan = _plan(target, cfg)
-    root = Path(root) if root is not None else cache_root()
+    root = Path(root) if root is not None else check_cache_root(cache_root(),
+                                                                "HWGEN_BUILD_CACHE")
     folder = root / f"{target.name}-{plan.digest().hex()[:16]}"
     bit = folder / _BITSTREAM[target.family]
-    if not bit.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
-        try:
-            plan.extract(tmp)
-            try:
-                subprocess.run(["sh", f"{plan.script}.sh"], cwd=tmp,
-                               env=tool_env(target.family), check=True, timeout=timeout,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            except subprocess.CalledProcessError as e:
-                _keep_failed(tmp, folder)
-                _failed(target, folder.with_name(folder.name + ".failed"), e.stderr)
-            except subprocess.TimeoutExpired as e:
-                raise ToolError(f"{target.name}: build timed out after {timeout} s") from e
-            if folder.exists():
-                shutil.rmtree(folder)
-            tmp.rename(folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        cached = False
-    else:
-        cached = True
+    # One process builds an entry, the others wait and then find it complete.
+    with cache_lock(folder):
+        cached = _complete(folder, bit)
+        if not cached:
+            _build_entry(target, plan, root, folder, bit, timeout)
     rpt = report(target.family, folder, target.clock_mhz, target.device, routed=True)
     return BuildResult(folder, bit, rpt, cached, time.monotonic() - start)
+
+
+#: Inside a finished build folder: the bitstream's digest (written last, before the rename).
+_SEAL = ".complete"
+
+
+def _complete(folder, bit):
+    """``folder`` holds a finished build: its seal names the bitstream's digest. A folder
+    without one (a copy, a damaged entry) is discarded with a notice."""
+    if not folder.exists():
+        return False
+    try:
+        if (folder / _SEAL).read_text().strip() == file_digest(bit):
+            return True
+    except OSError:
+        pass
+    notice(f"board build {folder} is incomplete or damaged; discarded, building again")
+    shutil.rmtree(folder)
+    return False
+
+
+def _build_entry(target, plan, root, folder, bit, timeout):
+    """Build in a temporary folder and rename it into place when complete (the lock is held:
+    any other temporary folder of this entry is a killed build's, removed here)."""
+    for stale in root.glob(f".{folder.name}.*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
+    try:
+        plan.extract(tmp)
+        try:
+            subprocess.run(["sh", f"{plan.script}.sh"], cwd=tmp,
+                           env=tool_env(target.family), check=True, timeout=timeout,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        except subprocess.CalledProcessError as e:
+            _keep_failed(tmp, folder)
+            _failed(target, folder.with_name(folder.name + ".failed"), e.stderr)
+        except subprocess.TimeoutExpired as e:
+            raise ToolError(f"{target.name}: build timed out after {timeout} s") from e
+        (tmp / _SEAL).write_text(file_digest(tmp / bit.name) + "\n")
+        tmp.rename(folder)
+        # an earlier failure's logs describe a build that now succeeded
+        shutil.rmtree(folder.with_name(folder.name + ".failed"), ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def _read(path):

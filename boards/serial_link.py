@@ -32,6 +32,16 @@ class SerialLink(Link):
             self.fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
         except OSError as e:
             raise ToolError(f"{port}: cannot open: {e.strerror}") from None
+        if not os.isatty(self.fd):
+            os.close(self.fd)
+            raise ToolError(f"{port}: not a serial port (not a terminal device)")
+        try:
+            self._configure(baud)
+        except termios.error as e:
+            os.close(self.fd)
+            raise ToolError(f"{port}: not a usable serial port ({e.args[-1]})") from None
+
+    def _configure(self, baud):
         attrs = termios.tcgetattr(self.fd)
         iflag, oflag, cflag, lflag, _ispeed, _ospeed, cc = attrs
         iflag = 0

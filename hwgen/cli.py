@@ -7,7 +7,11 @@ shown only with ``--debug``.
 """
 
 import argparse
+import contextlib
 import importlib
+import os
+import re
+import signal
 import sys
 
 from quantflow.errors import UserError
@@ -56,16 +60,43 @@ def build_parser(argv=None):
     return parser
 
 
+def _one_line(text):
+    """A message as one line: no colour codes, no line breaks (a tool's multi-line error
+    joined with ' | ')."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(text))
+    return " | ".join(ln.strip() for ln in text.splitlines() if ln.strip())
+
+
+def _stdout_closed():
+    """The reader of our stdout left (``hwgen generate | head -c 1``): the work is done, so
+    exit quietly with the status a tool killed by SIGPIPE has; point stdout at /dev/null so
+    the interpreter's final flush does not fail again."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
-        return int(args._run(args) or 0)
-    except UserError as e:
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
+    except (UserError, OSError, RecursionError) as e:
         if args.debug:
             raise
-        print(f"hwgen {args.command}: error: {e}", file=sys.stderr)
+        if isinstance(e, OSError):
+            # A file system refusal the checks before the work did not foresee (a disk
+            # full, a folder made read-only meanwhile): still one line.
+            from quantflow.fsutil import describe_os_error
+            e = describe_os_error(e)
+        elif isinstance(e, RecursionError):
+            e = "input nested too deeply"
+        print(f"hwgen {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hwgen {args.command}: interrupted", file=sys.stderr)

@@ -17,13 +17,13 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, wiring
 
 from quantflow.packing import chunks_per_word
-from quantflow.serialize import atomic_dir
+from quantflow.fsutil import atomic_dir, check_out
 
 from .errors import UserError
 from .layouts import Command, Mem, mem_depth, mem_width
 from .top import Top
 
-__all__ = ["TOP_NAME", "MANIFEST_VERSION", "manifest", "emit_verilog", "emit",
+__all__ = ["TOP_NAME", "MANIFEST_VERSION", "manifest", "emit_verilog", "emit", "check_emittable",
            "generator_digest"]
 
 TOP_NAME = "hwgen_top"
@@ -84,14 +84,22 @@ def emit_verilog(cfg):
     return top, verilog.convert(top, name=TOP_NAME, emit_src=False)
 
 
-def emit(cfg, out_dir, program=None):
-    """Write ``<TOP_NAME>.v`` and ``manifest.json`` into ``out_dir`` atomically; return paths."""
+def check_emittable(out_dir):
+    """Raise :class:`UserError` (one line) unless ``out_dir`` can receive :func:`emit`'s
+    folder: a usable path, and nothing there but an empty folder or an earlier output."""
     out_dir = Path(out_dir)
+    check_out(out_dir)
     ours = out_dir.is_dir() and (not any(out_dir.iterdir())
                                  or (out_dir / "manifest.json").exists())
     if out_dir.exists() and not ours:
         # atomic_dir replaces the whole folder: never do that to something we did not write.
         raise UserError(f"{out_dir}: refusing to replace it, it is not an hwgen output folder")
+
+
+def emit(cfg, out_dir, program=None):
+    """Write ``<TOP_NAME>.v`` and ``manifest.json`` into ``out_dir`` atomically; return paths."""
+    out_dir = Path(out_dir)
+    check_emittable(out_dir)
     top, text = emit_verilog(cfg)
     doc = manifest(cfg, top, program)
     with atomic_dir(out_dir) as tmp:

@@ -5,12 +5,17 @@ The design for the model's word-length configuration is emitted once into the ca
 :mod:`rtl_tests.runner` (keyed by the Verilog's digest), so repeated runs only simulate.
 """
 
+import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantflow.fsutil import (cache_lock, check_cache_root, check_out, file_digest, notice,
+                              scratch_dir, write_bytes)
+
 from .config import DEFAULT_ARRAY, AccelConfig
-from .errors import ConfigError
+from .errors import ConfigError, DataError, ToolError
 
 __all__ = ["SimReport", "design_for", "simulate", "images_for"]
 
@@ -59,7 +64,7 @@ def design_for(model, array=DEFAULT_ARRAY, overrides=None):
     ``overrides``: AccelConfig fields to set (e.g. depths shared by several models, so one
     build serves them all)."""
     from quantflow.program import compile_program
-    from quantflow.zoo import cache_dir
+    from quantflow.fsutil import cache_dir
 
     from .emit import emit, generator_digest
 
@@ -68,21 +73,53 @@ def design_for(model, array=DEFAULT_ARRAY, overrides=None):
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
     compile_program(model, cfg)  # a model that does not fit fails here, before any build
-    folder = cache_dir() / "designs" / f"{cfg.digest}-{generator_digest()}"
-    if not (folder / "manifest.json").exists():
-        emit(cfg, folder)
+    root = check_cache_root(cache_dir(), "HWGEN_CACHE") / "designs"
+    folder = root / f"{cfg.digest}-{generator_digest()}"
+    with cache_lock(folder):
+        if not _design_complete(folder):
+            if folder.exists():
+                notice(f"design cache entry {folder} is incomplete or damaged; discarded,"
+                       " emitting it again")
+                shutil.rmtree(folder)
+            emit(cfg, folder)
+            write_bytes(folder.with_name(folder.name + _SEAL), _seal(folder).encode())
     return cfg, folder
+
+
+#: Beside each design folder: the digest of its files, written once the folder is complete.
+_SEAL = ".sha256"
+
+
+def _seal(folder):
+    from .emit import TOP_NAME
+
+    return "\n".join(f"{file_digest(folder / n)}  {n}"
+                     for n in (f"{TOP_NAME}.v", "manifest.json"))
+
+
+def _design_complete(folder):
+    seal = folder.with_name(folder.name + _SEAL)
+    try:
+        return seal.read_text() == _seal(folder)
+    except OSError:
+        return False
 
 
 def images_for(model, images=0, data=None):
     """(integer inputs, labels): the first ``images`` (0: all) test images of ``data`` (a .npz
     path) or of the embedded digits set, quantized as the model's input."""
+    import numpy as np
+
     from quantflow import data as data_mod
 
     ds = data_mod.load_npz(data) if data is not None else data_mod.digits()
     if tuple(ds.input_shape) != tuple(model.input_shape):
         raise ConfigError(f"test images have shape {ds.input_shape}, the model expects"
                           f" {tuple(model.input_shape)}")
+    outputs = int(np.prod(model.layers[-1].out_shape))
+    if ds.classes is not None and ds.classes > outputs:
+        raise DataError(f"{ds.name}: labels go up to {ds.classes - 1}, the model has"
+                        f" {outputs} classes")
     n = images or len(ds.x_test)
     return model.quantize_input(ds.x_test[:n]), ds.y_test[:n]
 
@@ -97,16 +134,18 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
     ``reference``: compare with this model folder's reference instead (tests of the checker);
     ``quiet``: simulator and build output to log files in the build folder; ``overrides``:
     AccelConfig fields (:func:`design_for`)."""
-    import tempfile
-
     import numpy as np
 
+    from quantflow.fsutil import cache_dir
     from quantflow.serialize import load
     from rtl_tests import runner
 
     from .emit import TOP_NAME
 
     t0 = time.perf_counter()
+    if test_dir is not None:
+        check_out(test_dir, what="--waves folder")
+    check_cache_root(cache_dir(), "HWGEN_CACHE")
     model = load(model_dir)
     if inputs is None:
         xs, ys = images_for(model, images, data)
@@ -118,8 +157,9 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
                                 waves=waves, quiet=quiet,
                                 parameters={"HB": cfg.host_bits})
     t_build = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory(prefix="hwgen-inputs-") as tmp:
+    with scratch_dir("hwgen-inputs") as tmp:
         inputs = Path(tmp) / "inputs.npz"
+        log = Path(tmp) / "sim.log"
         np.savez(inputs, x=xs, y=ys)
         env = {"HWGEN_DESIGN": design, "HWGEN_QMODEL": Path(model_dir).resolve(),
                "HWGEN_INPUTS": inputs, "HWGEN_SEED": seed, "HWGEN_IDLE": idle,
@@ -128,11 +168,30 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
             env["HWGEN_REFERENCE"] = Path(reference).resolve()
         passed, failed, result = runner.run(r, build_dir, PLAYER_TOP, "rtl_tests.tb.tb_network",
                                             env=env, seed=seed, waves=waves, test_dir=test_dir,
-                                            log_file=build_dir / "sim.log" if quiet else None)
+                                            log_file=log if quiet else None)
+        if quiet and log.exists():  # kept for the user, one per build (the last run's)
+            write_bytes(build_dir / "sim.log", log.read_bytes())
+        if result is None or passed + failed == 0:
+            where = build_dir / "sim.log" if quiet else "the log above"
+            cause = _testbench_error(log) if quiet else None
+            raise ToolError(f"the testbench failed before reporting a result"
+                            f"{f' ({cause})' if cause else ''}; see {where}")
     if waves and test_dir is not None and result is not None:
         result["waves"] = _collect_waves(build_dir, Path(test_dir))
     return SimReport(sim.value, cfg.digest, result, passed, failed,
                      time.perf_counter() - t0, t_build)
+
+
+def _testbench_error(log):
+    """The exception line of the testbench's traceback in ``log`` (or its last error line)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    exc = [ln.strip() for ln in lines if re.match(r"^\s*[\w.]+(Error|Exception|Exit): ", ln)]
+    errors = [ln.strip() for ln in lines if "ERROR" in ln or "FAIL" in ln]
+    found = (exc or errors or [None])[-1]
+    return found[:300] if found else None
 
 
 def _collect_waves(build_dir, test_dir):

@@ -141,11 +141,19 @@ def load_npz(path):
         if len(x) != len(y) or len(x) == 0:
             raise DataError(f"{path}: x_{split} and y_{split} must be non-empty and of equal"
                             f" length, not {len(x)} and {len(y)}")
+        for name, a in ((f"x_{split}", x), (f"y_{split}", y)):
+            if np.issubdtype(a.dtype, np.complexfloating):
+                raise DataError(f"{path}: {name} must hold real numbers, not {a.dtype}")
         if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
             raise DataError(f"{path}: x_{split} must hold finite numbers")
+        if x.ndim < 2:
+            raise DataError(f"{path}: x_{split} must be (N, *sample shape), not {x.shape}")
         if _is_targets(y):
             if not np.all(np.isfinite(y)):
                 raise DataError(f"{path}: y_{split} must hold finite regression targets")
+        elif np.issubdtype(y.dtype, np.integer) and y.ndim != 1:
+            raise DataError(f"{path}: y_{split} must hold class labels of shape (N,), not"
+                            f" {y.shape} (one-hot labels? store labels.argmax(1))")
         elif not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
             raise DataError(f"{path}: y_{split} must hold non-negative integer class labels")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:

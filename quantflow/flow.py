@@ -92,6 +92,7 @@ def load_model(spec, ds, progress=None):
         names = ", ".join(m.value for m in zoo.ZooModel)
         raise DataError(f"{spec!r} is not a zoo model ({names}) nor path/to/file.py:factory")
     model = zoo.load_user_model(spec)
+    zoo.check_user_data(model, ds, spec)
     return str(spec).rpartition(":")[0].rpartition("/")[2].removesuffix(".py"), model
 
 

@@ -113,6 +113,19 @@ def _pool(kind, name, kernel, stride, padding, node, index):
                       padding=_pair(padding))
 
 
+#: The module types :func:`_module_layer` maps (anything else is reported by its name).
+_MODULES = (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
+            nn.ReLU, nn.ReLU6, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Identity)
+
+
+def _unsupported_modules(gm, modules):
+    """Name an unsupported layer (an LSTM, an attention) first: the glue code around it (a
+    reshape, an index into its tuple output) is only unsupported because of it."""
+    for index, node in enumerate(gm.graph.nodes):
+        if node.op == "call_module" and not isinstance(modules[node.target], _MODULES):
+            _fail(node, index, type(modules[node.target]).__name__)
+
+
 def _module_layer(mod, node, index):
     name = node.target
     if isinstance(mod, nn.Conv2d):
@@ -253,6 +266,7 @@ def capture(model, input_shape):
         raise UnsupportedOpError(f"cannot trace the model with torch.fx ({type(e).__name__}:"
                                  f" {str(e).splitlines()[0] if str(e) else ''})") from None
     modules = dict(gm.named_modules())
+    _unsupported_modules(gm, modules)
     layers, value = [], {}  # value: fx node -> index of the layer holding it (-1: the input)
     for index, node in enumerate(gm.graph.nodes):
         if node.op == "placeholder":

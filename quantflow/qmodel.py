@@ -188,6 +188,15 @@ def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def _positive(value, zero=False):
+    """Every element of ``value`` is a finite real number > 0 (>= 0 with ``zero``)."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return bool(np.all(np.isfinite(a)) and np.all(a >= 0 if zero else a > 0))
+
+
 def _check(cond, message):
     if not cond:
         raise ArtifactError(message)
@@ -226,6 +235,16 @@ class QuantizedModel:
     def validate(self):
         """Raise :class:`ArtifactError` when the graph is inconsistent."""
         _check(len(self.layers) > 0, "model has no layers")
+        _check(_positive(self.input_scale), f"input_scale must be a finite positive number,"
+               f" not {self.input_scale!r}")
+        for i, layer in enumerate(self.layers):
+            where = f"layer {i} ({layer.name!r})"
+            _check(_positive(layer.in_scale), f"{where}: in_scale must be a finite positive"
+                   f" number, not {layer.in_scale!r}")
+            _check(layer.out_scale is None or _positive(layer.out_scale),
+                   f"{where}: out_scale must hold finite positive numbers")
+            _check(layer.w_scale is None or _positive(layer.w_scale, zero=True),
+                   f"{where}: w_scale must hold finite non-negative numbers")
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             src = layer.inputs

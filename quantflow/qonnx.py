@@ -276,6 +276,10 @@ def load_qonnx(source, name=None, mult_bits=DEFAULT_MULT_BITS):
             raise DataError(f"{path}: no such ONNX file") from None
         except Exception as e:  # protobuf decode errors have no common public base class
             raise DataError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+        if not model.graph.node and not model.graph.input:
+            # protobuf parses an empty (or zeroed) file as an empty model without complaint
+            what = "an empty file" if path.stat().st_size == 0 else "an empty graph"
+            raise DataError(f"{path}: not an ONNX model ({what})")
         name = name or path.stem
     else:
         model = source

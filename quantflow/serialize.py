@@ -12,19 +12,17 @@ so a folder whose two files come from different runs is refused.
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ArtifactError
+from .fsutil import atomic_dir, check_out
 from .numerics import QFormat
 from .qmodel import FORMAT_VERSION, LayerKind, QLayer, QuantizedModel
 
-__all__ = ["save", "load", "atomic_dir", "tensor_digest"]
+__all__ = ["save", "load", "check_replaceable", "atomic_dir", "tensor_digest"]
 
 _ARRAYS = ("weight", "bias", "mult", "shift", "w_scale", "out_scale")
 _MAGIC = "hwgen.quantized-model"
@@ -40,35 +38,6 @@ def tensor_digest(arrays):
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()
-
-
-class atomic_dir:
-    """Context manager yielding a temporary folder renamed to ``path`` on success.
-
-    On an exception the temporary folder is removed and ``path`` is left as it was.
-    """
-
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-", dir=self.path.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return False
-        old = None
-        if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.path, old)
-        os.replace(self.tmp, self.path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return False
 
 
 def _layer_record(layer, index, arrays):
@@ -106,6 +75,16 @@ def _replaceable(path):
     return isinstance(doc, dict) and doc.get("format") == _MAGIC
 
 
+def check_replaceable(path):
+    """Raise :class:`ArtifactError` (one line) unless ``path`` can become a QuantizedModel
+    folder: a usable path (:func:`~quantflow.fsutil.check_out`), and nothing there but an
+    empty folder or an earlier QuantizedModel folder."""
+    if not _replaceable(Path(path)):
+        raise ArtifactError(f"{path}: exists and is not a QuantizedModel folder (refusing to"
+                            " replace it)")
+    check_out(path)
+
+
 def save(model, path):
     """Validate ``model`` and write it to the folder ``path`` atomically; return the path.
 
@@ -113,9 +92,7 @@ def save(model, path):
     there is refused rather than deleted (``--out .`` must not wipe a working directory).
     """
     model.validate()
-    if not _replaceable(Path(path)):
-        raise ArtifactError(f"{path}: exists and is not a QuantizedModel folder (refusing to"
-                            " replace it)")
+    check_replaceable(path)
     arrays = {}
     layers = [_layer_record(layer, i, arrays) for i, layer in enumerate(model.layers)]
     doc = {
@@ -140,6 +117,7 @@ def load(path):
     arrays = _read_npz(path / "tensors.npz")
     if tensor_digest(arrays) != doc.get("tensors_sha256"):
         raise ArtifactError(f"{path}: tensors.npz does not match model.json (digest differs)")
+    _check_arrays(path, doc, arrays)
     try:
         layers = [_layer_from_record(rec, i, arrays) for i, rec in enumerate(doc["layers"])]
         model = QuantizedModel(
@@ -154,6 +132,33 @@ def load(path):
         raise ArtifactError(f"{path}: {e}") from None
 
 
+#: Arrays that hold integers (the rest are float scales).
+_INTEGER = ("weight", "bias", "mult", "shift")
+
+
+def _check_arrays(path, doc, arrays):
+    """Every array belongs to a layer model.json describes (a model.json that lost layers is
+    refused, not run short), and the integer ones hold integers (no silent truncation)."""
+    layers = doc.get("layers")
+    if not isinstance(layers, list):
+        raise ArtifactError(f"{path}: malformed model.json (TypeError: layers must be a list,"
+                            f" not {type(layers).__name__})")
+    for key, a in arrays.items():
+        index, _, attr = key.partition(".")
+        if not index.isdigit() or attr not in _ARRAYS:
+            raise ArtifactError(f"{path}: tensors.npz holds an unknown array {key!r}")
+        if int(index) >= len(layers):
+            raise ArtifactError(f"{path}: tensors.npz holds arrays of layer {index}, which"
+                                f" model.json does not describe ({len(layers)} layers):"
+                                " model.json is truncated or edited")
+        if attr in _INTEGER and not np.issubdtype(a.dtype, np.integer):
+            raise ArtifactError(f"{path}: layer {index} {attr} must hold integers, not"
+                                f" {a.dtype} values")
+        if attr not in _INTEGER and not np.issubdtype(a.dtype, np.floating):
+            raise ArtifactError(f"{path}: layer {index} {attr} must hold real scales, not"
+                                f" {a.dtype} values")
+
+
 def _read_json(file):
     try:
         doc = json.loads(file.read_text())
@@ -161,6 +166,11 @@ def _read_json(file):
         raise ArtifactError(f"{file.parent}: not a QuantizedModel folder (no model.json)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{file}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ArtifactError(f"{file}: not a QuantizedModel description (nested too deeply)") \
+            from None
+    except OSError as e:
+        raise ArtifactError(f"{file}: cannot read it ({e.strerror or e})") from None
     if not isinstance(doc, dict) or doc.get("format") != _MAGIC:
         raise ArtifactError(f"{file}: not a QuantizedModel description")
     if doc.get("version") not in _READABLE:
@@ -172,6 +182,8 @@ def _read_json(file):
 def _read_npz(file):
     if not file.exists():
         raise ArtifactError(f"{file.parent}: tensors.npz is missing")
+    if not file.is_file():
+        raise ArtifactError(f"{file}: not a file")
     try:
         # Open the file here: np.load leaks its own handle when the zip is truncated.
         with open(file, "rb") as f, np.load(f, allow_pickle=False) as npz:

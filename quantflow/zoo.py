@@ -20,8 +20,9 @@ import dataclasses
 import enum
 import hashlib
 import importlib.util
-import os
+import io
 import pickle
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +33,10 @@ from torch import nn
 from . import metrics, proxy, zoo_nets
 from .data import Task, digits, fit_split
 from .errors import DataError
+from .fsutil import cache_dir, cache_lock, check_cache_root, file_digest, notice, write_bytes
 
 __all__ = ["ZooModel", "Recipe", "RECIPES", "build", "default_data", "check_data", "train",
-           "load_or_train", "load_user_model", "cache_dir", "accuracy"]
+           "load_or_train", "load_user_model", "check_user_data", "cache_dir", "accuracy"]
 
 
 class ZooModel(enum.Enum):
@@ -132,6 +134,22 @@ def check_data(which, net, ds):
                         f" {ds.name!r} has labels up to {ds.classes - 1}")
 
 
+def check_user_data(net, ds, spec):
+    """Raise :class:`DataError` unless a user's network takes ``ds``'s inputs and has an
+    output for every class label in it."""
+    try:
+        with torch.no_grad():
+            out = net.eval()(torch.zeros(1, *ds.input_shape))
+    except Exception as e:  # noqa: BLE001 - the user's forward on the data's input shape
+        raise DataError(f"{spec}: the network does not take the data's inputs of shape"
+                        f" {ds.input_shape} ({_user_failure(e)})") from None
+    if not isinstance(out, torch.Tensor) or out.ndim < 2:
+        raise DataError(f"{spec}: the network must return one (N, outputs) tensor")
+    if ds.task is Task.CLASSIFICATION and ds.classes > out.shape[1]:
+        raise DataError(f"{spec}: the network has {out.shape[1]} classes, the data"
+                        f" {ds.name!r} has labels up to {ds.classes - 1}")
+
+
 def build(which):
     """A freshly initialised zoo network (seeded by the caller)."""
     if which in _NETS:
@@ -153,12 +171,6 @@ def build(which):
             nn.Linear(32, 10),
         )
     raise TypeError(f"Zoo model must be a ZooModel, not {which!r}")
-
-
-def cache_dir():
-    """Where trained zoo weights are cached: ``$HWGEN_CACHE`` or ``~/.cache/hwgen``."""
-    root = os.environ.get("HWGEN_CACHE") or Path.home() / ".cache" / "hwgen"
-    return Path(root)
 
 
 def _cache_key(which, recipe, ds):
@@ -211,25 +223,62 @@ def train(model, ds, recipe, progress=None):
 def load_or_train(which, ds, progress=None):
     """The trained zoo network, from the cache when its key (recipe, data, torch) matches.
 
-    It is trained on ``ds``'s training data minus the validation split."""
+    It is trained on ``ds``'s training data minus the validation split. A cache entry is
+    served only when its bytes match the digest written beside it and it loads into the
+    network; anything else (truncated, zeroed, a folder, another object) is discarded with a
+    one-line notice and retrained. Processes on one cache take turns (a lock per entry): the
+    second finds the first's weights."""
     recipe = RECIPES[which]
     x_fit, y_fit = fit_split(ds)
     ds = dataclasses.replace(ds, x_train=x_fit, y_train=y_fit)
-    path = cache_dir() / "zoo" / f"{which.value}-{_cache_key(which, recipe, ds)}.pt"
+    root = check_cache_root(cache_dir(), "HWGEN_CACHE") / "zoo"
+    path = root / f"{which.value}-{_cache_key(which, recipe, ds)}.pt"
     torch.manual_seed(recipe.seed)
     model = build(which)
-    if path.exists():
-        try:
-            model.load_state_dict(torch.load(path, weights_only=True))
+    with cache_lock(path):
+        if _load_cached(model, path):
             return model.eval()
-        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError):
-            pass  # a corrupt cache entry is retrained and overwritten
-    train(model, ds, recipe, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+        train(model, ds, recipe, progress)
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        data = buf.getvalue()
+        write_bytes(path, data)
+        # The digest last: an entry without its digest is never served.
+        write_bytes(_digest_file(path), hashlib.sha256(data).hexdigest().encode())
     return model
+
+
+def _digest_file(path):
+    return path.with_name(path.name + ".sha256")
+
+
+def _load_cached(model, path):
+    """Load the entry at ``path`` into ``model``; False (after discarding a bad entry) when
+    it is missing or not the weights it claims to be."""
+    digest = _digest_file(path)
+    if not path.exists() and not path.is_symlink():
+        digest.unlink(missing_ok=True)
+        return False
+    why = None
+    try:
+        if not path.is_file():
+            why = "not a file"
+        elif not digest.is_file() or digest.read_text().strip() != file_digest(path):
+            why = "its content does not match its digest"
+        else:
+            model.load_state_dict(torch.load(path, weights_only=True))
+    except (OSError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError,
+            pickle.UnpicklingError) as e:
+        why = f"unreadable: {type(e).__name__}"
+    if why is None:
+        return True
+    notice(f"zoo cache entry {path} discarded ({why}); retraining")
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    digest.unlink(missing_ok=True)
+    return False
 
 
 def load_user_model(spec):
@@ -244,19 +293,31 @@ def load_user_model(spec):
     module = importlib.util.module_from_spec(module_spec)
     try:
         module_spec.loader.exec_module(module)
-    except Exception as e:  # the user's code: report, don't trace back
-        raise DataError(f"{path}: failed to import ({type(e).__name__}: {e})") from None
+    except (Exception, SystemExit) as e:  # the user's code: report, don't trace back
+        raise DataError(f"{path}: failed to import ({_user_failure(e)})") from None
     fn = getattr(module, factory, None)
     if not callable(fn):
         raise DataError(f"{path}: has no callable {factory!r}")
     try:
         model = fn()
-    except Exception as e:
-        raise DataError(f"{path}:{factory}() failed ({type(e).__name__}: {e})") from None
+    except (Exception, SystemExit) as e:
+        raise DataError(f"{path}:{factory}() failed ({_user_failure(e)})") from None
     if not isinstance(model, nn.Module):
         raise DataError(f"{path}:{factory}() must return a torch.nn.Module, not "
                         f"{type(model).__name__}")
     return model.eval()
+
+
+def _user_failure(e):
+    """What went wrong in the user's code, in one line."""
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r})"
+    if isinstance(e, pickle.UnpicklingError) and "weights_only" in str(e):
+        # torch's message is six lines with colour codes; the gist and the fix:
+        return ("UnpicklingError: torch.load(..., weights_only=True) refused a pickled object;"
+                " save the model's state_dict() and load it into the network instead")
+    first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 @torch.no_grad()

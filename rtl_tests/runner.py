@@ -13,10 +13,11 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from hwgen.errors import ToolError
+from quantflow.fsutil import (cache_lock, check_cache_root, file_digest, notice, scratch_dir,
+                              write_bytes)
 
 __all__ = ["Sim", "WAIVERS", "PLAYER", "PLAYER_DEPTH", "build", "run", "available",
            "build_root"]
@@ -48,7 +49,7 @@ def available(sim):
 
 
 def build_root():
-    from quantflow.zoo import cache_dir
+    from quantflow.fsutil import cache_dir
 
     return cache_dir() / "rtl"
 
@@ -113,37 +114,84 @@ def build(verilog, toplevel, sim, waves=False, quiet=False, parameters=None):
                                             else verilog)]
     extra = [WAIVERS] if sim is Sim.VERILATOR else []
     key = _digest(sources + extra, sim, waves, toplevel, parameters)
+    check_cache_root(build_root().parent, "HWGEN_CACHE")
     build_dir = build_root() / key / sim.value
     runner = _verilator_runner() if sim is Sim.VERILATOR else get_runner(sim.value)
-    stamp = build_dir / ".built"
-    # Compile stable copies: the runner rebuilds when a source path is newer than the build.
+    product = build_dir / (toplevel if sim is Sim.VERILATOR else "sim.vvp")
+    # One process builds, the others wait here and then find the build complete.
+    with cache_lock(build_dir):
+        fresh = not _complete(build_dir, product)
+        if fresh:
+            _discard(build_dir)
+        sources, extra = _stage(build_dir, sources, extra, sim, toplevel)
+        args = []
+        if sim is Sim.VERILATOR:
+            args = ["-O2", "--x-assign", "fast", "--x-initial", "fast"]
+            if waves:
+                args += ["--trace-fst", "--trace-structs"]
+        try:
+            _build(runner, sources, extra, toplevel, build_dir, fresh, args, waves, quiet,
+                   parameters)
+        except RuntimeError as e:
+            log = _keep_log(build_dir) if quiet else "the log above"
+            raise ToolError(f"{sim.value} build of {toplevel} failed ({e}); see {log}") \
+                from None
+        if fresh:
+            stamp = {"product": product.name, "sha256": file_digest(product)}
+            write_bytes(build_dir / _STAMP, json.dumps(stamp).encode())
+            build_dir.with_name(f"{build_dir.name}-failed.log").unlink(missing_ok=True)
+    return runner, build_dir
+
+
+#: The completion marker of a build folder: the digest of the simulator it built.
+_STAMP = ".built"
+
+
+def _complete(build_dir, product):
+    """The build folder holds a finished build: its marker names the product's digest."""
+    try:
+        stamp = json.loads((build_dir / _STAMP).read_text())
+        return product.is_file() and stamp.get("sha256") == file_digest(product)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _discard(build_dir):
+    """Remove a half-built, failed or damaged build (a killed compile leaves a truncated
+    precompiled header that make would reuse) before building afresh."""
+    if build_dir.exists() and any(build_dir.iterdir()):
+        notice(f"simulator build {build_dir} is incomplete or damaged; discarded, rebuilding")
+    shutil.rmtree(build_dir, ignore_errors=True)
+    build_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _keep_log(build_dir):
+    """A failed build is discarded; its log is kept beside it for the error message."""
+    log = build_dir.with_name(f"{build_dir.name}-failed.log")
+    if (build_dir / "build.log").exists():
+        shutil.copyfile(build_dir / "build.log", log)
+    shutil.rmtree(build_dir, ignore_errors=True)
+    return log
+
+
+def _stage(build_dir, sources, extra, sim, toplevel):
+    """Stable copies of the sources in the build folder (the runner rebuilds when a source
+    path is newer than the build) and the Verilator control file making the top public."""
     src_dir = build_dir / "src"
-    if not all((src_dir / src.name).exists() for src in sources):
-        stamp.unlink(missing_ok=True)
-        src_dir.mkdir(parents=True, exist_ok=True)
-        for src in sources:
+    src_dir.mkdir(parents=True, exist_ok=True)
+    for src in sources:
+        if not (src_dir / src.name).exists():
             text = src.read_text()
-            (src_dir / src.name).write_text(_kick_time_zero(text) if sim is Sim.ICARUS
-                                            else text)
-    sources = [src_dir / src.name for src in sources]
+            write_bytes(src_dir / src.name,
+                        (_kick_time_zero(text) if sim is Sim.ICARUS else text).encode())
+    staged = [src_dir / src.name for src in sources]
     if sim is Sim.VERILATOR:
         public = src_dir / "public.vlt"
-        public.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n')
+        text = f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
+        if not public.exists() or public.read_text() != text:
+            write_bytes(public, text.encode())
         extra = [*extra, public]
-    args = []
-    if sim is Sim.VERILATOR:
-        args = ["-O2", "--x-assign", "fast", "--x-initial", "fast"]
-        if waves:
-            args += ["--trace-fst", "--trace-structs"]
-    try:
-        _build(runner, sources, extra, toplevel, build_dir, stamp, args, waves, quiet,
-               parameters)
-    except RuntimeError as e:
-        where = build_dir / "build.log" if quiet else "the log above"
-        raise ToolError(f"{sim.value} build of {toplevel} failed ({e}); see {where}") \
-            from None
-    stamp.touch()
-    return runner, build_dir
+    return staged, extra
 
 
 def _verilator_runner():
@@ -162,15 +210,15 @@ def _verilator_runner():
     return _Runner()
 
 
-def _build(runner, sources, extra, toplevel, build_dir, stamp, args, waves, quiet, parameters):
+def _build(runner, sources, extra, toplevel, build_dir, fresh, args, waves, quiet, parameters):
     from cocotb_tools.runner import VerilatorControlFile
 
     runner.build(
         parameters=dict(parameters or {}),
         sources=[*(VerilatorControlFile(str(w)) for w in extra), *sources],
-        hdl_toplevel=toplevel, build_dir=build_dir, always=not stamp.exists(),
+        hdl_toplevel=toplevel, build_dir=build_dir, always=fresh,
         build_args=args, waves=waves, timescale=("1ns", "1ps"),
-        log_file=build_dir / "build.log" if stamp.exists() or quiet else None)
+        log_file=build_dir / "build.log" if not fresh or quiet else None)
 
 
 def run(runner, build_dir, toplevel, test_module, env=None, testcase=None, seed=0,
@@ -182,7 +230,7 @@ def run(runner, build_dir, toplevel, test_module, env=None, testcase=None, seed=
     goes to ``log_file`` when one is given, else to the terminal."""
     from cocotb_tools.check_results import get_results
 
-    with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as tmp:
+    with scratch_dir("hwgen-sim") as tmp:
         if test_dir is not None:
             tmp = Path(test_dir).resolve()
             tmp.mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,14 @@ def test_load_npz_bad_lengths(tmp_path, change, split, nx, ny):
     ({"y_test": np.array([0, 1, -1, 2])}, r"y_test must hold non-negative integer class labels"),
     ({"y_train": np.zeros(6)}, r"y_train must hold non-negative integer class labels"),
     ({"x_test": np.zeros((4, 1, 3, 3))}, r"x_train and x_test have different sample shapes"),
+    ({"x_train": np.zeros((6, 1, 2, 2), dtype=np.complex64)},
+     r"x_train must hold real numbers, not complex64"),
+    ({"y_test": np.zeros(4, dtype=np.complex128)}, r"y_test must hold real numbers, not"
+                                                   r" complex128"),
+    ({"y_train": np.eye(3, dtype=np.int64)[np.arange(6) % 3]},
+     r"y_train must hold class labels of shape \(N,\), not \(6, 3\) \(one-hot labels\? store"
+     r" labels\.argmax\(1\)\)"),
+    ({"x_test": np.zeros(4)}, r"x_test must be \(N, \*sample shape\), not \(4,\)"),
 ])
 def test_load_npz_bad_contents(tmp_path, change, message):
     p = _write(tmp_path / "d.npz", **(_good() | change))

@@ -154,6 +154,15 @@ class Residual(nn.Module):
         return y + self.c2(y)
 
 
+class _Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 10, batch_first=True)
+
+    def forward(self, x):
+        return self.lstm(x.reshape(-1, 8, 8))[0][:, -1]
+
+
 class Functional(nn.Module):
     def __init__(self, fn):
         super().__init__()
@@ -285,6 +294,8 @@ UNSUPPORTED = [
      "avg_pool2d with ceil_mode, divisor_override or excluded padding", 2, "avg_pool2d"),
     ("torch.sigmoid", Functional(_sigmoid), r"'sigmoid' \(call_function\)", 2, "sigmoid"),
     ("view", Functional(_view), r"'view' \(call_method\)", 2, "view"),
+    # the LSTM is named, not the reshape before it nor the indexing after it
+    ("LSTM", _Recurrent(), "LSTM", 2, "lstm"),
 ]
 
 

@@ -9,7 +9,7 @@ from factories import digits_cnn, digits_mlp, random_input
 from flowkit import node_rng, tiny_model
 
 from quantflow import reference, serialize
-from quantflow.errors import ArtifactError
+from quantflow.errors import ArtifactError, UserError
 from quantflow.qmodel import FORMAT_VERSION
 
 _FIELDS = ("name", "kind", "in_shape", "out_shape", "in_fmt", "out_fmt", "in_scale", "kernel",
@@ -433,3 +433,75 @@ def test_save_refuses_to_replace_a_foreign_folder(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert serialize.load(serialize.save(tiny_model(), empty)).name == "tiny"
+
+
+# -- hostile folders (issue 12): consistent digests, wrong contents ------------------------------
+
+def test_load_refuses_arrays_of_layers_model_json_lost(saved):
+    _rewrite(saved, lambda doc: doc["layers"].pop())
+    with pytest.raises(ArtifactError, match=rf"^{_esc(saved)}: tensors\.npz holds arrays of"
+                                            r" layer 4, which model\.json does not describe"
+                                            r" \(4 layers\): model\.json is truncated or"
+                                            r" edited$"):
+        serialize.load(saved)
+
+
+def test_load_refuses_fractional_integers(saved):
+    def edit(arrays):
+        arrays["0.weight"] = arrays["0.weight"] + 0.5
+    _rewrite(saved, lambda doc: None, edit)
+    with pytest.raises(ArtifactError, match=rf"^{_esc(saved)}: layer 0 weight must hold"
+                                            r" integers, not float64 values$"):
+        serialize.load(saved)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda doc: doc.update(input_scale=-0.5),
+     r"input_scale must be a finite positive number, not -0\.5"),
+    (lambda doc: doc.update(input_scale=float("nan")),
+     r"input_scale must be a finite positive number, not nan"),
+    (lambda doc: doc["layers"][1].update(in_scale=0.0),
+     r"layer 1 \('pool'\): in_scale must be a finite positive number, not 0\.0"),
+])
+def test_load_refuses_bad_scales(saved, edit, message):
+    _rewrite(saved, edit)
+    with pytest.raises(ArtifactError, match=rf"^{_esc(saved)}: {message}$"):
+        serialize.load(saved)
+
+
+def test_load_refuses_a_negative_out_scale(saved):
+    def edit(arrays):
+        arrays["0.out_scale"] = -arrays["0.out_scale"]
+    _rewrite(saved, lambda doc: None, edit)
+    with pytest.raises(ArtifactError, match=rf"^{_esc(saved)}: layer 0 \('conv'\): out_scale"
+                                            r" must hold finite positive numbers$"):
+        serialize.load(saved)
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("folder", r"model\.json: cannot read it \(Is a directory\)"),
+    ("loop", r"model\.json: cannot read it \(Too many levels of symbolic links\)"),
+    ("nested", r"model\.json: not a QuantizedModel description \(nested too deeply\)"),
+])
+def test_load_hostile_model_json(saved, damage, message):
+    f = saved / "model.json"
+    f.unlink()
+    if damage == "folder":
+        f.mkdir()
+    elif damage == "loop":
+        (saved / "loop").symlink_to(f)
+        f.symlink_to(saved / "loop")
+    else:
+        f.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(ArtifactError, match=rf"^{_esc(f)}: {message.split(': ', 1)[1]}$"):
+        serialize.load(saved)
+
+
+def test_save_refuses_to_delete_a_user_file_in_its_own_output(saved):
+    (saved / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match=rf"^{_esc(saved)}: holds notes\.txt that this run does"
+                                        r" not write \(refusing to delete it: move it away or"
+                                        r" choose another output folder\)$"):
+        serialize.save(tiny_model(), saved)
+    assert (saved / "notes.txt").read_text() == "keep me"
+    serialize.load(saved)

@@ -85,9 +85,11 @@ def test_training_is_deterministic_and_cached(monkeypatch, tmp_path):
     ref = trained("digits-mlp")
     for (k, a), b in zip(fresh.state_dict().items(), ref.state_dict().values(), strict=True):
         assert torch.equal(a, b), f"{k} differs between two trainings"
-    files = list((tmp_path / "zoo").iterdir())
-    assert len(files) == 1 and files[0].name.startswith("digits-mlp-") and \
-        files[0].suffix == ".pt"
+    files = [f for f in (tmp_path / "zoo").iterdir() if f.suffix == ".pt"]
+    assert len(files) == 1 and files[0].name.startswith("digits-mlp-")
+    # beside it only its digest and its lock file
+    assert sorted(f.name for f in (tmp_path / "zoo").iterdir()) == sorted(
+        files[0].name + s for s in ("", ".lock", ".sha256"))
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained although the cache holds the model")
@@ -109,7 +111,8 @@ def test_training_is_deterministic_and_cached(monkeypatch, tmp_path):
     zoo.load_or_train(zoo.ZooModel.DIGITS_MLP, ds)
     assert len(retrained) == 1
     assert set(torch.load(files[0], weights_only=True)) == set(ref.state_dict())
-    assert [p.name for p in (tmp_path / "zoo").iterdir()] == [files[0].name], "temp file left"
+    assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == sorted(
+        files[0].name + s for s in ("", ".lock", ".sha256")), "temp file left"
 
 
 # -- user model files -------------------------------------------------------------------------
@@ -413,3 +416,63 @@ def test_digits_dag_trained_accuracy(name):
     ds = digits()
     acc = zoo.accuracy(trained(name), ds.x_test, ds.y_test)
     assert acc >= (0.97 if name == "digits-resnet" else 0.96), f"{name}: {acc}"
+
+
+# -- hostile user code and cache entries (issue 12) -----------------------------------------------
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("import sys\ndef make():\n    sys.exit(3)\n",
+     r":make\(\) failed \(it called sys\.exit\(3\)\)"),
+    ("import sys\nsys.exit()\ndef make():\n    pass\n",
+     r": failed to import \(it called sys\.exit\(None\)\)"),
+    ("import torch\ndef make():\n    return torch.load(PICKLE, weights_only=True)\n",
+     r":make\(\) failed \(UnpicklingError: torch\.load\(\.\.\., weights_only=True\) refused a"
+     r" pickled object; save the model's state_dict\(\) and load it into the network instead\)"),
+])
+def test_user_code_failures_are_one_line(tmp_path, body, message):
+    torch.save(nn.Linear(64, 10), tmp_path / "whole.pt")
+    p = _model_file(tmp_path, body.replace("PICKLE", repr(str(tmp_path / "whole.pt"))))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(p))}{message}$"):
+        zoo.load_user_model(f"{p}:make")
+
+
+def test_user_model_labels_beyond_its_outputs():
+    ds = digits()
+    with pytest.raises(DataError, match=r"^net\.py:make: the network has 4 classes, the data"
+                                        r" 'digits' has labels up to 9$"):
+        zoo.check_user_data(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), ds, "net.py:make")
+    with pytest.raises(DataError, match=r"^net\.py:make: the network does not take the data's"
+                                        r" inputs of shape \(1, 8, 8\) \(RuntimeError: "):
+        zoo.check_user_data(nn.Sequential(nn.Flatten(), nn.Linear(5, 4)), ds, "net.py:make")
+
+
+@pytest.mark.parametrize("damage", ["zeroed", "tensor", "folder", "truncated", "no-digest"])
+def test_a_bad_cache_entry_is_discarded_and_retrained(monkeypatch, tmp_path, capsys, damage):
+    """Never served: a zeroed state dict with no matching digest, another object, a folder, a
+    truncated file, an entry whose digest is missing; a notice, then training."""
+    import shutil
+
+    warm = zoo.cache_dir() / "zoo"
+    monkeypatch.setenv("HWGEN_CACHE", str(tmp_path))
+    (tmp_path / "zoo").mkdir()
+    for f in warm.glob("digits-mlp-*"):
+        shutil.copy2(f, tmp_path / "zoo" / f.name)
+    entry = next(f for f in (tmp_path / "zoo").iterdir() if f.suffix == ".pt")
+    ref = trained("digits-mlp")
+    if damage == "zeroed":
+        torch.save({k: torch.zeros_like(v) for k, v in ref.state_dict().items()}, entry)
+    elif damage == "tensor":
+        torch.save(torch.zeros(3), entry)
+    elif damage == "folder":
+        entry.unlink()
+        entry.mkdir()
+    elif damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[:100])
+    else:
+        entry.with_name(entry.name + ".sha256").unlink()
+    net = zoo.load_or_train(zoo.ZooModel.DIGITS_MLP, digits())
+    assert re.search(rf"^hwgen: notice: zoo cache entry {re.escape(str(entry))} discarded \(",
+                     capsys.readouterr().err, re.M)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                 ref.state_dict().values(), strict=True))
+    assert entry.is_file()

@@ -40,8 +40,14 @@ def run(args):
     from quantflow import ptq, serialize
     from quantflow.flow import Method, load_data, load_model, quantize_model
 
-    console = Console()
+    from quantflow.errors import UserError
+    from quantflow.fsutil import check_out, write_bytes
+
+    if args.images < 0:
+        raise UserError(f"--images must be a non-negative integer, not {args.images!r}")
     out = Path(args.out)
+    check_out(out)
+    console = Console()
     ds = load_data()
     rows = []
     with Progress(console=console, transient=True) as progress:
@@ -75,7 +81,7 @@ def run(args):
         doc["hardware"] = hw
         status = 0 if hw["bit_exact"] else 1
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(doc, indent=1) + "\n")
+    write_bytes(out / "summary.json", (json.dumps(doc, indent=1) + "\n").encode())
     console.print(f"QuantizedModels, Verilog and summary.json in {out}/")
     return status
 

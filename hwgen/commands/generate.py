@@ -49,10 +49,11 @@ def _config(model, board, array):
 
 
 def run(args):
-    from hwgen.emit import emit
+    from hwgen.emit import check_emittable, emit
     from quantflow.program import compile_program
     from quantflow.serialize import load
 
+    check_emittable(args.out)
     model = load(args.qdir)
     cfg = _config(model, args.board, args.array)
     program = compile_program(model, cfg)  # raises DoesNotFitError / UnsupportedOpError

@@ -111,6 +111,7 @@ def run(args):
 
     from quantflow.errors import UserError
 
+    serialize.check_replaceable(args.out)  # before minutes of work, not after
     if args.data_free and args.qat:
         raise UserError("--qat trains on the training data; it cannot follow --data-free")
     onnx_model = str(args.model).endswith(".onnx")

@@ -54,6 +54,10 @@ def run(args):
     from quantflow import reference
     from quantflow.serialize import load
 
+    from hwgen.errors import UserError
+
+    if args.images < 0:
+        raise UserError(f"--images must be a non-negative integer, not {args.images!r}")
     target = args.board.value
     model = load(args.qdir)
     from boards.build import board_config

@@ -59,17 +59,20 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
     import shutil
     import time
 
-    from boards.build import board_config, build
+    from boards.build import board_config, build, cache_root
     from boards.estimate import NotCalibratedError
     from hwgen.commands.estimate import board_estimate, check_fits
     from hwgen.errors import ConfigError, UserError
+    from quantflow.fsutil import atomic_dir, check_cache_root, check_out
     from quantflow.program import compile_program
-    from quantflow.serialize import atomic_dir, load
+    from quantflow.serialize import load
 
     start = time.monotonic()
     target = board.value
+    check_cache_root(cache_root(), "HWGEN_BUILD_CACHE")
     if out is not None:
         out = Path(out)
+        check_out(out)
         if out.exists() and not (out.is_dir() and (not any(out.iterdir())
                                                   or (out / "report.json").exists())):
             # atomic_dir replaces the whole folder: never do that to something we did not write.
