@@ -149,8 +149,9 @@ def run_sweep(plan, out, client, *, synth_pareto=False, progress=None, on_result
             quants[qd] = value
     for pd, (hs, qd) in plan.points.items():
         if store.get("hw", pd) is None:
-            futures[client.submit(ex.hw_task, quants[qd], hs, key=f"hw-{pd}", retries=1)] = \
-                ("hw", pd)
+            # Ahead of the quantizations still queued: a point is stored as soon as it can be.
+            futures[client.submit(ex.hw_task, quants[qd], hs, key=f"hw-{pd}", retries=1,
+                                  priority=1)] = ("hw", pd)
     total = len(plan.floats) + len(plan.quants) + len(plan.points)
     done = total - len(futures)
     tick(done, total, "cached" if done else "submitted")
@@ -159,7 +160,8 @@ def run_sweep(plan, out, client, *, synth_pareto=False, progress=None, on_result
     if synth_pareto:
         todo = [pd for pd in pareto_digests(rows) if store.get("synth", pd) is None]
         synth = {client.submit(ex.synth_task, quants[plan.points[pd][1]], plan.points[pd][0],
-                               key=f"synth-{pd}", retries=1): ("synth", pd) for pd in todo}
+                               key=f"synth-{pd}", retries=1, priority=1): ("synth", pd)
+                 for pd in todo}
         total += len(synth)
         failures += _drain(synth, store, tick, total - len(synth), total, on_result)
         rows = merge_rows(plan, store)

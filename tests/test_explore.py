@@ -149,3 +149,22 @@ def test_explore_argument_types(capsys):
     with pytest.raises(SystemExit):
         main(["explore", "--out", "o", "--bits", "1"])
     assert "'1' is not a bit width in 2..8" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.board
+def test_synth_pareto_builds_the_front_on_workers(tmp_path, client):
+    """--synth-pareto on the ASIC column: each Pareto point's generic synthesis runs on a
+    worker and its gates land in the row."""
+    from boards.pareto import pareto_digests
+    from boards.sweep import make_plan, run_sweep
+
+    plan = make_plan(["digits-mlp"], PAIRS, ["asic"], [(1, 4)], recipes=("minmax",))
+    rows, failures = run_sweep(plan, tmp_path, client, synth_pareto=True)
+    assert failures == []
+    front = set(pareto_digests(rows))
+    assert front
+    for r in rows:
+        assert ("synth_gates" in r) == (r["digest"] in front)
+        if r["digest"] in front:
+            assert r["synth_gates"] > 0 and r["synth_transistors"] > 0
