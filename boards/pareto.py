@@ -115,14 +115,20 @@ def _plot(rows, cost, path, xlabel):
         front = pareto(mine, cost)
         ax.plot([r[cost] for r in front], [100 * r["quant_accuracy"] for r in front], "k-",
                 lw=1, label="Pareto front")
-        for r in front:
-            ax.annotate(f"{label(r)}" + ("" if len(targets) == 1 else f" {r['target']}"),
-                        (r[cost], 100 * r["quant_accuracy"]), fontsize=7,
-                        xytext=(3, -9), textcoords="offset points")
+        on_front = {r["digest"] for r in front}
+        # Every marker says what changes between points (W/A and array, and the target when
+        # there are several); the front's in black.
+        for r in _usable(mine, cost):
+            ax.annotate(label(r) + ("" if len(targets) == 1 else f" {r['target']}"),
+                        (r[cost], 100 * r["quant_accuracy"]), fontsize=6,
+                        color="black" if r["digest"] in on_front else "grey",
+                        xytext=(3, -8), textcoords="offset points")
         fl = mine[0].get("float_accuracy")
         if fl is not None:
             ax.axhline(100 * fl, color="grey", ls=":", lw=1, label="float")
-        ax.set_xscale("log")
+        costs = [r[cost] for r in _usable(mine, cost)]
+        if costs and min(costs) > 0 and max(costs) > 3 * min(costs):
+            ax.set_xscale("log")  # energy spans decades across widths and arrays
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(model)
