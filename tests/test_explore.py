@@ -168,3 +168,44 @@ def test_synth_pareto_builds_the_front_on_workers(tmp_path, client):
         assert ("synth_gates" in r) == (r["digest"] in front)
         if r["digest"] in front:
             assert r["synth_gates"] > 0 and r["synth_transistors"] > 0
+
+
+def test_cli_shows_progress_within_two_seconds(tmp_path):
+    """``hwgen explore`` on a terminal (a pty): the progress bar is up before Dask, torch and
+    the cluster have started, and the sweep's folder is complete at the end."""
+    import pty
+    import select
+    import sys
+    import time
+    from pathlib import Path
+
+    hwgen = Path(sys.executable).with_name("hwgen")
+    argv = [str(hwgen), "explore", "--model", "digits-mlp", "--bits", "4", "--recipe",
+            "minmax", "--board", "asic", "--arrays", "2x4", "--out", str(tmp_path / "o")]
+    start = time.monotonic()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: only exec (or exit) here
+        try:
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    first, text = None, b""
+    while time.monotonic() - start < 120:
+        ready, _, _ = select.select([fd], [], [], 5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        text += chunk
+        if first is None and b"explore" in text:
+            first = time.monotonic() - start
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, text.decode(errors="replace")[-2000:]
+    assert first is not None and first < 2.0, first
+    assert b"1 points in" in text
+    for name in ("points.json", "points.csv", "pareto_energy.png", "report.md"):
+        assert (tmp_path / "o" / name).exists(), name
