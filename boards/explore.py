@@ -14,6 +14,10 @@ the scheduler may run one twice or retry one on another worker without changing 
   for ``asic`` the 45 nm energy of the overlay; and :func:`synth_task` the real build
   (``boards.build.build`` or :func:`boards.asic.asic_report`) for a Pareto point.
 
+A worker started by a Dask nanny (``LocalCluster``, ``dask worker``) has ``OMP_NUM_THREADS=1``
+(``distributed.nanny.pre-spawn-environ``), so torch computes on one thread per worker process
+and two workers share two cores without oversubscription; no torch import is needed here.
+
 Every spec has a digest (:func:`digest`) that names its result in the sweep's folder, so a
 resumed sweep skips what is stored. A failure the user can cause (a model that does not fit
 the overlay, a configuration the board cannot build) is a result too (``"error"``), stored
@@ -61,12 +65,6 @@ def hw_spec(qspec, target, array=None):
             "array": list(array) if array is not None else None}
 
 
-def _threads():
-    import torch
-
-    torch.set_num_threads(1)  # one worker thread per process: the zoo trains single-threaded
-
-
 def float_task(spec):
     """``{"float_accuracy", "float_val_accuracy", "metric", "seconds"}`` of the float net."""
     from quantflow import data as data_mod
@@ -74,7 +72,6 @@ def float_task(spec):
     from quantflow.flow import load_data, load_model
     from quantflow.metrics import metric_name
 
-    _threads()
     start = time.monotonic()
     ds = load_data(spec["data"], spec["model"])
     _, net = load_model(spec["model"], ds)
@@ -93,7 +90,6 @@ def quant_task(spec, float_result=None):
     from quantflow.errors import UserError
     from quantflow.flow import load_data, load_model, quantize_recipe
 
-    _threads()
     start = time.monotonic()
     figures = {"digest": digest(spec), **{k: spec[k] for k in (
         "model", "wbits", "abits", "recipe", "layer_bits")}}
