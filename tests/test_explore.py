@@ -130,7 +130,8 @@ def test_digests_are_stable_and_distinct():
 @pytest.mark.parametrize("argv, message", [
     (["--wbits", "2,4"], r"--wbits and --abits go together$"),
     (["--recipe", "nope"], r"Recipe must be one of .*, not 'nope'$"),
-    (["--scheduler", "tcp://127.0.0.1:9"], r"no Dask scheduler at tcp://127\.0\.0\.1:9: "),
+    (["--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "1"],
+     r"no Dask scheduler at tcp://127\.0\.0\.1:9: "),
 ])
 def test_explore_user_errors(tmp_path, capsys, argv, message):
     from hwgen.cli import main

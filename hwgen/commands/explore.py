@@ -46,10 +46,10 @@ def add_arguments(p):
     from hwgen.commands.quantize import layer_bits
 
     p.add_argument("--model", metavar="MODEL", action="append", default=None,
-                   help="zoo model or path/to/file.py:factory; repeat for several (default:"
-                        " digits-cnn)")
+                   help="zoo model or path/to/file.py:factory; repeat for several; none:"
+                        " digits-cnn")
     p.add_argument("--data", metavar="FILE.npz", default=None,
-                   help="data for every model (default: each zoo model's own)")
+                   help="data for every model; none: each zoo model's own")
     p.add_argument("--bits", metavar="B,B,...", type=bit_list, default=[2, 3, 4, 6, 8],
                    help="W = A bit widths")
     p.add_argument("--wbits", metavar="B,B,...", type=bit_list, default=None,
@@ -64,11 +64,13 @@ def add_arguments(p):
     p.add_argument("--board", metavar="NAME,...", type=target_list, default=["icebreaker"],
                    help="boards and/or asic")
     p.add_argument("--arrays", metavar="RxC,...", type=array_list, default=None,
-                   help="MAC-array shapes (default: each target's own)")
+                   help="MAC-array shapes; none: each target's own")
     p.add_argument("--synth-pareto", action="store_true",
                    help="also build the Pareto points for real (hwgen synth; minutes each)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
-                   help="an existing Dask scheduler (default: a LocalCluster on this machine)")
+                   help="an existing Dask scheduler; none: a LocalCluster on this machine")
+    p.add_argument("--connect-timeout", metavar="S", type=float, default=20.0,
+                   help="seconds to wait for --scheduler")
     p.add_argument("--workers", metavar="N", type=int, default=2,
                    help="LocalCluster worker processes (one thread each)")
     p.add_argument("--out", metavar="DIR", required=True,
@@ -137,7 +139,8 @@ def _sweep(args, prog, task):
         prog.update(task, description=f"explore: connecting to {args.scheduler}")
     try:
         try:
-            client = Client(cluster if cluster is not None else args.scheduler, timeout=20)
+            client = Client(cluster if cluster is not None else args.scheduler,
+                            timeout=args.connect_timeout)
         except OSError as e:
             raise UserError(f"no Dask scheduler at {args.scheduler}: {e}") from None
         with client:
