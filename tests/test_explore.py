@@ -74,6 +74,31 @@ def test_killing_a_worker_mid_sweep_loses_no_finished_point(tmp_path, client):
     assert sorted(r["digest"] for r in rows2) == sorted(r["digest"] for r in rows)
 
 
+def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path, client):
+    from boards.sweep import run_sweep
+
+    plan = _plan()
+
+    class Stop(Exception):
+        pass
+
+    def stop(kind, digest):
+        if kind == "hw":
+            raise Stop  # as a Ctrl-C in the client would, right after a point is stored
+
+    with pytest.raises(Stop):
+        run_sweep(plan, tmp_path, client, on_result=stop)
+    stored = len(list((tmp_path / "points").glob("*.json")))
+    quants = len(list((tmp_path / "quant").glob("*.json")))
+    assert 1 <= stored < len(plan.points) and quants >= 1
+    ticks = []
+    rows, failures = run_sweep(plan, tmp_path, client, progress=lambda *a: ticks.append(a))
+    assert failures == [] and len(rows) == len(plan.points)
+    first_done, total, _ = ticks[0]
+    # Only what the folder lacks runs: the missing points and quantizations.
+    assert total - first_done == (len(plan.points) - stored) + (len(plan.quants) - quants)
+
+
 def test_sweep_rows_and_results_folder(tmp_path, client):
     from boards.pareto import write_results
     from boards.sweep import run_sweep
