@@ -103,7 +103,7 @@ def _plot(rows, cost, path, xlabel):
     import matplotlib.pyplot as plt
 
     models = sorted({r["model"] for r in rows})
-    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(6.5 * max(1, len(models)), 4.8),
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(8 * max(1, len(models)), 5.5),
                              squeeze=False)
     for ax, model in zip(axes[0], models, strict=False):
         mine = [r for r in rows if r["model"] == model]
@@ -118,11 +118,13 @@ def _plot(rows, cost, path, xlabel):
         on_front = {r["digest"] for r in front}
         # Every marker says what changes between points (W/A and array, and the target when
         # there are several); the front's in black.
-        for r in _usable(mine, cost):
+        # Neighbours at one accuracy alternate below and above their marker.
+        pts = sorted(_usable(mine, cost), key=lambda r: (r["quant_accuracy"], r[cost]))
+        for i, r in enumerate(pts):
             ax.annotate(label(r) + ("" if len(targets) == 1 else f" {r['target']}"),
-                        (r[cost], 100 * r["quant_accuracy"]), fontsize=6,
+                        (r[cost], 100 * r["quant_accuracy"]), fontsize=6, rotation=20,
                         color="black" if r["digest"] in on_front else "grey",
-                        xytext=(3, -8), textcoords="offset points")
+                        xytext=(2, -9 if i % 2 else 3), textcoords="offset points")
         fl = mine[0].get("float_accuracy")
         if fl is not None:
             ax.axhline(100 * fl, color="grey", ls=":", lw=1, label="float")
