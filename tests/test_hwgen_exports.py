@@ -7,7 +7,9 @@ import pytest
 MODULES = ["hwgen.config", "hwgen.layouts", "hwgen.mac", "hwgen.array", "hwgen.pool",
            "hwgen.requant", "hwgen.buffers", "hwgen.drain", "hwgen.sequencer", "hwgen.core",
            "hwgen.top", "hwgen.host", "hwgen.emit", "hwgen.commands.generate",
-           "quantflow.program", "quantflow.packing"]
+           "quantflow.program", "quantflow.packing", "hwgen.commands.explore",
+           "hwgen.commands.synth", "hwgen.commands.synth_asic", "boards.asic", "boards.explore",
+           "boards.sweep", "boards.pareto"]
 
 
 @pytest.mark.parametrize("name", MODULES)

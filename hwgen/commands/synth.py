@@ -1,13 +1,32 @@
 """`hwgen synth`: the overlay + UART bridge for a board, through Yosys and nextpnr (YoWASP)."""
 
+import enum
 import json
 from pathlib import Path
 
 NAME = "synth"
-HELP = "synthesize, place and route the overlay with a UART host bridge for an FPGA board"
+HELP = ("synthesize, place and route the overlay with a UART host bridge for an FPGA board,"
+        " or (--target asic) synthesize it to generic CMOS gates")
 
-__all__ = ["NAME", "HELP", "add_arguments", "add_board_arguments", "run", "synthesize",
-           "default_array"]
+__all__ = ["NAME", "HELP", "Target", "add_arguments", "add_board_arguments", "run",
+           "synthesize", "default_array"]
+
+
+class Target(enum.Enum):
+    """What ``hwgen synth`` builds for: an FPGA board's bitstream, or an ASIC's gate netlist
+    (:mod:`boards.asic`)."""
+
+    FPGA = "fpga"
+    ASIC = "asic"
+
+
+def _target(value):
+    import argparse
+
+    try:
+        return Target(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a target (fpga, asic)") from None
 
 
 def _board(value):
@@ -36,7 +55,13 @@ def add_board_arguments(p, required=True, board_help="", array_help=None):
 
 def add_arguments(p):
     p.add_argument("qdir", metavar="QDIR", help="QuantizedModel folder (hwgen quantize --out)")
-    add_board_arguments(p)
+    p.add_argument("--target", metavar="TARGET", type=_target, default=Target.FPGA,
+                   help="fpga (a board's bitstream; needs --board) or asic (Yosys's generic"
+                        " synthesis: gates and transistors per module, no FPGA cells)")
+    add_board_arguments(p, required=False, board_help=" (with --target fpga)")
+    p.add_argument("--liberty", metavar="FILE", default=None,
+                   help="with --target asic: map to this standard-cell library's cells"
+                        " (dfflibmap, abc -liberty) and report their area")
     p.add_argument("--force", action="store_true",
                    help="build even when the estimate says the design does not fit")
     p.add_argument("--out", metavar="DIR", default=None,
@@ -114,7 +139,15 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
 
 def run(args):
     from hwgen.commands.estimate import print_estimate
+    from hwgen.errors import UserError
 
+    if args.target is Target.ASIC:
+        from hwgen.commands.synth_asic import run_asic
+        return run_asic(args)
+    if args.liberty is not None:
+        raise UserError("--liberty applies to --target asic only")
+    if args.board is None:
+        raise UserError("--target fpga needs --board NAME")
     doc = synthesize(args.qdir, args.board, args.array, args.out, force=args.force)
     if args.json:
         print(json.dumps(doc, sort_keys=True))
