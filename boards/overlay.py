@@ -6,7 +6,7 @@ decision from here.
 """
 
 __all__ = ["DSP_MIN_PRODUCT_BITS", "fixed_dsp", "multiplier_style", "smaller_arrays",
-          "default_array", "board_config"]
+           "default_array", "board_config", "board_design"]
 
 
 #: Narrowest product worth a DSP block: below it a shift-and-add multiplier is a handful of
@@ -103,3 +103,29 @@ def board_config(target, model, array=None):
             except NotCalibratedError:
                 return choices[0]  # no estimate for this family: the best by area x cycles
     return choices[0]
+
+
+def board_design(target, model, array=None, cfg=None):
+    """The :class:`hwgen.emit.Design` that ``hwgen synth`` builds for ``model`` on ``target``
+    (``cfg``: its configuration, default :func:`board_config`'s): the board's buffer factory
+    (iCE40 SPRAM for the weights), its UART divisor and the primitives' simulation models.
+    ``hwgen simulate --board`` simulates exactly these files; the build reads the same ones."""
+    import hashlib
+    from pathlib import Path
+
+    from hwgen.emit import Design
+    from hwgen.uart import divisor_for
+
+    from . import memories
+
+    if cfg is None:
+        cfg, _ = board_config(target, model, array)
+    style = "lut" if cfg.lut_multipliers else "dsp"
+    models = memories.sim_models(target)
+    source = Path(memories.__file__).read_bytes()
+    key = hashlib.sha256(f"{target.name}|".encode() + source).hexdigest()[:16]
+    about = {"board": target.name, "device": target.device.name, "multipliers": style,
+             "memories": memories.placement(target, cfg)}
+    return Design(cfg, memory=target.memory_factory(),
+                  divisor=divisor_for(target.clock_mhz * 1e6, target.baud), models=models,
+                  key=key, about=about)

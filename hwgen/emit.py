@@ -1,14 +1,24 @@
-"""Verilog and manifest for one overlay configuration, written together and atomically.
+"""Verilog and manifest for one overlay design, written together and atomically.
 
 ``verilog.convert(top, name=...)`` is called with no port list: the ports come from the Top's
 signature. ``manifest.json`` beside it is the only way ``rtl_tests`` and board scripts learn
 about the design (config, derived widths, latencies, ports, memories, program memory map,
-digest). Source locations are not emitted, so identical inputs give byte-identical files.
+digest, and what a board adds: :class:`Design`). Source locations are not emitted, so
+identical inputs give byte-identical files.
+
+A board's design (:func:`boards.overlay.board_design`) is more than a configuration: its
+buffer factory (iCE40 SPRAM for the weights), the UART bridge at the board's divisor, and the
+vendor primitives' simulation models. Its folder holds ``hwgen_top.v`` (the accelerator),
+``hwgen_uart_top.v`` (the bridge, instantiating ``hwgen_top`` by name) and the models; the
+board build reads the same two Verilog files (:mod:`boards.build`), so the file a simulation
+proves bit-exact is the file in the bitstream, byte for byte (the manifest records their
+SHA-256).
 """
 
 import hashlib
 import importlib.metadata
 import json
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -23,10 +33,39 @@ from .errors import UserError
 from .layouts import Command, Mem, mem_depth, mem_width
 from .top import Top
 
-__all__ = ["TOP_NAME", "MANIFEST_VERSION", "manifest", "emit_verilog", "emit", "check_emittable",
-           "generator_digest"]
+__all__ = ["TOP_NAME", "UART_NAME", "MANIFEST_VERSION", "Design", "manifest", "emit_verilog",
+           "emit_uart_verilog", "design_files", "emit", "check_emittable", "generator_digest"]
 
 TOP_NAME = "hwgen_top"
+#: The board-level design: the UART bridge around an instance of ``TOP_NAME``.
+UART_NAME = "hwgen_uart_top"
+
+
+@dataclass(frozen=True)
+class Design:
+    """One overlay design: a configuration and what a board adds to it.
+
+    ``memory``: the Core's buffer factory (``None``: block RAM everywhere); ``divisor``: clock
+    cycles per UART bit (``None``: no UART bridge is emitted); ``models``: ``(file name,
+    Verilog)`` simulation models of the vendor primitives the Verilog instantiates;
+    ``key``: names ``memory`` and ``models`` in cache keys (digest of their sources);
+    ``about``: what the manifest's ``design`` entry records (board, multipliers, memories)."""
+    cfg: object
+    memory: object = None
+    divisor: int = None
+    models: tuple = ()
+    key: str = ""
+    about: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def digest(self):
+        """The configuration's digest, extended by what the board adds (cache keys)."""
+        if self.memory is None and self.divisor is None and not self.models:
+            return self.cfg.digest
+        h = hashlib.sha256(f"{self.cfg.digest}|{self.divisor}|{self.key}".encode())
+        for name, text in self.models:
+            h.update(name.encode() + b"\0" + text.encode())
+        return h.hexdigest()[:16]
 MANIFEST_VERSION = 1
 
 
@@ -79,9 +118,23 @@ def manifest(cfg, top=None, program=None):
     return doc
 
 
-def emit_verilog(cfg):
-    top = Top(cfg)
+def emit_verilog(cfg, memory=None):
+    """``(Top, Verilog text)`` of the accelerator (``memory``: the Core's buffer factory)."""
+    top = Top(cfg, memory=memory)
     return top, verilog.convert(top, name=TOP_NAME, emit_src=False)
+
+
+def emit_uart_verilog(cfg, divisor):
+    """Verilog of the UART bridge at ``divisor`` around an instance of ``TOP_NAME`` (the
+    module :func:`emit_verilog` writes)."""
+    from .uart import UARTTop
+
+    return verilog.convert(UARTTop(cfg, divisor, core=TOP_NAME), name=UART_NAME,
+                           emit_src=False)
+
+
+def _sha256(text):
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_emittable(out_dir):
@@ -96,13 +149,35 @@ def check_emittable(out_dir):
         raise UserError(f"{out_dir}: refusing to replace it, it is not an hwgen output folder")
 
 
+def design_files(design):
+    """``{file name: text}`` of ``design`` (a :class:`Design` or an ``AccelConfig``) and its
+    manifest's ``design`` entry (without the program)."""
+    if not isinstance(design, Design):
+        design = Design(design)
+    top, text = emit_verilog(design.cfg, design.memory)
+    files = {f"{TOP_NAME}.v": text}
+    if design.divisor is not None:
+        files[f"{UART_NAME}.v"] = emit_uart_verilog(design.cfg, design.divisor)
+    files.update(dict(design.models))
+    entry = {"board": None, "multipliers": "lut" if design.cfg.lut_multipliers else "dsp",
+             "memories": "block RAM", **design.about, "uart_divisor": design.divisor,
+             "models": [name for name, _ in design.models],
+             "sha256": {name: _sha256(t) for name, t in files.items()}}
+    return top, files, entry
+
+
 def emit(cfg, out_dir, program=None):
-    """Write ``<TOP_NAME>.v`` and ``manifest.json`` into ``out_dir`` atomically; return paths."""
+    """Write ``<TOP_NAME>.v`` (and, for a board's :class:`Design`, ``<UART_NAME>.v`` and the
+    primitives' models) and ``manifest.json`` into ``out_dir`` atomically; return the paths of
+    ``<TOP_NAME>.v`` and the manifest. ``cfg``: an ``AccelConfig`` or a :class:`Design`."""
     out_dir = Path(out_dir)
     check_emittable(out_dir)
-    top, text = emit_verilog(cfg)
-    doc = manifest(cfg, top, program)
+    design = cfg if isinstance(cfg, Design) else Design(cfg)
+    top, files, entry = design_files(design)
+    doc = manifest(design.cfg, top, program)
+    doc["design"] = entry
     with atomic_dir(out_dir) as tmp:
-        (tmp / f"{TOP_NAME}.v").write_text(text)
+        for name, text in files.items():
+            (tmp / name).write_text(text)
         (tmp / "manifest.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return out_dir / f"{TOP_NAME}.v", out_dir / "manifest.json"

@@ -17,7 +17,7 @@ from quantflow.fsutil import (cache_lock, check_cache_root, check_out, file_dige
 from .config import DEFAULT_ARRAY, AccelConfig
 from .errors import ConfigError, DataError, ToolError
 
-__all__ = ["SimReport", "design_for", "simulate", "images_for"]
+__all__ = ["SimReport", "cached_design", "design_for", "simulate", "images_for"]
 
 #: The testbench top that plays recorded host words into the design (rtl_tests/tb/player.v).
 PLAYER_TOP = "hwgen_player"
@@ -32,6 +32,7 @@ class SimReport:
     failed: int
     wall_seconds: float
     build_seconds: float
+    design: dict = None
 
     def summary(self):
         r = self.result or {}
@@ -56,34 +57,47 @@ class SimReport:
             "play_seconds": r.get("play_seconds"),
             "build_seconds": self.build_seconds,
             "wall_seconds": self.wall_seconds,
+            "design": self.design,
         }
 
 
-def design_for(model, array=DEFAULT_ARRAY, overrides=None):
+def design_for(model, array=DEFAULT_ARRAY, overrides=None, design=None):
     """(config, design folder) for ``model``: emitted into the cache unless already there.
     ``overrides``: AccelConfig fields to set (e.g. depths shared by several models, so one
-    build serves them all)."""
+    build serves them all); ``design``: a board's :class:`hwgen.emit.Design` instead
+    (``array`` and ``overrides`` are then ignored)."""
     from quantflow.program import compile_program
+
+    if design is None:
+        try:
+            cfg = AccelConfig.for_model(model, array=tuple(array), **(overrides or {}))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+    else:
+        cfg = design.cfg
+    compile_program(model, cfg)  # a model that does not fit fails here, before any build
+    return cfg, cached_design(cfg if design is None else design)
+
+
+def cached_design(design):
+    """The cache folder holding ``design``'s files (an ``AccelConfig`` or a
+    :class:`hwgen.emit.Design`), emitted unless already there and sealed by digest."""
     from quantflow.fsutil import cache_dir
 
-    from .emit import emit, generator_digest
+    from .emit import Design, emit, generator_digest
 
-    try:
-        cfg = AccelConfig.for_model(model, array=tuple(array), **(overrides or {}))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from None
-    compile_program(model, cfg)  # a model that does not fit fails here, before any build
+    design = design if isinstance(design, Design) else Design(design)
     root = check_cache_root(cache_dir(), "HWGEN_CACHE") / "designs"
-    folder = root / f"{cfg.digest}-{generator_digest()}"
+    folder = root / f"{design.digest}-{generator_digest()}"
     with cache_lock(folder):
         if not _design_complete(folder):
             if folder.exists():
                 notice(f"design cache entry {folder} is incomplete or damaged; discarded,"
                        " emitting it again")
                 shutil.rmtree(folder)
-            emit(cfg, folder)
+            emit(design, folder)
             write_bytes(folder.with_name(folder.name + _SEAL), _seal(folder).encode())
-    return cfg, folder
+    return folder
 
 
 #: Beside each design folder: the digest of its files, written once the folder is complete.
@@ -91,10 +105,10 @@ _SEAL = ".sha256"
 
 
 def _seal(folder):
-    from .emit import TOP_NAME
-
-    return "\n".join(f"{file_digest(folder / n)}  {n}"
-                     for n in (f"{TOP_NAME}.v", "manifest.json"))
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if "manifest.json" not in names:
+        return None
+    return "\n".join(f"{file_digest(folder / n)}  {n}" for n in names)
 
 
 def _design_complete(folder):
@@ -126,21 +140,24 @@ def images_for(model, images=0, data=None):
 
 def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0, idle=0,
              backpressure=0, data=None, test_dir=None, inputs=None, reference=None,
-             quiet=False, overrides=None):
+             quiet=False, overrides=None, design=None, uart=False):
     """Run ``images`` test images (0: all) of the model in ``model_dir`` on ``sim``.
 
     ``inputs``: explicit integer inputs ``(N, *input_shape)`` instead of test images (random
     layer tests); ``idle``/``backpressure``: stall percentages on the host streams;
     ``reference``: compare with this model folder's reference instead (tests of the checker);
     ``quiet``: simulator and build output to log files in the build folder; ``overrides``:
-    AccelConfig fields (:func:`design_for`)."""
+    AccelConfig fields (:func:`design_for`); ``design``: a board's :class:`hwgen.emit.Design`
+    (:func:`boards.overlay.board_design`: the files its bitstream is built from) instead of
+    ``array``/``overrides``; ``uart``: drive that design's UART bridge through its pins at its
+    divisor (:mod:`rtl_tests.tb.tb_uart`) instead of the host streams through the player."""
     import numpy as np
 
     from quantflow.fsutil import cache_dir
     from quantflow.serialize import load
     from rtl_tests import runner
 
-    from .emit import TOP_NAME
+    from .emit import TOP_NAME, UART_NAME
 
     t0 = time.perf_counter()
     if test_dir is not None:
@@ -152,10 +169,20 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
     else:
         xs = np.asarray(inputs, dtype=np.int64)
         ys = np.full(len(xs), -1, dtype=np.int64)
-    cfg, design = design_for(model, array, overrides)
-    r, build_dir = runner.build([design / f"{TOP_NAME}.v", runner.PLAYER], PLAYER_TOP, sim,
-                                waves=waves, quiet=quiet,
-                                parameters={"HB": cfg.host_bits})
+    if uart and (design is None or design.divisor is None):
+        raise ConfigError("a UART simulation needs a board's design (--board NAME)")
+    spec = design
+    cfg, design = design_for(model, array, overrides, design=spec)
+    models = [design / name for name, _ in (spec.models if spec is not None else ())]
+    if uart:
+        top, bench = UART_NAME, "rtl_tests.tb.tb_uart"
+        r, build_dir = runner.build([design / f"{TOP_NAME}.v", design / f"{UART_NAME}.v",
+                                     *models], top, sim, waves=waves, quiet=quiet)
+    else:
+        top, bench = PLAYER_TOP, "rtl_tests.tb.tb_network"
+        r, build_dir = runner.build([design / f"{TOP_NAME}.v", *models, runner.PLAYER], top,
+                                    sim, waves=waves, quiet=quiet,
+                                    parameters={"HB": cfg.host_bits})
     t_build = time.perf_counter() - t0
     with scratch_dir("hwgen-inputs") as tmp:
         inputs = Path(tmp) / "inputs.npz"
@@ -166,7 +193,7 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
                "HWGEN_BACKPRESSURE": backpressure}
         if reference is not None:
             env["HWGEN_REFERENCE"] = Path(reference).resolve()
-        passed, failed, result = runner.run(r, build_dir, PLAYER_TOP, "rtl_tests.tb.tb_network",
+        passed, failed, result = runner.run(r, build_dir, top, bench,
                                             env=env, seed=seed, waves=waves, test_dir=test_dir,
                                             log_file=log if quiet else None)
         if quiet and log.exists():  # kept for the user, one per build (the last run's)
@@ -178,8 +205,14 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
                             f"{f' ({cause})' if cause else ''}; see {where}")
     if waves and test_dir is not None and result is not None:
         result["waves"] = _collect_waves(build_dir, Path(test_dir))
+    import json
+
+    about = json.loads((design / "manifest.json").read_text()).get("design", {})
+    about = {**about, "array": [cfg.rows, cfg.cols], "weight_bits": cfg.weight_bits,
+             "act_bits": cfg.act_bits, "simulated_top": UART_NAME if uart else TOP_NAME,
+             "folder": str(design)}
     return SimReport(sim.value, cfg.digest, result, passed, failed,
-                     time.perf_counter() - t0, t_build)
+                     time.perf_counter() - t0, t_build, about)
 
 
 def _testbench_error(log):

@@ -6,7 +6,7 @@ both directions. There is no flow control on the wire: the host protocol is requ
 its arrival except while a RUN is in progress, and a byte takes ``10 * divisor`` cycles.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -201,6 +201,11 @@ class UARTTop(wiring.Component):
         Clock cycles per UART bit.
     memory : callable or None
         Buffer factory passed to the Top (see :class:`hwgen.core.Core`).
+    core : str or None
+        ``None``: the Top is elaborated inside this design. A module name (``hwgen_top``): the
+        Top is an instance of that Verilog module, emitted separately by
+        :func:`hwgen.emit.emit_verilog`, so the one Verilog file a simulation proves bit-exact
+        is the file the board build reads (:mod:`boards.build`).
 
     Members
     -------
@@ -210,9 +215,11 @@ class UARTTop(wiring.Component):
     rx: In(1, init=1)
     tx: Out(1, init=1)
 
-    def __init__(self, cfg, divisor, memory=None):
+    def __init__(self, cfg, divisor, memory=None, core=None):
         _check_divisor(divisor)
-        self._cfg, self._divisor, self._memory = cfg, divisor, memory
+        if core is not None and not isinstance(core, str):
+            raise TypeError(f"Core must be a Verilog module name or None, not {core!r}")
+        self._cfg, self._divisor, self._memory, self._core = cfg, divisor, memory, core
         super().__init__()
 
     @property
@@ -226,8 +233,16 @@ class UARTTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bridge = m.submodules.bridge = UARTBridge(self._divisor, self._cfg.host_bits)
-        top = m.submodules.top = Top(self._cfg, memory=self._memory)
-        wiring.connect(m, bridge.o, top.i)
-        wiring.connect(m, top.o, bridge.i)
+        if self._core is None:
+            top = m.submodules.top = Top(self._cfg, memory=self._memory)
+            wiring.connect(m, bridge.o, top.i)
+            wiring.connect(m, top.o, bridge.i)
+        else:  # the ports of hwgen.emit's Verilog (Top's signature, flattened with "__")
+            m.submodules.top = Instance(
+                self._core, i_clk=ClockSignal(), i_rst=ResetSignal(),
+                i_i__valid=bridge.o.valid, o_i__ready=bridge.o.ready,
+                i_i__payload=bridge.o.payload,
+                o_o__valid=bridge.i.valid, i_o__ready=bridge.i.ready,
+                o_o__payload=bridge.i.payload)
         m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx)]
         return m

@@ -265,6 +265,14 @@ def test_synth_one_board(tmp_path, monkeypatch, capsys):
     assert doc["target_mhz"] == 48.0 and doc["multipliers"] == "lut"
     assert Path(doc["bitstream"]).stat().st_size > 0
     assert json.loads((out / "report.json").read_text())["lut"] == doc["lut"]
+    # the bitstream's Verilog is the Verilog `simulate --board` proves bit-exact
+    assert main(["simulate", str(qdir), "--board", "orangecrab-25f", "--array", "2x2",
+                 "--sim", "icarus", "--images", "2", "--json"]) == 0
+    sim = json.loads(capsys.readouterr().out)
+    assert sim["bit_exact"] and sim["design"]["board"] == "orangecrab-25f"
+    assert set(doc["verilog_sha256"]) == {"hwgen_top.v", "hwgen_uart_top.v"}
+    assert {n: sim["design"]["sha256"][n] for n in doc["verilog_sha256"]} == \
+        doc["verilog_sha256"]
 
 
 def test_synth_refuses_a_folder_it_did_not_write(tmp_path):

@@ -26,6 +26,12 @@ def add_arguments(p):
     p.add_argument("--out", metavar="DIR", default="build/demo", help="output folder")
     p.add_argument("--images", metavar="N", type=int, default=100,
                    help="test images simulated on Verilator (0: all)")
+    from hwgen.commands.synth import _board
+
+    p.add_argument("--board", metavar="NAME", type=_board, default=None,
+                   help="simulate the design hwgen synth builds for this board (its array,"
+                        " lanes, multipliers and memories: the same Verilog files) instead of"
+                        " the generic 8x8 overlay")
     p.add_argument("--no-hardware", action="store_true",
                    help="stop after the accuracy table (no Verilog, no simulation)")
 
@@ -96,16 +102,25 @@ def _hardware(console, out, name, row, args, n_test):
     from rtl_tests.runner import Sim
 
     model = serialize.load(row["qmodel"])
-    cfg = AccelConfig.for_model(model)
-    vpath, _ = emit(cfg, out / f"{name}-w{row['wbits']}a{row['abits']}-verilog",
+    if args.board is not None:
+        from hwgen.commands.simulate import board_design
+
+        design = board_design(row["qmodel"], args.board, None)
+        cfg = design.cfg
+    else:
+        cfg = AccelConfig.for_model(model)
+        design = None
+    vpath, _ = emit(design or cfg, out / f"{name}-w{row['wbits']}a{row['abits']}-verilog",
                     compile_program(model, cfg))
-    with console.status(f"Verilator: building (once per configuration) and simulating"
-                        f" {args.images or 'all'} test images"):
-        s = simulate(row["qmodel"], Sim.VERILATOR, images=args.images, quiet=True).summary()
+    where = f" {args.board.value.name}'s" if args.board is not None else ""
+    with console.status(f"Verilator: building{where} design (once per configuration) and"
+                        f" simulating {args.images or 'all'} test images"):
+        s = simulate(row["qmodel"], Sim.VERILATOR, images=args.images, quiet=True,
+                     design=design).summary()
     verdict = ("[green]bit-exact[/] on every layer output" if s["bit_exact"]
                else f"[red]{s['mismatches']} mismatching elements[/]")
     console.print(
-        f"W{row['wbits']}A{row['abits']} on the {cfg.rows}x{cfg.cols} overlay ({vpath}):\n"
+        f"W{row['wbits']}A{row['abits']} on the{where} {cfg.rows}x{cfg.cols} overlay ({vpath}):\n"
         f"  accuracy {100 * row['quant_accuracy']:.2f}% (integer reference, all"
         f" {n_test} test images); Verilator: {s['images']} images {verdict}\n"
         f"  {s['cycles_per_inference']} cycles per inference (analytical"
@@ -114,7 +129,7 @@ def _hardware(console, out, name, row, args, n_test):
     for m in s["first_mismatches"][:5]:
         console.print(f"  mismatch: image {m['image']} layer {m['layer']} ({m['name']}) index"
                       f" {m['index']}: expected {m['expected']}, got {m['got']}")
-    return {"verilog": str(vpath), "config_digest": cfg.digest} | {
+    return {"verilog": str(vpath), "config_digest": cfg.digest, "design": s["design"]} | {
         k: s[k] for k in ("images", "bit_exact", "mismatches", "cycles_per_inference",
                           "analytical_cycles_per_inference", "mac_utilization",
                           "wall_seconds")} | {"accuracy": row["quant_accuracy"]}

@@ -27,7 +27,8 @@ def add_arguments(p):
     p.add_argument("qdir", metavar="QDIR", help="QuantizedModel folder (hwgen quantize --out)")
     add_board_arguments(
         p, required=False,
-        board_help="; optional: emit the overlay synth builds for it (array, multipliers) and"
+        board_help="; optional: emit the design synth builds for it (array, multipliers,"
+                   " memories, and its UART bridge as hwgen_uart_top.v: the same files) and"
                    " print its estimate",
         array_help="MAC-array shape: output-channel PEs x input SIMD lanes (default: the"
                    " board's with --board, else 8x8)")
@@ -35,15 +36,16 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
 
 
-def _config(model, board, array):
+def _design(model, board, array):
+    """The configuration, or with ``board`` the :class:`hwgen.emit.Design` synth builds."""
     from hwgen.config import DEFAULT_ARRAY, AccelConfig
     from hwgen.errors import ConfigError
 
     try:
         if board is None:
             return AccelConfig.for_model(model, array=tuple(array or DEFAULT_ARRAY))
-        from boards.build import board_config
-        return board_config(board.value, model, array)[0]
+        from boards.overlay import board_design
+        return board_design(board.value, model, array)
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
 
@@ -55,13 +57,14 @@ def run(args):
 
     check_emittable(args.out)
     model = load(args.qdir)
-    cfg = _config(model, args.board, args.array)
+    design = _design(model, args.board, args.array)
+    cfg = getattr(design, "cfg", design)
     program = compile_program(model, cfg)  # raises DoesNotFitError / UnsupportedOpError
     est = None
     if args.board is not None:
         from hwgen.commands.estimate import board_estimate
         est = board_estimate(model, args.board, args.array)
-    vpath, mpath = emit(cfg, args.out, program)
+    vpath, mpath = emit(design, args.out, program)
     summary = {"verilog": str(vpath), "manifest": str(mpath), "digest": cfg.digest,
                "array": [cfg.rows, cfg.cols], "acc_bits": cfg.acc_bits,
                "cycles_per_inference": sum(program.cycles)}

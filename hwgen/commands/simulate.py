@@ -11,7 +11,6 @@ __all__ = ["NAME", "HELP", "add_arguments", "run"]
 
 
 def add_arguments(p):
-    from hwgen.commands.generate import array_shape
     from hwgen.config import DEFAULT_ARRAY
     from rtl_tests.runner import Sim
 
@@ -20,8 +19,18 @@ def add_arguments(p):
                    help="simulator: verilator or icarus")
     p.add_argument("--images", metavar="N", type=int, default=0,
                    help="test images to run (0: the whole test set)")
-    p.add_argument("--array", metavar="ROWSxCOLS", type=array_shape, default=DEFAULT_ARRAY,
-                   help="MAC-array shape")
+    from hwgen.commands.synth import add_board_arguments
+
+    add_board_arguments(
+        p, required=False,
+        board_help="; optional: simulate exactly the design hwgen synth builds for it (its"
+                   " array, lanes, multipliers, memories with their vendor models: the same"
+                   " Verilog file)",
+        array_help=f"MAC-array shape (default: the board's with --board, else"
+                   f" {DEFAULT_ARRAY[0]}x{DEFAULT_ARRAY[1]})")
+    p.add_argument("--uart", action="store_true",
+                   help="with --board: simulate the board's top, UART bridge included, driven"
+                        " through its rx/tx pins at the board's baud rate (slower)")
     p.add_argument("--data", metavar="FILE.npz", default=None,
                    help="test images from this file (x_test, y_test) instead of digits")
     p.add_argument("--seed", metavar="N", type=int, default=0, help="random seed")
@@ -35,6 +44,14 @@ def _print(s):
     from rich.table import Table
 
     console = Console()
+    d = s.get("design") or {}
+    if d:
+        where = f"{d['board']}'s design" if d.get("board") else "design"
+        console.print(f"{where}: array {d['array'][0]}x{d['array'][1]}, W{d['weight_bits']}A"
+                      f"{d['act_bits']} lanes, {d['multipliers'].upper()} multipliers,"
+                      f" {_memories(d['memories'])}; simulated top {d['simulated_top']}"
+                      + (f" (UART at {d['uart_divisor']} cycles per bit)"
+                         if d["simulated_top"] != "hwgen_top" else ""))
     verdict = "[green]bit-exact[/]" if s["bit_exact"] else f"[red]{s['mismatches']} mismatches[/]"
     console.print(f"{s['simulator']}: {s['images']} images, {verdict} against the integer"
                   f" reference; {s['cycles_per_inference']} cycles per inference (analytical"
@@ -55,15 +72,40 @@ def _print(s):
                       f" index {m['index']}: expected {m['expected']}, got {m['got']}")
 
 
+def board_design(qdir, board, array):
+    """The :class:`hwgen.emit.Design` ``hwgen synth --board`` builds for ``qdir``."""
+    from boards.overlay import board_design as design_of
+    from hwgen.errors import ConfigError
+    from quantflow.serialize import load
+
+    try:
+        return design_of(board.value, load(qdir), array)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def _memories(mems):
+    if isinstance(mems, str):
+        return f"buffers in {mems}"
+    special = {k: v for k, v in mems.items() if v != "block RAM"}
+    rest = "block RAM" + (" elsewhere" if special else "")
+    return ", ".join([*(f"{k.lower()} in {v}" for k, v in special.items()), rest])
+
+
 def run(args):
+    from hwgen.config import DEFAULT_ARRAY
     from hwgen.errors import UserError
     from hwgen.simulate import simulate
 
     if args.images < 0:
         raise UserError(f"--images must be a non-negative integer, not {args.images!r}")
-    report = simulate(args.qdir, args.sim, images=args.images, array=args.array,
-                      waves=args.waves is not None, seed=args.seed, data=args.data,
-                      test_dir=args.waves, quiet=True)
+    if args.uart and args.board is None:
+        raise UserError("--uart simulates a board's top: it needs --board NAME")
+    design = board_design(args.qdir, args.board, args.array) if args.board else None
+    report = simulate(args.qdir, args.sim, images=args.images,
+                      array=args.array or DEFAULT_ARRAY, waves=args.waves is not None,
+                      seed=args.seed, data=args.data, test_dir=args.waves, quiet=True,
+                      design=design, uart=args.uart)
     s = report.summary()
     if args.json:
         json.dump(s, sys.stdout)

@@ -84,7 +84,7 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
     import shutil
     import time
 
-    from boards.build import board_config, build, cache_root
+    from boards.build import board_config, board_design, build, cache_root
     from boards.estimate import NotCalibratedError
     from hwgen.commands.estimate import board_estimate, check_fits
     from hwgen.errors import ConfigError, UserError
@@ -115,13 +115,16 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
         est = None  # an uncalibrated family builds without the check
     if est is not None and not force:
         check_fits(est)  # before Yosys: an 8x8 array on the iCEBreaker fails in a second
-    result = build(target, cfg)
+    design = board_design(target, model, cfg=cfg)
+    result = build(target, design)
     rep = result.report
     bitstream = result.bitstream if out is None else Path(out) / result.bitstream.name
     doc = {
         "board": target.name, "device": target.device.name, "family": target.family,
         "array": [rows, cols], "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits,
         "multipliers": style, "config_digest": cfg.digest,
+        "memories": design.about["memories"], "uart_divisor": design.divisor,
+        "verilog_sha256": result.verilog,
         **rep.to_json(),
         "bitstream": str(bitstream), "build_folder": str(result.folder),
         "cached": result.cached, "wall_seconds": round(time.monotonic() - start, 1),

@@ -173,6 +173,13 @@ async def network(dut):
     wall = time.perf_counter() - t0
     sim_cycles = int((get_sim_time("ns") - c0) // TB.CLOCK_NS)
 
+    report(model, cfg, program, xs, ys, results, seed=seed, sim_seconds=wall,
+           sim_cycles=sim_cycles, record_seconds=t_record, play_seconds=t_play)
+
+
+def report(model, cfg, program, xs, ys, results, seed, **extra):
+    """Compare every layer of every result with the reference, write the report
+    (``HWGEN_RESULT``) and fail on a mismatch (also :mod:`rtl_tests.tb.tb_uart`'s)."""
     # HWGEN_REFERENCE: compare against another model's reference (tests that prove a
     # difference is caught and reported).
     ref_dir = os.environ.get("HWGEN_REFERENCE")
@@ -188,8 +195,7 @@ async def network(dut):
         "cycles_per_inference": int(np.median(cycles.sum(axis=1))) if len(cycles) else 0,
         "analytical_cycles": [int(c) for c in program.cycles],
         "macs": [int(m) for m in program.macs], "array_macs": cfg.array_macs,
-        "sim_seconds": wall, "sim_cycles": sim_cycles, "seed": seed,
-        "record_seconds": t_record, "play_seconds": t_play,
+        "seed": seed, **extra,
     })
     assert count == 0, (f"seed {seed}: {count} mismatching elements; first: "
                         f"{mismatches[:3]}")

@@ -3,27 +3,31 @@
 :class:`UARTPinLink` is a :class:`hwgen.host.Link` that bit-bangs 8N1 frames on ``rx`` and
 decodes ``tx`` in the background, so the same :class:`hwgen.host.Driver` that runs a board
 over a serial port runs here. Bits are timed with ``Timer`` (the simulator runs free between
-edges), at ``HWGEN_DIVISOR`` clock cycles per bit. Parameters from the environment:
-``HWGEN_DESIGN`` (folder with config.json), ``HWGEN_QMODEL``, ``HWGEN_INPUTS`` (.npz x, y).
-Every image's output is compared with :mod:`quantflow.reference`; the report goes back as
-JSON through ``HWGEN_RESULT``.
+edges), at the design's divisor (``uart_divisor`` in its manifest: the board's own). Parameters
+from the environment, as for :mod:`rtl_tests.tb.tb_network`: ``HWGEN_DESIGN`` (a board design
+folder with manifest.json, :func:`hwgen.simulate.simulate` with ``uart=True``),
+``HWGEN_QMODEL``, ``HWGEN_INPUTS`` (.npz x, y), ``HWGEN_SEED``. Every layer of every image is
+read back over the UART and compared with :mod:`quantflow.reference`; the report (the same as
+the player's) goes back as JSON through ``HWGEN_RESULT``.
 """
 
 import json
 import os
+import time
 from pathlib import Path
 
 import cocotb
 import numpy as np
 from cocotb.queue import Queue
 from cocotb.triggers import FallingEdge, RisingEdge, Timer, with_timeout
+from cocotb.utils import get_sim_time
 
-from hwgen.commands.run import run_on_link
 from hwgen.config import AccelConfig
-from hwgen.host import Link
-from quantflow import reference
+from hwgen.host import Driver, Link
+from quantflow.program import compile_program
 from quantflow.serialize import load
-from rtl_tests.tb.common import TB, write_result
+from rtl_tests.tb.common import TB, env_int
+from rtl_tests.tb.tb_network import report
 
 
 class UARTPinLink(Link):
@@ -73,24 +77,26 @@ class UARTPinLink(Link):
 @cocotb.test()
 async def uart_network(dut):
     design = Path(os.environ["HWGEN_DESIGN"])
-    doc = json.loads((design / "config.json").read_text())
-    cfg = AccelConfig(**doc["config"])
+    manifest = json.loads((design / "manifest.json").read_text())
+    cfg = AccelConfig(**manifest["config"])
+    divisor = manifest["design"]["uart_divisor"]
     model = load(os.environ["HWGEN_QMODEL"])
+    program = compile_program(model, cfg)
     with np.load(os.environ["HWGEN_INPUTS"], allow_pickle=False) as f:
-        xs = f["x"].astype(np.int64)
+        xs, ys = f["x"].astype(np.int64), f["y"].astype(np.int64)
 
     tb = TB(dut)
     dut.rx.value = 1
     await tb.reset()
     await RisingEdge(tb.clk)
-    link = UARTPinLink(dut, cfg.host_bits, doc["divisor"], TB.CLOCK_NS,
-                       timeout_ns=TB.CLOCK_NS * (1 << 22))
-    logits, cycles = await run_on_link(link, model, cfg, xs)
-    want = reference.run(model, xs)[-1]
-    got = [np.asarray(v).reshape(want.shape[1:]) for v in logits]
-    bad = [n for n in range(len(xs)) if not np.array_equal(got[n], want[n])]
-    write_result({"images": len(xs), "mismatching_images": bad, "cycles": cycles,
-                  "first": None if not bad else {"image": bad[0],
-                                                 "expected": want[bad[0]].tolist(),
-                                                 "got": got[bad[0]].tolist()}})
-    assert not bad, f"images {bad} differ from the reference"
+    t0, c0 = time.perf_counter(), get_sim_time("ns")
+    # a word may wait behind a whole inference (every layer runs alone: twice its model)
+    budget = 2 * sum(program.cycles) + 40 * divisor * cfg.host_bits + 10_000
+    link = UARTPinLink(dut, cfg.host_bits, divisor, TB.CLOCK_NS,
+                       timeout_ns=TB.CLOCK_NS * budget)
+    driver = Driver(cfg, link)
+    await driver.load(program)
+    results = [await driver.infer(program, x, every_layer=True) for x in xs]
+    report(model, cfg, program, xs, ys, results, seed=env_int("HWGEN_SEED", 0),
+           sim_seconds=time.perf_counter() - t0,
+           sim_cycles=int((get_sim_time("ns") - c0) // TB.CLOCK_NS))
