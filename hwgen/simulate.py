@@ -5,6 +5,7 @@ The design for the model's word-length configuration is emitted once into the ca
 :mod:`rtl_tests.runner` (keyed by the Verilog's digest), so repeated runs only simulate.
 """
 
+import copy
 import re
 import shutil
 import time
@@ -21,6 +22,9 @@ __all__ = ["SimReport", "cached_design", "design_for", "simulate", "images_for"]
 
 #: The testbench top that plays recorded host words into the design (rtl_tests/tb/player.v).
 PLAYER_TOP = "hwgen_player"
+
+#: Fewest images a simulator process gets when ``jobs`` split a run (each starts in ~1 s).
+MIN_SHARD = 25
 
 
 @dataclass
@@ -140,7 +144,7 @@ def images_for(model, images=0, data=None):
 
 def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0, idle=0,
              backpressure=0, data=None, test_dir=None, inputs=None, reference=None,
-             quiet=False, overrides=None, design=None, uart=False):
+             quiet=False, overrides=None, design=None, uart=False, jobs=1):
     """Run ``images`` test images (0: all) of the model in ``model_dir`` on ``sim``.
 
     ``inputs``: explicit integer inputs ``(N, *input_shape)`` instead of test images (random
@@ -150,7 +154,9 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
     AccelConfig fields (:func:`design_for`); ``design``: a board's :class:`hwgen.emit.Design`
     (:func:`boards.overlay.board_design`: the files its bitstream is built from) instead of
     ``array``/``overrides``; ``uart``: drive that design's UART bridge through its pins at its
-    divisor (:mod:`rtl_tests.tb.tb_uart`) instead of the host streams through the player."""
+    divisor (:mod:`rtl_tests.tb.tb_uart`) instead of the host streams through the player;
+    ``jobs``: simulator processes the images are split between (at least ``MIN_SHARD``
+    images each), their reports merged."""
     import numpy as np
 
     from quantflow.fsutil import cache_dir
@@ -184,25 +190,51 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
                                     sim, waves=waves, quiet=quiet,
                                     parameters={"HB": cfg.host_bits})
     t_build = time.perf_counter() - t0
+    env = {"HWGEN_DESIGN": design, "HWGEN_QMODEL": Path(model_dir).resolve(),
+           "HWGEN_SEED": seed, "HWGEN_IDLE": idle, "HWGEN_BACKPRESSURE": backpressure}
+    if reference is not None:
+        env["HWGEN_REFERENCE"] = Path(reference).resolve()
+    # one shard per simulator process; waves need one trace, a UART run is one link
+    n = 1 if waves or uart else max(1, min(jobs, len(xs) // MIN_SHARD))
+    bounds = [len(xs) * k // n for k in range(n + 1)]
+    t1 = time.perf_counter()
     with scratch_dir("hwgen-inputs") as tmp:
-        inputs = Path(tmp) / "inputs.npz"
-        log = Path(tmp) / "sim.log"
-        np.savez(inputs, x=xs, y=ys)
-        env = {"HWGEN_DESIGN": design, "HWGEN_QMODEL": Path(model_dir).resolve(),
-               "HWGEN_INPUTS": inputs, "HWGEN_SEED": seed, "HWGEN_IDLE": idle,
-               "HWGEN_BACKPRESSURE": backpressure}
-        if reference is not None:
-            env["HWGEN_REFERENCE"] = Path(reference).resolve()
-        passed, failed, result = runner.run(r, build_dir, top, bench,
-                                            env=env, seed=seed, waves=waves, test_dir=test_dir,
-                                            log_file=log if quiet else None)
-        if quiet and log.exists():  # kept for the user, one per build (the last run's)
-            write_bytes(build_dir / "sim.log", log.read_bytes())
-        if result is None or passed + failed == 0:
-            where = build_dir / "sim.log" if quiet else "the log above"
-            cause = _testbench_error(log) if quiet else None
-            raise ToolError(f"the testbench failed before reporting a result"
-                            f"{f' ({cause})' if cause else ''}; see {where}")
+        args = [(k, xs[bounds[k]:bounds[k + 1]], ys[bounds[k]:bounds[k + 1]]) for k in range(n)]
+
+        def shard(arg):
+            k, x, y = arg
+            inputs = Path(tmp) / f"inputs{k}.npz"
+            np.savez(inputs, x=x, y=y)
+            log = Path(tmp) / f"sim{k}.log"
+            got = runner.run(copy.copy(r) if n > 1 else r, build_dir, top, bench,
+                             env={**env, "HWGEN_INPUTS": inputs}, seed=seed, waves=waves,
+                             test_dir=test_dir, log_file=log if quiet else None)
+            if quiet and log.exists():  # kept for the user, one per build (the last run's)
+                write_bytes(build_dir / "sim.log", log.read_bytes())
+            passed, failed, result = got
+            if result is None or passed + failed == 0:
+                where = build_dir / "sim.log" if quiet else "the log above"
+                cause = _testbench_error(log) if quiet else None
+                raise ToolError(f"the testbench failed before reporting a result"
+                                f"{f' ({cause})' if cause else ''}; see {where}")
+            return got
+
+        if n == 1:
+            parts = [shard(args[0])]
+        else:
+            import os
+            from concurrent.futures import ThreadPoolExecutor
+
+            # runner.run hides pytest from cocotb's runner; once for all threads
+            current = os.environ.pop("PYTEST_CURRENT_TEST", None)
+            try:
+                with ThreadPoolExecutor(max_workers=n) as pool:
+                    parts = list(pool.map(shard, args))
+            finally:
+                if current is not None:
+                    os.environ["PYTEST_CURRENT_TEST"] = current
+    passed, failed = sum(p[0] for p in parts), sum(p[1] for p in parts)
+    result = _merge([p[2] for p in parts], bounds, time.perf_counter() - t1)
     if waves and test_dir is not None and result is not None:
         result["waves"] = _collect_waves(build_dir, Path(test_dir))
     import json
@@ -213,6 +245,37 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
              "folder": str(design)}
     return SimReport(sim.value, cfg.digest, result, passed, failed,
                      time.perf_counter() - t0, t_build, about)
+
+
+def _merge(results, bounds, wall):
+    """One report from the shards' (``bounds``: each shard's first image): counts summed,
+    mismatches renumbered, medians over every image, ``sim_seconds`` the wall time of the
+    parallel run and ``sim_cycles`` the sum (simulated cycles per wall second)."""
+    import numpy as np
+
+    if len(results) == 1:
+        return results[0]
+    first, out = results[0], dict(results[0])
+    images = sum(r["images"] for r in results)
+    out["images"], out["mismatches"] = images, sum(r["mismatches"] for r in results)
+    out["bit_exact"] = all(r["bit_exact"] for r in results)
+    out["first_mismatches"] = [{**m, "image": m["image"] + start} for r, start
+                               in zip(results, bounds, strict=False)
+                               for m in r["first_mismatches"]][:20]
+    if first.get("accuracy") is not None:
+        out["accuracy"] = sum(r["accuracy"] * r["images"] for r in results) / images
+    cycles = np.array([c for r in results for c in r["image_layer_cycles"]], dtype=np.int64)
+    if len(cycles):
+        out["layer_cycles"] = [int(c) for c in np.median(cycles, axis=0)]
+        out["cycles_per_inference"] = int(np.median(cycles.sum(axis=1)))
+    out["image_layer_cycles"] = cycles.tolist()
+    out["sim_cycles"] = sum(r["sim_cycles"] for r in results)
+    out["sim_seconds"] = wall
+    for key in ("play_seconds", "record_seconds"):
+        if key in first:
+            out[key] = max(r[key] for r in results)
+    out["shards"] = len(results)
+    return out
 
 
 def _testbench_error(log):

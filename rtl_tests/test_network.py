@@ -32,7 +32,8 @@ def _run(folder, sim, images, seed, **kw):
 
 @pytest.mark.verilator
 def test_digits_cnn_4bit_verilator_every_image(quantized_zoo, seed):
-    s = _run(quantized_zoo("digits-cnn", 4, 4), Sim.VERILATOR, 0, seed)
+    """Every test image, split between two simulator processes as `hwgen simulate` does."""
+    s = _run(quantized_zoo("digits-cnn", 4, 4), Sim.VERILATOR, 0, seed, jobs=2)
     assert s["accuracy"] is not None and s["accuracy"] > 0.9, s["accuracy"]
 
 
@@ -77,6 +78,28 @@ def test_a_difference_is_caught(quantized_zoo, tmp_path, seed):
     first = s["first_mismatches"][0]
     assert (first["layer"], first["index"]) == (len(model.layers) - 1, [3]), first
     assert first["expected"] == first["got"] + 1, first
+
+
+@pytest.mark.verilator
+def test_shards_merge_into_one_report(quantized_zoo, tmp_path, seed):
+    """Two simulator processes, 30 images each, against a reference one bias off: every
+    image's mismatch counted once, image numbers global, cycles and accuracy as one run's."""
+    from quantflow import serialize
+
+    qdir = quantized_zoo("digits-mlp", 4, 4)
+    model = serialize.load(qdir)
+    model.layers[-1].bias[3] += 1
+    other = serialize.save(model, tmp_path / "other")
+    one = simulate(qdir, Sim.VERILATOR, images=60, seed=seed).summary()
+    two = simulate(qdir, Sim.VERILATOR, images=60, seed=seed, jobs=2).summary()
+    assert two["bit_exact"] and two["images"] == 60
+    for key in ("accuracy", "cycles_per_inference", "layers"):
+        assert two[key] == one[key], key
+    bad = simulate(qdir, Sim.VERILATOR, images=60, seed=seed, jobs=2,
+                   reference=other).summary()
+    assert not bad["bit_exact"] and bad["mismatches"] == 60
+    images = [m["image"] for m in bad["first_mismatches"]]
+    assert images == sorted(images) and images[0] == 0 and len(images) == 20
 
 
 @pytest.mark.verilator

@@ -1,6 +1,7 @@
 """`hwgen simulate`: run a QuantizedModel on the generated Verilog through cocotb."""
 
 import json
+import os
 import sys
 
 NAME = "simulate"
@@ -34,6 +35,9 @@ def add_arguments(p):
     p.add_argument("--data", metavar="FILE.npz", default=None,
                    help="test images from this file (x_test, y_test) instead of digits")
     p.add_argument("--seed", metavar="N", type=int, default=0, help="random seed")
+    p.add_argument("--jobs", metavar="N", type=int, default=None,
+                   help="simulator processes sharing the images (default: one per CPU core,"
+                        " at least 25 images each)")
     p.add_argument("--waves", metavar="DIR", nargs="?", const="waves", default=None,
                    help="write an FST (Verilator) / VCD (Icarus) trace into DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -99,13 +103,16 @@ def run(args):
 
     if args.images < 0:
         raise UserError(f"--images must be a non-negative integer, not {args.images!r}")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be a positive integer, not {args.jobs!r}")
+    jobs = args.jobs or len(os.sched_getaffinity(0))
     if args.uart and args.board is None:
         raise UserError("--uart simulates a board's top: it needs --board NAME")
     design = board_design(args.qdir, args.board, args.array) if args.board else None
     report = simulate(args.qdir, args.sim, images=args.images,
                       array=args.array or DEFAULT_ARRAY, waves=args.waves is not None,
                       seed=args.seed, data=args.data, test_dir=args.waves, quiet=True,
-                      design=design, uart=args.uart)
+                      design=design, uart=args.uart, jobs=jobs)
     s = report.summary()
     if args.json:
         json.dump(s, sys.stdout)

@@ -193,6 +193,7 @@ def report(model, cfg, program, xs, ys, results, seed, **extra):
         "accuracy": float(np.mean(pred == ys)) if len(ys) and ys.min() >= 0 else None,
         "layer_cycles": [int(c) for c in np.median(cycles, axis=0)] if len(cycles) else [],
         "cycles_per_inference": int(np.median(cycles.sum(axis=1))) if len(cycles) else 0,
+        "image_layer_cycles": cycles.tolist(),
         "analytical_cycles": [int(c) for c in program.cycles],
         "macs": [int(m) for m in program.macs], "array_macs": cfg.array_macs,
         "seed": seed, **extra,
