@@ -438,8 +438,9 @@ class AccelConfig:
 
     @property
     def drain_latency(self):
-        """Drain: element selected -> written (parameter read, bias add, requantizer, write)."""
-        return _MEM_LATENCY + _BIAS_LATENCY + _REQUANT_LATENCY + 1
+        """Drain: element selected -> written (registered parameter address, parameter read,
+        bias add, requantizer, write)."""
+        return 1 + _MEM_LATENCY + _BIAS_LATENCY + _REQUANT_LATENCY + 1
 
     @property
     def desc_bits(self):

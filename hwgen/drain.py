@@ -130,13 +130,22 @@ class Drain(wiring.Component):
             word.eq(Mux(advance & last_lane, e_word + 1, e_word)),
             acc_addr.eq(e_acc + advance),
         ]
-        m.d.comb += self.p_addr.eq(self.p_base + Mux(self.pair, e_second, e_ch))
+        # Stage 0: the parameter address registered, so the element's selection (from the
+        # pool's valid through the channel mux) and the base add end at a flip-flop instead
+        # of running on into the block RAM's address (the iCE40's critical path).
+        s0_valid, s0_val, s0_second = Signal(), Signal(acc_shape(cfg)), Signal()
+        s0_word, s0_lane, s0_acc = Signal.like(word), Signal.like(lane), Signal.like(acc_addr)
+        s0_paddr = Signal.like(self.p_addr)
+        m.d.sync += [s0_valid.eq(e_valid), s0_val.eq(e_val), s0_word.eq(e_word),
+                     s0_lane.eq(e_lane), s0_acc.eq(e_acc), s0_second.eq(e_second),
+                     s0_paddr.eq(self.p_base + Mux(self.pair, e_second, e_ch))]
+        m.d.comb += self.p_addr.eq(s0_paddr)
 
         # Stage 1: parameters arrive (memory latency 1).
         s1_valid, s1_val, s1_second = Signal(), Signal(acc_shape(cfg)), Signal()
         s1_word, s1_lane, s1_acc = Signal.like(word), Signal.like(lane), Signal.like(acc_addr)
-        m.d.sync += [s1_valid.eq(e_valid), s1_val.eq(e_val), s1_word.eq(e_word),
-                     s1_lane.eq(e_lane), s1_acc.eq(e_acc), s1_second.eq(e_second)]
+        m.d.sync += [s1_valid.eq(s0_valid), s1_val.eq(s0_val), s1_word.eq(s0_word),
+                     s1_lane.eq(s0_lane), s1_acc.eq(s0_acc), s1_second.eq(s0_second)]
         # Stage 2: bias added and registered (keeps the add out of the multiplier's path).
         s2_sum = Signal(acc_shape(cfg))  # fits: the reference bounds acc + bias by acc_bits
         s2_valid, s2_rq, s2_second = Signal(), Signal.like(self.rq), Signal()
@@ -182,6 +191,6 @@ class Drain(wiring.Component):
             self.acc_addr.eq(w_acc), self.acc_data.eq(w_sum),
             self.acc_en.eq(w_valid & self.to_acc),
         ]
-        valids = [s1_valid] + [p[0] for p in pipe]
+        valids = [s0_valid, s1_valid] + [p[0] for p in pipe]
         m.d.comb += self.busy.eq(self.i.valid | (cnt != 0) | Cat(*valids).any())
         return m
