@@ -32,6 +32,45 @@ def _load(name):
         raise
 
 
+def _shown(value):
+    """A default as a user types it: an enum's value, an array shape as ``8x8``, a list
+    comma-separated."""
+    import enum
+
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, tuple) and value and all(isinstance(v, int) for v in value):
+        return "x".join(map(str, value))
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(_shown, value))
+    return str(value)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Defaults in the help as a user would type them, and only where they say something:
+    not for a required option, a flag, an unset (``None``) or empty default, or a help text
+    that already states its default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or action.required or "default" in text
+                or default is None or isinstance(default, bool)
+                or default is argparse.SUPPRESS
+                or (isinstance(default, (dict, list, tuple, str)) and not default)):
+            return text
+        return f"{text} (default: {_shown(default).replace('%', '%%')})"
+
+
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hwgen")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line on stderr, exit status 2 (``--help`` shows the usage)."""
 
@@ -48,13 +87,14 @@ def build_parser(argv=None):
     parser = _Parser(
         prog="hwgen", description="From a trained network to bit-exact low-bit FPGA hardware.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"hwgen {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = _load(name)
         if module is None:
             continue
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
         if argv is None or module.NAME == wanted:
             module.add_arguments(p)
         p.set_defaults(_run=module.run)

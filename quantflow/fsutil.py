@@ -144,6 +144,13 @@ def _recover(path):
     sweep(parent, rf"\.{name}\.(tmp|old)-\d+-.*")
 
 
+def _umask():
+    """The process's umask (read by setting it, so set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class atomic_dir:
     """Context manager yielding a temporary folder that replaces ``path`` on success.
 
@@ -161,6 +168,8 @@ class atomic_dir:
             _recover(self.path)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-{os.getpid()}-",
                                          dir=self.path.parent))
+        # mkdtemp makes it 0700 (private scratch); an output folder gets what mkdir gives
+        self.tmp.chmod(0o777 & ~_umask())
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):

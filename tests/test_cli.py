@@ -69,6 +69,31 @@ def test_help_lists_the_commands(capsys):
         assert name in out
 
 
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hwgen {version('hwgen')}"
+
+
+@pytest.mark.parametrize("command", ["quantize", "generate", "simulate", "estimate", "synth",
+                                     "explore", "run", "demo", "doctor"])
+def test_help_shows_defaults_as_typed(command, capsys):
+    """No Python reprs in the help: no `None` or `False` defaults, enums by value, arrays as
+    8x8 (argparse's ArgumentDefaultsHelpFormatter printed `Sim.VERILATOR` and `((8, 8))`)."""
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for repr_ in ("default: None", "default: False", "default: True", "default: {}", "Sim.",
+                  "((", "(8, 8)"):
+        assert repr_ not in out, (command, repr_)
+    if command == "simulate":
+        assert "(default: verilator)" in out
+
+
 # -- user errors (UserError: exit 2, exactly one line) ------------------------------------------
 
 def test_unsupported_op_exit_2_and_no_output(capsys, tmp_path):

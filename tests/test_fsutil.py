@@ -211,3 +211,19 @@ def test_sigterm_is_not_needed_for_cleanup(tmp_path):
     assert _complete(target)
     _replace_once(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_output_folder_mode_follows_the_umask(tmp_path):
+    """Not mkdtemp's private 0700: an output folder is made as mkdir would make it."""
+    import os
+    import stat
+
+    from quantflow.fsutil import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "f.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
