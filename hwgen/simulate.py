@@ -144,7 +144,7 @@ def images_for(model, images=0, data=None):
 
 def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0, idle=0,
              backpressure=0, data=None, test_dir=None, inputs=None, reference=None,
-             quiet=False, overrides=None, design=None, uart=False, jobs=1):
+             quiet=False, overrides=None, design=None, uart=False, jobs=1, progress=None):
     """Run ``images`` test images (0: all) of the model in ``model_dir`` on ``sim``.
 
     ``inputs``: explicit integer inputs ``(N, *input_shape)`` instead of test images (random
@@ -156,7 +156,8 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
     ``array``/``overrides``; ``uart``: drive that design's UART bridge through its pins at its
     divisor (:mod:`rtl_tests.tb.tb_uart`) instead of the host streams through the player;
     ``jobs``: simulator processes the images are split between (at least ``MIN_SHARD``
-    images each), their reports merged."""
+    images each), their reports merged; ``progress``: called with the phase being entered
+    (a line for the user)."""
     import numpy as np
 
     from quantflow.fsutil import cache_dir
@@ -166,6 +167,7 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
     from .emit import TOP_NAME, UART_NAME
 
     t0 = time.perf_counter()
+    progress = progress or (lambda text: None)
     if test_dir is not None:
         check_out(test_dir, what="--waves folder")
     check_cache_root(cache_dir(), "HWGEN_CACHE")
@@ -178,7 +180,10 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
     if uart and (design is None or design.divisor is None):
         raise ConfigError("a UART simulation needs a board's design (--board NAME)")
     spec = design
+    progress("emitting the design (cached per configuration)")
     cfg, design = design_for(model, array, overrides, design=spec)
+    progress(f"building the {sim.value} model (cached per design; a first build takes"
+             f" 10-60 s)")
     models = [design / name for name, _ in (spec.models if spec is not None else ())]
     if uart:
         top, bench = UART_NAME, "rtl_tests.tb.tb_uart"
@@ -197,6 +202,8 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
     # one shard per simulator process; waves need one trace, a UART run is one link
     n = 1 if waves or uart else max(1, min(jobs, len(xs) // MIN_SHARD))
     bounds = [len(xs) * k // n for k in range(n + 1)]
+    progress(f"simulating {len(xs)} inputs on {sim.value}"
+             + (f", {n} processes" if n > 1 else "") + (" over the UART" if uart else ""))
     t1 = time.perf_counter()
     with scratch_dir("hwgen-inputs") as tmp:
         args = [(k, xs[bounds[k]:bounds[k + 1]], ys[bounds[k]:bounds[k + 1]]) for k in range(n)]

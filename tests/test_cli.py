@@ -302,3 +302,30 @@ def test_demo_one_width(capsys, monkeypatch, tmp_path):
         assert 0.9 <= row[key] <= 1.0, row
     qm = serialize.load(row["qmodel"])
     assert Path(row["qmodel"]) == tmp_path / "demo" / "digits-mlp-w8a8" and qm.wbits == 8
+
+
+def test_phases_show_on_a_terminal_only(monkeypatch, capsys):
+    """Long commands show their phase within two seconds on a terminal; on a redirected
+    stderr nothing (an error is still exactly one line there)."""
+    import os
+    import pty
+    import time
+
+    from hwgen.commands.progress import phases
+
+    with phases("first phase") as phase:
+        phase("second phase")
+    assert capsys.readouterr().err == ""  # pytest's stderr is no terminal
+
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "w", buffering=1) as tty:
+        monkeypatch.setattr(sys, "stderr", tty)
+        with phases("building the model") as phase:
+            time.sleep(1.2)
+            phase("simulating 9 inputs")
+            time.sleep(0.3)
+        tty.flush()
+        seen = os.read(master, 65536).decode(errors="replace")
+        monkeypatch.undo()
+    os.close(master)
+    assert "building the model" in seen and "simulating 9 inputs" in seen

@@ -108,11 +108,14 @@ def run(args):
     jobs = args.jobs or len(os.sched_getaffinity(0))
     if args.uart and args.board is None:
         raise UserError("--uart simulates a board's top: it needs --board NAME")
-    design = board_design(args.qdir, args.board, args.array) if args.board else None
-    report = simulate(args.qdir, args.sim, images=args.images,
-                      array=args.array or DEFAULT_ARRAY, waves=args.waves is not None,
-                      seed=args.seed, data=args.data, test_dir=args.waves, quiet=True,
-                      design=design, uart=args.uart, jobs=jobs)
+    from hwgen.commands.progress import phases
+
+    with phases("loading the model and the test images") as phase:
+        design = board_design(args.qdir, args.board, args.array) if args.board else None
+        report = simulate(args.qdir, args.sim, images=args.images,
+                          array=args.array or DEFAULT_ARRAY, waves=args.waves is not None,
+                          seed=args.seed, data=args.data, test_dir=args.waves, quiet=True,
+                          design=design, uart=args.uart, jobs=jobs, progress=phase)
     s = report.summary()
     if args.json:
         json.dump(s, sys.stdout)

@@ -115,8 +115,12 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
         est = None  # an uncalibrated family builds without the check
     if est is not None and not force:
         check_fits(est)  # before Yosys: an 8x8 array on the iCEBreaker fails in a second
+    from hwgen.commands.progress import phases
+
     design = board_design(target, model, cfg=cfg)
-    result = build(target, design)
+    with phases(f"Yosys and nextpnr for {target.name}, array {rows}x{cols} (cached by"
+                f" digest; a build takes 1-3 minutes, 4-7 on the Tang Nano 9K)"):
+        result = build(target, design)
     rep = result.report
     bitstream = result.bitstream if out is None else Path(out) / result.bitstream.name
     doc = {
