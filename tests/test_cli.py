@@ -79,7 +79,7 @@ def test_version(capsys):
 
 
 @pytest.mark.parametrize("command", ["quantize", "generate", "simulate", "estimate", "synth",
-                                     "explore", "run", "demo", "doctor"])
+                                     "explore", "program", "run", "demo", "doctor"])
 def test_help_shows_defaults_as_typed(command, capsys):
     """No Python reprs in the help: no `None` or `False` defaults, enums by value, arrays as
     8x8 (argparse's ArgumentDefaultsHelpFormatter printed `Sim.VERILATOR` and `((8, 8))`)."""

@@ -13,7 +13,11 @@ def add_arguments(p):
     from hwgen.commands.synth import _board
 
     p.add_argument("qdir", metavar="QDIR", help="QuantizedModel folder (hwgen quantize --out)")
-    p.add_argument("--port", metavar="DEV", required=True, help="serial port, e.g. /dev/ttyUSB1")
+    p.add_argument("--port", metavar="DEV", default=None,
+                   help="serial port, e.g. /dev/ttyUSB1 (default: the board's USB UART, found"
+                        " by its USB id, else the only USB serial port)")
+    p.add_argument("--data", metavar="FILE.npz", default=None,
+                   help="test images from this file (x_test, y_test) instead of digits")
     p.add_argument("--board", metavar="NAME", type=_board, default="icebreaker",
                    help="the board the bitstream was built for (%(default)s)")
     p.add_argument("--array", metavar="ROWSxCOLS", type=array_shape, default=None,
@@ -48,7 +52,7 @@ def run(args):
 
     import numpy as np
 
-    from boards.serial_link import SerialLink
+    from boards.serial_link import SerialLink, find_port
     from hwgen.errors import ConfigError
     from hwgen.simulate import images_for
     from quantflow import reference
@@ -65,8 +69,9 @@ def run(args):
         cfg, _ = board_config(target, model, args.array)  # the same overlay hwgen synth builds
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
-    xs, ys = images_for(model, args.images)
-    link = SerialLink(args.port, target.baud, cfg.host_bits, timeout=args.timeout)
+    xs, ys = images_for(model, args.images, args.data)
+    port = args.port or find_port(target.name)
+    link = SerialLink(port, target.baud, cfg.host_bits, timeout=args.timeout)
     try:
         logits, cycles = asyncio.run(run_on_link(link, model, cfg, xs))
     finally:
