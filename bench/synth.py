@@ -8,11 +8,13 @@ Usage::
 
 Each point quantizes the model at W=A=bits (MSE ranges, cached per run), builds the overlay with
 its UART bridge for the board (``hwgen synth``'s path; builds are cached by digest) and records
-LUT/FF/BRAM/SPRAM/DSP/Fmax; a design that does not fit is a row with ``fits: false`` and the
-reason. Writes ``synth.json`` and ``synth.png`` (resources against bit width) to ``--out`` and
-prints a table. Run time: one to three minutes per point on two cores (first builds; five to
-seven on the Tang Nano 9K); the full default grid is 80 points, so run it overnight or narrow
-it.
+LUT/FF/BRAM/SPRAM/DSP/Fmax and the throughput figures (:func:`throughput`: MAC/cycle, array
+utilisation, MAC/cycle per 1,000 LUT, GMAC/s and microseconds per inference at the routed
+Fmax); a design that does not fit is a row with ``fits: false`` and the reason. Writes
+``synth.json`` and ``synth.png`` (resources against bit width, each point labelled with its
+array) to ``--out`` and prints a table. Run time: one to three minutes per point on two
+cores (first builds; five to seven on the Tang Nano 9K); the full default grid is 80 points,
+so run it overnight or narrow it.
 """
 
 import argparse
@@ -49,6 +51,25 @@ def _point(qdir, board, array):
                 "error": str(e)}
 
 
+def throughput(r):
+    """The throughput issue's figures for a built point ``r`` (a ``synthesize`` report): the
+    compiler's exact cycles and MACs per inference (from its estimate entry) against the
+    array, the LUTs and the routed Fmax."""
+    est = r.get("estimate") or {}
+    if "lut" not in r or not est.get("cycles"):
+        return {}
+    cycles, macs = est["cycles"], est["macs"]
+    rows, cols = r["array"]
+    per_cycle = macs / cycles
+    return {"cycles_per_inference": cycles, "macs_per_inference": macs,
+            "mac_per_cycle": round(per_cycle, 2),
+            "utilization": round(per_cycle / (rows * cols), 4),
+            "mac_per_cycle_per_klut": round(per_cycle / (r["lut"] / 1000), 2),
+            "gmacs_at_fmax": round(per_cycle * r["fmax_mhz"] / 1000, 4),
+            "us_per_inference_at_fmax": round(cycles / r["fmax_mhz"], 1),
+            "us_per_inference_at_clock": round(cycles / r["target_mhz"], 1)}
+
+
 def _plot(rows, path, by_board=False):
     import matplotlib
     matplotlib.use("Agg")
@@ -64,10 +85,14 @@ def _plot(rows, path, by_board=False):
     for key, rs in sorted(series.items()):
         rs.sort(key=lambda r: r["bits"])
         bits = [r["bits"] for r in rs]
-        axes[0].plot(bits, [r["lut"] / r["available"].get("lut", 1) * 100 for r in rs],
-                     "o-", label=key)
-        axes[1].plot(bits, [r["ff"] for r in rs], "o-", label=key)
-        axes[2].plot(bits, [r["fmax_mhz"] for r in rs], "o-", label=key)
+        ys = ([r["lut"] / r["available"].get("lut", 1) * 100 for r in rs],
+              [r["ff"] for r in rs], [r["fmax_mhz"] for r in rs])
+        for ax, y in zip(axes, ys, strict=True):
+            ax.plot(bits, y, "o-", label=key)
+            # the array can change between points (a board's default widens at 2-3 bits)
+            for b, v, r in zip(bits, y, rs, strict=True):
+                ax.annotate(f"{r['array'][0]}x{r['array'][1]}", (b, v), fontsize=6,
+                            textcoords="offset points", xytext=(3, 3))
     for ax, title in zip(axes, ("LUT (% of device)", "flip-flops", "Fmax (MHz)"), strict=True):
         ax.set_xlabel("weight = activation bits")
         ax.set_title(title)
@@ -97,7 +122,8 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     rows, cache = [], {}
     print(f"{'board':15s} {'bits':>4s} {'array':>5s} {'LUT':>6s} {'FF':>6s} {'BRAM':>4s}"
-          f" {'SPRAM':>5s} {'DSP':>3s} {'Fmax':>7s} {'clk':>5s} fits  seconds")
+          f" {'SPRAM':>5s} {'DSP':>3s} {'Fmax':>7s} {'clk':>5s} fits  {'MAC/cyc':>7s}"
+          f" {'util':>5s} {'/kLUT':>6s} {'GMAC/s':>6s} {'us@Fmax':>8s}  seconds")
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
         for board in boards:
             for b in bits:
@@ -105,6 +131,7 @@ def main(argv=None):
                 for array in arrays:
                     t = time.monotonic()
                     r = _point(qdir, board, array) | {"bits": b, "model": args.model}
+                    r |= throughput(r)
                     r.setdefault("wall_seconds", round(time.monotonic() - t, 1))
                     rows.append(r)
                     shape = r.get("array") or array or ("?", "?")
@@ -113,7 +140,11 @@ def main(argv=None):
                         print(f"{r['board']:15s} {b:4d} {a:>5s} {r['lut']:6d} {r['ff']:6d}"
                               f" {r['bram']:4d} {r['spram']:5d} {r['dsp']:3d}"
                               f" {r['fmax_mhz']:7.2f} {r['target_mhz']:5g} {r['fits']!s:5s}"
-                              f" {r['wall_seconds']}", flush=True)
+                              f" {r.get('mac_per_cycle', 0):7.2f} {r.get('utilization', 0):5.1%}"
+                              f" {r.get('mac_per_cycle_per_klut', 0):6.2f}"
+                              f" {r.get('gmacs_at_fmax', 0):6.3f}"
+                              f" {r.get('us_per_inference_at_fmax', 0):8.1f}"
+                              f"  {r['wall_seconds']}", flush=True)
                     else:
                         print(f"{r['board']:15s} {b:4d} {a:>5s} not built: {r['error']}",
                               flush=True)
