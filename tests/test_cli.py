@@ -329,3 +329,19 @@ def test_phases_show_on_a_terminal_only(monkeypatch, capsys):
         monkeypatch.undo()
     os.close(master)
     assert "building the model" in seen and "simulating 9 inputs" in seen
+
+
+def test_demo_figures_equal_hwgen_quantize(tmp_path, monkeypatch, capsys):
+    """The demo quantizes with `hwgen quantize`'s default (recipe auto): same accuracy, same
+    recipe, at the same settings."""
+    from hwgen.commands import demo
+
+    monkeypatch.setattr(demo, "DEMO_BITS", [(4, 4)])
+    assert main(["demo", "--model", "digits-mlp", "--no-hardware",
+                 "--out", str(tmp_path / "d")]) == 0
+    capsys.readouterr()
+    row = json.loads((tmp_path / "d" / "summary.json").read_text())["quantization"][0]
+    assert main(["quantize", "--model", "digits-mlp", "--wbits", "4", "--abits", "4",
+                 "--out", str(tmp_path / "q"), "--json"]) == 0
+    q = json.loads(capsys.readouterr().out)
+    assert row["quant_accuracy"] == q["quant_accuracy"] and row["recipe"] == q["recipe"]

@@ -44,7 +44,8 @@ def run(args):
     from rich.table import Table
 
     from quantflow import ptq, serialize
-    from quantflow.flow import Method, load_data, load_model, quantize_model
+    from quantflow import recipes
+    from quantflow.flow import Method, load_data, load_model, quantize_model, quantize_recipe
 
     from quantflow.errors import UserError
     from quantflow.fsutil import check_out, write_bytes
@@ -63,18 +64,21 @@ def run(args):
         progress.update(task, description="quantizing", completed=0, total=len(DEMO_BITS))
         for wb, ab in DEMO_BITS:
             progress.update(task, description=f"quantizing W{wb}A{ab}")
-            result = quantize_model(name, net, ds, ptq.PTQConfig(wb, ab), Method.AUTO)
+            # the default of `hwgen quantize` (recipe auto), so the figures are the same
+            result = quantize_recipe(name, net, ds, ptq.PTQConfig(wb, ab), recipes.AUTO)
             baseline = quantize_model(name, net, ds, ptq.PTQConfig(wb, ab), Method.MINMAX)
             folder = serialize.save(result.qmodel, out / f"{name}-w{wb}a{ab}")
-            rows.append(result.summary(Method.AUTO) | {
+            rows.append(result.summary(recipes.AUTO.name) | {
                 "minmax_accuracy": baseline.quant_accuracy, "qmodel": str(folder)})
             progress.advance(task)
     table = Table(title=f"{name} on digits: post-training quantization (test set, "
                         f"{len(ds.y_test)} images)")
-    for col in ("W/A", "recipe (w/a)", "float", "quantized", "delta", "plain min-max"):
+    for col in ("W/A", "recipe chosen (ranges w/a)", "float", "quantized", "delta",
+                "plain min-max"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(f"{r['wbits']}/{r['abits']}", f"{r['w_method']}/{r['a_method']}",
+        table.add_row(f"{r['wbits']}/{r['abits']}",
+                      f"{r.get('recipe') or r['method']} ({r['w_method']}/{r['a_method']})",
                       f"{100 * r['float_accuracy']:.2f}%", f"{100 * r['quant_accuracy']:.2f}%",
                       f"{100 * (r['quant_accuracy'] - r['float_accuracy']):+.2f}",
                       f"{100 * r['minmax_accuracy']:.2f}%")
