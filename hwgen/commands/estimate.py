@@ -17,14 +17,14 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print the estimate as one JSON object")
 
 
-def board_estimate(model, board, array=None):
-    """:func:`boards.estimate.estimate` of ``model`` on ``board``, configuration errors as
-    :class:`~hwgen.errors.ConfigError`."""
+def board_estimate(model, board, array=None, choice=None):
+    """:func:`boards.estimate.estimate` of ``model`` on ``board`` (``choice``: its
+    ``(AccelConfig, style)``), configuration errors as :class:`~hwgen.errors.ConfigError`."""
     from boards.estimate import estimate
     from hwgen.errors import ConfigError
 
     try:
-        return estimate(board.value, model, array)
+        return estimate(board.value, model, array, choice=choice)
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
 

@@ -85,6 +85,10 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
     import time
 
     from boards.build import board_config, board_design, build, cache_root
+    from boards.overlay import board_configs
+    from hwgen.commands.progress import phases
+    from hwgen.errors import DoesNotFitError
+    from quantflow.fsutil import notice
     from boards.estimate import NotCalibratedError
     from hwgen.commands.estimate import board_estimate, check_fits
     from hwgen.errors import ConfigError, UserError
@@ -103,24 +107,38 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
             # atomic_dir replaces the whole folder: never do that to something we did not write.
             raise UserError(f"{out}: refusing to replace it, it is not an hwgen synth folder")
     model = load(qdir)
+    fallbacks_used = []
     try:
         cfg, style = board_config(target, model, array)
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
-    rows, cols = cfg.rows, cfg.cols
     compile_program(model, cfg)  # the model must run on this overlay (DoesNotFitError)
-    try:
-        est = board_estimate(model, board, array)
-    except NotCalibratedError:
-        est = None  # an uncalibrated family builds without the check
-    if est is not None and not force:
-        check_fits(est)  # before Yosys: an 8x8 array on the iCEBreaker fails in a second
-    from hwgen.commands.progress import phases
-
-    design = board_design(target, model, cfg=cfg)
-    with phases(f"Yosys and nextpnr for {target.name}, array {rows}x{cols} (cached by"
-                f" digest; a build takes 1-3 minutes, 4-7 on the Tang Nano 9K)"):
-        result = build(target, design)
+    # Without --array, a real build that does not fit where the estimate said it would falls
+    # back to the next overlay board_config would take (a smaller array), with a notice.
+    fallbacks = None if array is not None else _after(board_configs(target, model), cfg)
+    while True:
+        try:
+            est = board_estimate(model, board, array, choice=(cfg, style))
+        except NotCalibratedError:
+            est = None  # an uncalibrated family builds without the check
+        if est is not None and not force:
+            check_fits(est)  # before Yosys: an 8x8 array on the iCEBreaker fails in a second
+        design = board_design(target, model, cfg=cfg)
+        rows, cols = cfg.rows, cfg.cols
+        try:
+            with phases(f"Yosys and nextpnr for {target.name}, array {rows}x{cols} (cached"
+                        f" by digest; a build takes 1-3 minutes, 4-7 on the Tang Nano 9K)"):
+                result = build(target, design)
+            break
+        except DoesNotFitError as e:
+            nxt = next(fallbacks, None) if fallbacks is not None else None
+            if nxt is None:
+                raise
+            notice(f"{e}; the estimate said it would fit: building the next overlay,"
+                   f" {nxt[0].rows}x{nxt[0].cols} W{nxt[0].weight_bits}A{nxt[0].act_bits}")
+            cfg, style = nxt[0], nxt[1]
+            compile_program(model, cfg)
+            fallbacks_used.append([rows, cols])
     rep = result.report
     bitstream = result.bitstream if out is None else Path(out) / result.bitstream.name
     doc = {
@@ -133,6 +151,7 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
         "bitstream": str(bitstream), "build_folder": str(result.folder),
         "cached": result.cached, "wall_seconds": round(time.monotonic() - start, 1),
         "estimate": est,
+        "arrays_that_did_not_fit": fallbacks_used,
     }
     if out is not None:
         # All or nothing: the folder appears with the bitstream, logs and report together.
@@ -142,6 +161,15 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
                 shutil.copy2(result.folder / name, tmp / name)
             (tmp / "report.json").write_text(json.dumps(doc, indent=1) + "\n")
     return doc
+
+
+def _after(choices, cfg):
+    """The overlays of ``choices`` after ``cfg`` that the estimate does not rule out."""
+    seen = False
+    for c in choices:
+        if seen and c[2] is not False:
+            yield c
+        seen = seen or c[0] == cfg
 
 
 def run(args):
