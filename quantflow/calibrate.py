@@ -2,8 +2,8 @@
 
 Activations are unsigned (``[0, t]`` with ``2**b - 1`` steps); weights are per output channel on
 a :class:`~quantflow.numerics.WeightGrid`: narrow (``[-t, t]`` with ``2**(b-1) - 1`` steps each
-side) or full (``2**(b-1)`` steps from ``-t`` to 0, one fewer above). Each function returns the scale
-(real value of one LSB). Pure numpy on float64.
+side) or full (``2**(b-1)`` steps from ``-t`` to 0, one fewer above). Each function returns the
+scale (real value of one LSB). Pure numpy on float64.
 """
 
 import enum
