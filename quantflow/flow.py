@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import itertools
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import numpy as np
 
@@ -19,7 +20,8 @@ from .calibrate import RangeMethod
 from .errors import DataError
 from .metrics import metric_name
 
-__all__ = ["Method", "QuantResult", "load_model", "load_data", "quantize_model",
+__all__ = ["Method", "QuantResult", "load_model", "load_data", "quantize_model", "model_label",
+           "is_zoo_model",
            "quantize_recipe", "quantize_data_free", "finetune", "import_qonnx", "CALIB_IMAGES"]
 
 #: Calibration images drawn (seeded) from the training data outside the validation split.
@@ -68,6 +70,23 @@ def _zoo_model(spec):
         return zoo.ZooModel(spec)
     except ValueError:
         return None
+
+
+def is_zoo_model(spec):
+    """True when ``spec`` names a zoo network."""
+    return _zoo_model(spec) is not None
+
+
+def model_label(spec):
+    """The model as reports name it: a zoo name, ``file.py:factory`` (the file's name and the
+    factory, so two factories of one file stay apart) or the ``.onnx`` file's name."""
+    spec = str(spec)
+    if is_zoo_model(spec):
+        return spec
+    path, sep, factory = spec.rpartition(":")
+    if sep and not spec.endswith(".onnx"):
+        return f"{PurePath(path).name}:{factory}"
+    return PurePath(spec).name
 
 
 def load_data(path=None, model=None):
