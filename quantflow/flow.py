@@ -59,7 +59,8 @@ class QuantResult:
             "abits": recipe.get("abits"), "input_bits": recipe.get("input_bits"),
             "method": getattr(method, "value", method), "recipe": recipe.get("recipe"),
             "w_method": recipe.get("w_method"),
-            "a_method": recipe.get("a_method"), "float_accuracy": self.float_accuracy,
+            "a_method": recipe.get("a_method"), "w_grid": recipe.get("w_grid"),
+            "float_accuracy": self.float_accuracy,
             "quant_accuracy": self.quant_accuracy,
             "metric": self.qmodel.meta.get("metric", "accuracy"),
         }
