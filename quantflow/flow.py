@@ -169,13 +169,15 @@ def _finish(qm, fq, net, ds, choices, label):
     return QuantResult(qm, fq, float_acc, quant_acc, choices)
 
 
-def quantize_recipe(name, net, ds, cfg, recipe, progress=None):
+def quantize_recipe(name, net, ds, cfg, recipe, progress=None, wide_head=False):
     """Capture and quantize with a :class:`quantflow.recipes.Recipe`, or with
     :data:`quantflow.recipes.AUTO` (the best candidate on the validation data); evaluate on
     the test split. An open weight grid (``cfg.w_grid is None``) is chosen on the validation
     data too, for a named recipe as well.
 
-    ``progress`` is called as ``progress()`` after each trial of the choice, and passed to
+    ``wide_head`` adds the trial of :func:`quantflow.recipes.choose` with the classifier's
+    input tensor at 8 bits. ``progress`` is called as ``progress()`` after each trial of the
+    choice, and passed to
     the passes of a single recipe on a fixed grid (AdaRound calls
     ``progress(layers_done, layers)``)."""
     from . import recipes
@@ -183,13 +185,13 @@ def quantize_recipe(name, net, ds, cfg, recipe, progress=None):
     layers = importers.capture(net, ds.input_shape)
     ptq.check_layer_bits(layers, cfg.layer_bits)
     x_cal = calibration_set(ds)
-    if recipe is not recipes.AUTO and cfg.w_grid is not None:
+    if recipe is not recipes.AUTO and cfg.w_grid is not None and not wide_head:
         fq, qm = recipes.run(recipe, layers, name, ds.input_shape, x_cal, cfg, progress)
         return _finish(qm, fq, net, ds, [], "recipe")
     x_val, y_val, val = _validation(ds)
     cands = None if recipe is recipes.AUTO else [recipe]
     fq, qm, choices = recipes.choose(layers, name, ds.input_shape, x_cal, x_val, y_val, cfg,
-                                     cands, progress=progress)
+                                     cands, progress=progress, wide_head=wide_head)
     qm.meta["validation"] = val
     return _finish(qm, fq, net, ds, choices, "recipe")
 

@@ -22,7 +22,7 @@ from .qmodel import MAC_KINDS, LayerKind
 
 __all__ = ["PTQConfig", "quantize", "assemble", "quantize_auto", "check_chain", "grids", "GRIDS",
            "check_layer_bits", "accuracy", "val_score", "plan_formats", "tensor_scales",
-           "layer_inputs", "choose_config"]
+           "layer_inputs", "choose_config", "classifier_input"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,18 @@ def check_chain(layers):
                                      " the last Conv2d/Linear returns its accumulator, which"
                                      " only the network output may read")
     return last
+
+
+def classifier_input(layers):
+    """Index of the requantizing layer (Conv2d/Linear or add) whose output feeds the logits
+    layer, through flatten and pooling (a global average pool keeps its input's format), or
+    ``None`` when the classifier reads the network input."""
+    j = sources(layers, check_chain(layers))[0]
+    while j >= 0 and layers[j].kind in (LayerKind.FLATTEN, LayerKind.AVGPOOL, LayerKind.MAXPOOL):
+        j = sources(layers, j)[0]
+    if j < 0 or layers[j].kind not in MAC_KINDS + (LayerKind.ADD,):
+        return None
+    return j
 
 
 def plan_formats(layers, cfg, input_fmt):

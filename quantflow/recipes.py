@@ -23,7 +23,7 @@ from .cle import CrossLayerEqualization
 from .gptq import ErrorFeedbackRounding
 
 __all__ = ["Recipe", "AutoRecipe", "RECIPES", "by_name", "run", "choose", "candidates", "AUTO",
-           "trials"]
+           "trials", "WIDE_HEAD_BITS"]
 
 
 @dataclass(frozen=True)
@@ -139,29 +139,51 @@ def candidates(cfg):
                                  "gptq-bc", "gptq-bc-search")]
 
 
-def trials(cfg, cands=None):
-    """The number of quantizations :func:`choose` runs (for a progress bar)."""
-    return len(cands or candidates(cfg)) * len(ptq.grids(cfg))
+#: The width of the classifier's input tensor in ``choose``'s wide-head trial.
+WIDE_HEAD_BITS = 8
 
 
-def choose(layers, name, input_shape, x_calib, x_val, y_val, cfg, cands=None, progress=None):
+def trials(cfg, cands=None, wide_head=False):
+    """The number of quantizations :func:`choose` runs at most (for a progress bar)."""
+    return len(cands or candidates(cfg)) * len(ptq.grids(cfg)) + int(wide_head)
+
+
+def choose(layers, name, input_shape, x_calib, x_val, y_val, cfg, cands=None, progress=None,
+           wide_head=False):
     """Run each candidate recipe on each open weight grid and keep the best on the validation
     data, by (accuracy, mean log-likelihood). Returns ``(FakeQuantNet, QuantizedModel, rows)``;
     ``rows`` (one per trial: recipe, w_grid, val_accuracy, val_log_likelihood, chosen) are
-    also stored in ``qm.meta["candidates"]``."""
+    also stored in ``qm.meta["candidates"]``.
+
+    ``wide_head``: one more trial, the best one again with the tensor that feeds the classifier
+    (:func:`quantflow.ptq.classifier_input`'s output) at :data:`WIDE_HEAD_BITS`, kept when it
+    scores better (its row has ``head_bits``)."""
     best, rows = None, []
+
+    def trial(recipe, trial_cfg, extra=None):
+        nonlocal best
+        net, qm = run(recipe, layers, name, input_shape, x_calib, trial_cfg)
+        score = ptq.val_score(qm, x_val, y_val)
+        rows.append({"recipe": recipe.name, "w_grid": trial_cfg.grid.value,
+                     "val_accuracy": score[0], "val_log_likelihood": score[1],
+                     "chosen": False} | (extra or {}))
+        if best is None or score > best[0]:
+            best = (score, net, qm, len(rows) - 1, recipe, trial_cfg)
+        if progress is not None:
+            progress()
+
     for recipe in cands or candidates(cfg):
         for grid in ptq.grids(cfg):
-            net, qm = run(recipe, layers, name, input_shape, x_calib,
-                          dataclasses.replace(cfg, w_grid=grid))
-            score = ptq.val_score(qm, x_val, y_val)
-            rows.append({"recipe": recipe.name, "w_grid": grid.value, "val_accuracy": score[0],
-                         "val_log_likelihood": score[1], "chosen": False})
-            if best is None or score > best[0]:
-                best = (score, net, qm, len(rows) - 1)
-            if progress is not None:
-                progress()
-    _, net, qm, pick = best
+            trial(recipe, dataclasses.replace(cfg, w_grid=grid))
+    head = ptq.classifier_input(layers) if wide_head else None
+    if head is not None:
+        head_name = layers[head].name
+        w_head, a_head = best[5].bits_for(head_name)
+        if a_head < WIDE_HEAD_BITS:
+            wide = best[5].layer_bits | {head_name: (w_head, WIDE_HEAD_BITS)}
+            trial(best[4], dataclasses.replace(best[5], layer_bits=wide),
+                  {"head_bits": WIDE_HEAD_BITS, "head_layer": head_name})
+    _, net, qm, pick, _, _ = best
     rows[pick]["chosen"] = True
     qm.meta["recipe"]["chosen_from"] = list(dict.fromkeys(r["recipe"] for r in rows))
     qm.meta["candidates"] = rows

@@ -343,3 +343,14 @@ def test_quantize_weight_grid_fixed_skips_the_choice(capsys, tmp_path):
     assert err == "" and doc["candidates"] == [] and doc["w_grid"] == "narrow"
     qm = serialize.load(out_dir)
     assert min(int(lyr.weight.min()) for lyr in qm.layers if lyr.weight is not None) == -1
+
+
+def test_quantize_wide_head_refuses_method_and_data_free(capsys, tmp_path):
+    for extra in (["--method", "minmax"], ["--data-free"]):
+        assert main(["quantize", "--model", "digits-mlp", "--wide-head", *extra,
+                     "--out", str(tmp_path / "q")]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and _one_error_line(err, "quantize") == (
+            "hwgen quantize: error: --wide-head is a trial of the recipe choice on validation"
+            " data; it does not apply with --method or --data-free")
+    assert not (tmp_path / "q").exists()

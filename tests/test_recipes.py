@@ -134,3 +134,35 @@ def test_choose_on_a_dag_runs_float_and_net_passes_and_exports_bit_exact(name, b
     # chance is 0.1; a 10-iteration AdaRound at W2A2 sits near 0.3 (60 of 200 on one machine)
     assert qm.meta["recipe"]["recipe"] == best["recipe"] and best["val_accuracy"] > 0.2
     assert_export_bit_exact(net, x=prep(ds.x_test[:64]))
+
+
+@pytest.mark.parametrize(("name", "head"), [("digits-mlp", "3"), ("digits-cnn", "7")])
+def test_classifier_input_is_the_layer_feeding_the_logits(name, head):
+    layers = captured(name)
+    j = ptq.classifier_input(layers)
+    assert layers[j].name == head, [lyr.name for lyr in layers]
+    # the logits layer reads it directly or through flatten
+    logits = ptq.check_chain(layers)
+    between = [lyr.kind.value for lyr in layers[j + 1:logits]]
+    assert set(between) <= {"flatten", "maxpool", "avgpool"}, between
+
+
+def test_wide_head_trial_widens_only_the_classifier_input():
+    """The extra trial repeats the best trial with the classifier's input tensor at 8 bits;
+    kept only when it scores better, and its model then has that one tensor wider."""
+    ds = digits()
+    layers = captured("digits-mlp")
+    head = layers[ptq.classifier_input(layers)].name
+    net, qm, rows = recipes.choose(layers, "digits-mlp", ds.input_shape, calib_set(),
+                                   ds.x_train[:200], ds.y_train[:200],
+                                   ptq.PTQConfig(2, 2, w_grid=WeightGrid.FULL),
+                                   [recipes.by_name("mse")], wide_head=True)
+    assert [(r["recipe"], r.get("head_bits")) for r in rows] == [("mse", None), ("mse", 8)]
+    assert rows[1]["head_layer"] == head
+    fmts = {lyr.name: lyr.out_fmt.bits for lyr in qm.layers
+            if lyr.requant and lyr.weight is not None}
+    want_head = 8 if rows[1]["chosen"] else 2
+    assert fmts.pop(head) == want_head and set(fmts.values()) == {2}, fmts
+    best = max(rows, key=lambda r: (r["val_accuracy"], r["val_log_likelihood"]))
+    assert best["chosen"]
+    assert_export_bit_exact(net)

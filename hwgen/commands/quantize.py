@@ -109,6 +109,10 @@ def add_arguments(p):
     p.add_argument("--weight-grid", metavar="GRID", type=weight_grid, default="auto",
                    help="weight codes: narrow (symmetric, +-(2^(b-1)-1)), full (-2^(b-1) too;"
                    " at 2 bits the fourth code) or auto (the better on the validation data)")
+    p.add_argument("--wide-head", action="store_true",
+                   help="also try the tensor that feeds the classifier (the last hidden layer's"
+                   " output, or what a global average pool reads) at 8 bits; kept when it"
+                   " scores better on the validation data")
     p.add_argument("--layer-bits", metavar="NAME=W/A,...", type=layer_bits, default={},
                    help="per-layer weight/activation bits, e.g. 0=8/8,10=8/8")
     p.add_argument("--data-free", action="store_true",
@@ -140,6 +144,9 @@ def run(args):
     serialize.check_replaceable(args.out)  # before minutes of work, not after
     if args.data_free and args.qat:
         raise UserError("--qat trains on the training data; it cannot follow --data-free")
+    if args.wide_head and (args.method is not None or args.data_free):
+        raise UserError("--wide-head is a trial of the recipe choice on validation data; it"
+                        " does not apply with --method or --data-free")
     onnx_model = str(args.model).endswith(".onnx")
     if onnx_model and (args.qat or args.data_free or args.layer_bits or args.method):
         raise UserError("a QONNX model is imported as it is quantized: --qat, --data-free,"
@@ -155,7 +162,8 @@ def run(args):
     elif args.method is not None:
         result, label = quantize_model(name, net, ds, cfg, args.method), args.method.value
     else:
-        result, label = _recipe(name, net, ds, cfg, args.recipe), args.recipe.name
+        result, label = _recipe(name, net, ds, cfg, args.recipe, args.wide_head), \
+            args.recipe.name
     if args.qat:
         result, label = _qat(result, net, ds, args.qat_epochs), label + "+qat"
     serialize.save(result.qmodel, args.out)
@@ -202,12 +210,14 @@ def _print_candidates(meta):
     print(f"  candidates on {val['source']} ({val['images']} images):")
     for r in rows:
         what = r.get("recipe") or f"{r['w_method']}/{r['a_method']}"
+        if "head_bits" in r:
+            what += f" +head A{r['head_bits']}"
         mark = "  <- chosen" if r["chosen"] else ""
         print(f"    {what:<20} {r['w_grid']:<6}  val accuracy {100 * r['val_accuracy']:6.2f}%"
               f"  log-likelihood {r['val_log_likelihood']:9.5f}{mark}")
 
 
-def _recipe(name, net, ds, cfg, recipe):
+def _recipe(name, net, ds, cfg, recipe, wide_head=False):
     """The recipe run (or the choice among candidates) with a progress bar on stderr."""
     from rich.console import Console
     from rich.progress import Progress
@@ -215,7 +225,7 @@ def _recipe(name, net, ds, cfg, recipe):
     from quantflow import recipes
     from quantflow.flow import quantize_recipe
 
-    total = recipes.trials(cfg, None if recipe is recipes.AUTO else [recipe])
+    total = recipes.trials(cfg, None if recipe is recipes.AUTO else [recipe], wide_head)
     console = Console(stderr=True)
     # only on a terminal: a closing progress bar still writes a newline to a pipe
     with Progress(transient=True, console=console, disable=not console.is_terminal) as prog:
@@ -228,7 +238,7 @@ def _recipe(name, net, ds, cfg, recipe):
             else:  # one candidate of auto done
                 prog.advance(task)
 
-        result = quantize_recipe(name, net, ds, cfg, recipe, tick)
+        result = quantize_recipe(name, net, ds, cfg, recipe, tick, wide_head)
     return result
 
 
