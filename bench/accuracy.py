@@ -16,8 +16,8 @@ never used for a choice.
     .venv/bin/python bench/accuracy.py [--out bench/results] [--models digits-cnn,...]
         [--rows recipe,qat,data-free] [--bits 2/2,3/3] [--qat-epochs 30]
 
-The full run takes about 20 minutes on one core: at 2-3 weight bits the default recipe tries
-six candidates, two of them with AdaRound.
+The full run takes about 35 minutes on one core: at 2-3 weight bits the default recipe tries
+six candidates, two of them with AdaRound, each on both weight grids.
 """
 
 import argparse

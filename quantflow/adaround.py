@@ -138,10 +138,10 @@ def _round_layer(net, layers, x_calib, index, opts):
         w = fq.weight.detach().reshape(o, -1)
         s = fq.w_scale.detach().reshape(o, 1)
         b = fq.bias.detach()
-        qmax = fq.w_fmt.max
+        lo, hi = fq.w_lo, fq.w_hi
         base = torch.floor(w / s)
         frac = (w / s - base).clamp(0.01, 0.99)
-        nearest = torch.clamp(torch.round(w / s), -qmax, qmax)
+        nearest = torch.clamp(torch.round(w / s), lo, hi)
     relu = fl.act is not Act.NONE
     v = torch.nn.Parameter(-torch.log((_ZETA - _GAMMA) / (frac - _GAMMA) - 1.0))
     opt = torch.optim.Adam([v], lr=opts.lr)
@@ -153,7 +153,7 @@ def _round_layer(net, layers, x_calib, index, opts):
             target = grouped_matmul(xf_t[idx], w, groups) + b
             if relu:
                 target = torch.relu(target)
-        wq = torch.clamp(base + _h(v), -qmax, qmax) * s
+        wq = torch.clamp(base + _h(v), lo, hi) * s
         pred = grouped_matmul(xq_t[idx], wq, groups) + b
         if relu:
             pred = torch.relu(pred)
@@ -167,7 +167,7 @@ def _round_layer(net, layers, x_calib, index, opts):
         loss.backward()
         opt.step()
     with torch.no_grad():
-        learned = torch.clamp(base + (_h(v) >= 0.5).double(), -qmax, qmax)
+        learned = torch.clamp(base + (_h(v) >= 0.5).double(), lo, hi)
         fq.weight.copy_((learned * s).reshape(fq.weight.shape))
         assert torch.equal(fq.int_weight().reshape(o, -1), learned), "baked rounding drifted"
         return float((learned != nearest).double().mean())

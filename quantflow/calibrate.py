@@ -1,13 +1,16 @@
 """Range setting: the clipping range of each quantized tensor, by min-max, percentile or MSE.
 
-Activations are unsigned (``[0, t]`` with ``2**b - 1`` steps); weights are symmetric per output
-channel (``[-t, t]`` with ``2**(b-1) - 1`` steps each side). Each function returns the scale
-(real value of one LSB). Pure numpy on float64.
+Activations are unsigned (``[0, t]`` with ``2**b - 1`` steps); weights are per output channel on
+a :class:`~quantflow.numerics.WeightGrid`: narrow (``[-t, t]`` with ``2**(b-1) - 1`` steps each
+side) or full (``2**(b-1)`` steps from ``-t`` to 0, one fewer above). Each function returns the
+scale (real value of one LSB). Pure numpy on float64.
 """
 
 import enum
 
 import numpy as np
+
+from .numerics import WeightGrid
 
 __all__ = ["RangeMethod", "activation_scale", "weight_scales", "PERCENTILE", "MSE_GRID"]
 
@@ -39,11 +42,6 @@ def _fake_unsigned(x, t, levels):
     return np.clip(np.rint(x / s), 0, levels) * s
 
 
-def _fake_symmetric(w, t, qmax):
-    s = t / qmax
-    return np.clip(np.rint(w / s), -qmax, qmax) * s
-
-
 def activation_scale(values, bits, method, signed=False):
     """Scale for a ``bits``-bit activation tensor from calibration ``values``: unsigned
     (``[0, t]``, ``2**b - 1`` steps) or signed symmetric (``[-t, t]``, ``2**(b-1) - 1`` steps
@@ -69,14 +67,17 @@ def activation_scale(values, bits, method, signed=False):
     return t / levels
 
 
-def weight_scales(weight, bits, method, inputs=None):
-    """Per-output-channel scales (shape ``(O,)``) for signed symmetric ``bits``-bit weights.
+def weight_scales(weight, bits, method, inputs=None, grid=WeightGrid.NARROW):
+    """Per-output-channel scales (shape ``(O,)``) for signed ``bits``-bit weights on ``grid``.
 
-    ``inputs``: calibration inputs of the layer as rows ``(N, K)`` in the weight's flattened
-    order; needed by MSE_OUTPUT only.
+    The threshold ``t`` (min-max: ``max |w|``) becomes the scale ``t / grid.steps(bits)``; the
+    MSE searches measure the error with the grid's own clamp. ``inputs``: calibration inputs
+    of the layer as rows ``(N, K)`` in the weight's flattened order; needed by MSE_OUTPUT only.
     """
+    if not isinstance(grid, WeightGrid):
+        raise TypeError(f"Weight grid must be a WeightGrid, not {grid!r}")
     w = np.asarray(weight, dtype=np.float64).reshape(len(weight), -1)
-    qmax = (1 << (bits - 1)) - 1
+    qmax, lo, hi = grid.steps(bits), grid.lo(bits), grid.hi(bits)
     top = np.abs(w).max(axis=1)
     if method is RangeMethod.MINMAX:
         t = top
@@ -85,7 +86,7 @@ def weight_scales(weight, bits, method, inputs=None):
     elif method in (RangeMethod.MSE, RangeMethod.MSE_OUTPUT):
         cands = top[:, None] * MSE_GRID[None, :]  # (O, G)
         s = np.maximum(cands / qmax, _TINY)[:, :, None]
-        d = w[:, None, :] - np.clip(np.rint(w[:, None, :] / s), -qmax, qmax) * s
+        d = w[:, None, :] - np.clip(np.rint(w[:, None, :] / s), lo, hi) * s
         if method is RangeMethod.MSE:
             errs = np.mean(d ** 2, axis=2)
         else:

@@ -16,7 +16,7 @@ import numpy as np
 from .errors import DataError
 
 __all__ = ["Task", "Dataset", "digits", "load_npz", "validation_split", "fit_split",
-           "VALIDATION_FRACTION"]
+           "VALIDATION_FRACTION", "validation_source"]
 
 #: Share of the training data held out as the validation split.
 VALIDATION_FRACTION = 0.25
@@ -42,7 +42,9 @@ class Dataset:
     labels or float32 ``(N, *outputs)`` regression targets.
 
     ``note`` says where the data comes from when that is not obvious from ``name`` (the zoo's
-    proxy tasks say here that they are proxies, and for what)."""
+    proxy tasks say here that they are proxies, and for what). ``x_val``/``y_val``: the user's
+    own validation data (both or neither); when given, every choice is made on them
+    (:func:`validation_split`) and nothing of ``x_train`` is held out (:func:`fit_split`)."""
 
     name: str
     x_train: np.ndarray
@@ -50,6 +52,12 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     note: str = ""
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+    def __post_init__(self):
+        if (self.x_val is None) != (self.y_val is None):
+            raise ValueError(f"Dataset {self.name!r} must have both x_val and y_val or neither")
 
     @property
     def input_shape(self):
@@ -64,7 +72,8 @@ class Dataset:
         """Number of classes (``None`` for regression)."""
         if self.task is Task.REGRESSION:
             return None
-        return int(max(self.y_train.max(), self.y_test.max())) + 1
+        extra = () if self.y_val is None else (self.y_val.max(),)
+        return int(max(self.y_train.max(), self.y_test.max(), *extra)) + 1
 
     @property
     def output_shape(self):
@@ -98,23 +107,37 @@ def _split(ds, fraction, seed):
 
 
 def validation_split(ds, fraction=VALIDATION_FRACTION, seed=0):
-    """A stratified (for regression: plain, seeded) subset of the *training* data for
-    choices made without the test set.
+    """The data every choice is made on without the test set: the user's ``x_val``/``y_val``
+    when the data set has them, else a stratified (for regression: plain, seeded) subset of
+    the *training* data.
 
     Nothing is fitted to it: the zoo networks train on, and calibration images are drawn from,
-    its complement :func:`fit_split`, so a choice made here is judged on unseen images."""
+    its complement :func:`fit_split`, so a choice made here is judged on unseen images (unless
+    a user's network was trained on all of ``x_train``: :func:`validation_source`)."""
+    if ds.x_val is not None:
+        return ds.x_val, ds.y_val
     _, x_val, _, y_val = _split(ds, fraction, seed)
     return x_val, y_val
 
 
 def fit_split(ds, fraction=VALIDATION_FRACTION, seed=0):
-    """The training data minus :func:`validation_split` (same ``fraction`` and ``seed``)."""
+    """The training data minus :func:`validation_split` (same ``fraction`` and ``seed``); all
+    of it when the data set brings its own validation data."""
+    if ds.x_val is not None:
+        return ds.x_train, ds.y_train
     x_fit, _, y_fit, _ = _split(ds, fraction, seed)
     return x_fit, y_fit
 
 
+def validation_source(ds):
+    """Where :func:`validation_split` takes its data, for reports and ``model.json``:
+    ``"x_val"`` or ``"split of x_train"``."""
+    return "x_val" if ds.x_val is not None else "split of x_train"
+
+
 def load_npz(path):
-    """A user's data file: ``x_train, y_train, x_test, y_test`` arrays (no pickle).
+    """A user's data file: ``x_train, y_train, x_test, y_test`` arrays (no pickle), and
+    optionally ``x_val, y_val`` (validation data for every choice; both or neither).
 
     ``y_*`` hold non-negative integer class labels ``(N,)`` or, for a regression model (the
     zoo's ``fc-autoencoder``), float targets ``(N, *outputs)`` of at least two dimensions."""
@@ -136,7 +159,12 @@ def load_npz(path):
     if missing:
         raise DataError(f"{path}: missing arrays {', '.join(missing)} (need x_train, y_train,"
                         " x_test, y_test)")
-    for split in ("train", "test"):
+    has_val = [k for k in ("x_val", "y_val") if k in arrays]
+    if len(has_val) == 1:
+        other = "y_val" if has_val[0] == "x_val" else "x_val"
+        raise DataError(f"{path}: {has_val[0]} without {other} (validation data needs both)")
+    splits = ("train", "test", "val") if has_val else ("train", "test")
+    for split in splits:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if len(x) != len(y) or len(x) == 0:
             raise DataError(f"{path}: x_{split} and y_{split} must be non-empty and of equal"
@@ -156,16 +184,20 @@ def load_npz(path):
                             f" {y.shape} (one-hot labels? store labels.argmax(1))")
         elif not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
             raise DataError(f"{path}: y_{split} must hold non-negative integer class labels")
-    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-        raise DataError(f"{path}: x_train and x_test have different sample shapes")
-    y_train, y_test = arrays["y_train"], arrays["y_test"]
-    if _is_targets(y_train) != _is_targets(y_test) or (
-            _is_targets(y_train) and y_train.shape[1:] != y_test.shape[1:]):
-        raise DataError(f"{path}: y_train and y_test must both be class labels or both"
-                        " regression targets of one shape")
+    y_train = arrays["y_train"]
+    for split in splits[1:]:
+        if arrays["x_train"].shape[1:] != arrays[f"x_{split}"].shape[1:]:
+            raise DataError(f"{path}: x_train and x_{split} have different sample shapes")
+        y = arrays[f"y_{split}"]
+        if _is_targets(y_train) != _is_targets(y) or (
+                _is_targets(y_train) and y_train.shape[1:] != y.shape[1:]):
+            raise DataError(f"{path}: y_train and y_{split} must both be class labels or both"
+                            " regression targets of one shape")
     y_type = np.float32 if _is_targets(y_train) else np.int64
+    val = {f"{k}_val": arrays[f"{k}_val"].astype(t) for k, t in (("x", np.float32), ("y", y_type))
+           } if has_val else {}
     return Dataset(path.stem, arrays["x_train"].astype(np.float32), y_train.astype(y_type),
-                   arrays["x_test"].astype(np.float32), y_test.astype(y_type))
+                   arrays["x_test"].astype(np.float32), arrays["y_test"].astype(y_type), **val)
 
 
 def _is_targets(y):

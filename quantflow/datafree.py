@@ -212,7 +212,8 @@ def quantize_data_free(model, layers, name, input_shape, cfg, input_max=1.0, k=D
     for i, st in stats.items():
         fl = layers[i]
         if fl.kind in MAC_KINDS:
-            w_scales[i] = weight_scales(fl.weight, cfg.bits_for(fl.name)[0], cfg.w_method)
+            w_scales[i] = weight_scales(fl.weight, cfg.bits_for(fl.name)[0], cfg.w_method,
+                                        grid=cfg.grid)
         if fmts[i] is not None:
             out_scales[i] = max(_threshold(st, fl, fmts[i], k), 1e-6) / _levels(fmts[i])
     _share_concat_scales(layers, fmts, stats, out_scales, k)

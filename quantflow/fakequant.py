@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .importers import Act
-from .numerics import QFormat, acc_bits, derive_multiplier, product_bound
+from .numerics import QFormat, WeightGrid, acc_bits, derive_multiplier, product_bound
 from .qmodel import MAC_KINDS, LayerKind, QLayer, QuantizedModel
 
 __all__ = ["FakeQuantNet", "round_ste", "floor_ste"]
@@ -37,10 +37,11 @@ def floor_ste(x):
 class _FQLayer(nn.Module):
     """One fake-quant layer. ``in_scale`` is a float; an ADD has one scale per input instead,
     ``in_scales`` (a list of scalar Parameters, so each can be its producer's ``out_scale``
-    under :func:`quantflow.qat.tie_scales`); :meth:`input_scales` gives either as a vector."""
+    under :func:`quantflow.qat.tie_scales`); :meth:`input_scales` gives either as a vector.
+    ``w_grid`` (a :class:`~quantflow.numerics.WeightGrid`) bounds the weight integers."""
 
     def __init__(self, fl, in_fmt, in_scale, w_bits, w_scale, out_fmt, out_scale, mult_bits,
-                 inputs=None):
+                 inputs=None, w_grid=WeightGrid.NARROW):
         super().__init__()
         self.name, self.kind, self.act = fl.name, fl.kind, fl.act
         self.inputs, self.groups = inputs, int(getattr(fl, "groups", 1))
@@ -61,7 +62,10 @@ class _FQLayer(nn.Module):
         self.out_scale = nn.Parameter(torch.tensor(float(out_scale or 1.0), dtype=dt),
                                       requires_grad=self.requant)
         if fl.kind in MAC_KINDS:
-            self.w_fmt = QFormat.weight(w_bits)
+            if not isinstance(w_grid, WeightGrid):
+                raise TypeError(f"Weight grid must be a WeightGrid, not {w_grid!r}")
+            self.w_fmt, self.w_grid = QFormat.weight(w_bits), w_grid
+            self.w_lo, self.w_hi = w_grid.lo(w_bits), w_grid.hi(w_bits)
             self.weight = nn.Parameter(torch.tensor(fl.weight, dtype=dt))
             self.bias = nn.Parameter(torch.tensor(fl.bias, dtype=dt))
             self.w_scale = nn.Parameter(torch.tensor(np.asarray(w_scale), dtype=dt))
@@ -73,14 +77,14 @@ class _FQLayer(nn.Module):
                                  f" {_FLOAT64_EXACT_BITS} bits for exact fake quantization,"
                                  f" not {width} (layer {fl.name!r})")
         else:
-            self.w_fmt = None
+            self.w_fmt = self.w_grid = None
         self.refresh()
 
     # -- integers shared by forward and export -------------------------------------------------
     def int_weight(self):
-        qmax = self.w_fmt.max
         shape = (-1,) + (1,) * (self.weight.dim() - 1)
-        return torch.clamp(round_ste(self.weight / self.w_scale.reshape(shape)), -qmax, qmax)
+        return torch.clamp(round_ste(self.weight / self.w_scale.reshape(shape)), self.w_lo,
+                           self.w_hi)
 
     def int_bias(self):
         bound = product_bound(self.w_fmt, self.in_fmt, self._reduction())

@@ -6,8 +6,11 @@ digits set (the zoo model's own default data set, :func:`quantflow.zoo.default_d
 :func:`load_data` is given the model). A zoo model given other data is trained on that data.
 """
 
+import dataclasses
 import enum
+import itertools
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import numpy as np
 
@@ -17,7 +20,8 @@ from .calibrate import RangeMethod
 from .errors import DataError
 from .metrics import metric_name
 
-__all__ = ["Method", "QuantResult", "load_model", "load_data", "quantize_model",
+__all__ = ["Method", "QuantResult", "load_model", "load_data", "quantize_model", "model_label",
+           "is_zoo_model",
            "quantize_recipe", "quantize_data_free", "finetune", "import_qonnx", "CALIB_IMAGES"]
 
 #: Calibration images drawn (seeded) from the training data outside the validation split.
@@ -55,7 +59,8 @@ class QuantResult:
             "abits": recipe.get("abits"), "input_bits": recipe.get("input_bits"),
             "method": getattr(method, "value", method), "recipe": recipe.get("recipe"),
             "w_method": recipe.get("w_method"),
-            "a_method": recipe.get("a_method"), "float_accuracy": self.float_accuracy,
+            "a_method": recipe.get("a_method"), "w_grid": recipe.get("w_grid"),
+            "float_accuracy": self.float_accuracy,
             "quant_accuracy": self.quant_accuracy,
             "metric": self.qmodel.meta.get("metric", "accuracy"),
         }
@@ -66,6 +71,23 @@ def _zoo_model(spec):
         return zoo.ZooModel(spec)
     except ValueError:
         return None
+
+
+def is_zoo_model(spec):
+    """True when ``spec`` names a zoo network."""
+    return _zoo_model(spec) is not None
+
+
+def model_label(spec):
+    """The model as reports name it: a zoo name, ``file.py:factory`` (the file's name and the
+    factory, so two factories of one file stay apart) or the ``.onnx`` file's name."""
+    spec = str(spec)
+    if is_zoo_model(spec):
+        return spec
+    path, sep, factory = spec.rpartition(":")
+    if sep and not spec.endswith(".onnx"):
+        return f"{PurePath(path).name}:{factory}"
+    return PurePath(spec).name
 
 
 def load_data(path=None, model=None):
@@ -106,28 +128,37 @@ def calibration_set(ds, n=CALIB_IMAGES, seed=0):
     return x_fit[np.sort(idx)]
 
 
+def _validation(ds):
+    """The validation data every choice is made on, and its record for ``model.json``."""
+    x_val, y_val = data_mod.validation_split(ds)
+    return x_val, y_val, {"source": data_mod.validation_source(ds), "images": int(len(x_val))}
+
+
 def quantize_model(name, net, ds, cfg, method, progress=None):
-    """Capture, quantize with ``method`` (a :class:`Method`), evaluate on the test split."""
+    """Capture, quantize with ``method`` (a :class:`Method`), evaluate on the test split.
+
+    The weight grid, when ``cfg`` leaves it open, and with ``auto`` the method pair are chosen
+    on the validation data (:func:`quantflow.data.validation_split`)."""
     layers = importers.capture(net, ds.input_shape)
     x_cal = calibration_set(ds)
     if method is Method.AUTO:
-        x_val, y_val = data_mod.validation_split(ds)
-        fq, qm, choices = ptq.quantize_auto(layers, name, ds.input_shape, x_cal, x_val, y_val,
-                                            cfg, progress)
+        pairs = list(itertools.product(RangeMethod, [m for m in RangeMethod
+                                                     if m is not RangeMethod.MSE_OUTPUT]))
     else:
         w_m = RangeMethod(method.value)
-        a_m = RangeMethod.MSE if w_m is RangeMethod.MSE_OUTPUT else w_m
-        cfg = ptq.PTQConfig(cfg.wbits, cfg.abits, cfg.input_bits, w_m, a_m, cfg.mult_bits,
-                            cfg.layer_bits)
-        fq = ptq.quantize(layers, name, ds.input_shape, x_cal, cfg)
-        qm = fq.export({"recipe": cfg.describe()})
-        choices = []
-    qm.meta.update({"method": method.value, "dataset": ds.name,
-                    "metric": metric_name(ds.y_test)})
-    float_acc = zoo.accuracy(net, ds.x_test, ds.y_test)
-    quant_acc = ptq.accuracy(qm, ds.x_test, ds.y_test)
-    qm.meta.update({"float_accuracy": float_acc, "quant_accuracy": quant_acc})
-    return QuantResult(qm, fq, float_acc, quant_acc, choices)
+        pairs = [(w_m, RangeMethod.MSE if w_m is RangeMethod.MSE_OUTPUT else w_m)]
+    if len(pairs) == 1 and cfg.w_grid is not None:  # nothing to choose
+        w_m, a_m = pairs[0]
+        fq = ptq.quantize(layers, name, ds.input_shape, x_cal,
+                          dataclasses.replace(cfg, w_method=w_m, a_method=a_m))
+        qm = fq.export({"recipe": dataclasses.replace(cfg, w_method=w_m,
+                                                      a_method=a_m).describe()})
+        return _finish(qm, fq, net, ds, [], method.value)
+    x_val, y_val, val = _validation(ds)
+    fq, qm, choices = ptq.choose_config(layers, name, ds.input_shape, x_cal, x_val, y_val, cfg,
+                                        pairs, progress)
+    qm.meta["validation"] = val
+    return _finish(qm, fq, net, ds, choices, method.value)
 
 
 def _finish(qm, fq, net, ds, choices, label):
@@ -138,25 +169,30 @@ def _finish(qm, fq, net, ds, choices, label):
     return QuantResult(qm, fq, float_acc, quant_acc, choices)
 
 
-def quantize_recipe(name, net, ds, cfg, recipe, progress=None):
+def quantize_recipe(name, net, ds, cfg, recipe, progress=None, wide_head=False):
     """Capture and quantize with a :class:`quantflow.recipes.Recipe`, or with
-    :data:`quantflow.recipes.AUTO` (the best candidate on a validation split of the training
-    data); evaluate on the test split.
+    :data:`quantflow.recipes.AUTO` (the best candidate on the validation data); evaluate on
+    the test split. An open weight grid (``cfg.w_grid is None``) is chosen on the validation
+    data too, for a named recipe as well.
 
-    ``progress`` is called as ``progress()`` after each candidate of AUTO, and passed to the
-    passes of a single recipe (AdaRound calls ``progress(layers_done, layers)``)."""
+    ``wide_head`` adds the trial of :func:`quantflow.recipes.choose` with the classifier's
+    input tensor at 8 bits. ``progress`` is called as ``progress()`` after each trial of the
+    choice, and passed to
+    the passes of a single recipe on a fixed grid (AdaRound calls
+    ``progress(layers_done, layers)``)."""
     from . import recipes
 
     layers = importers.capture(net, ds.input_shape)
     ptq.check_layer_bits(layers, cfg.layer_bits)
     x_cal = calibration_set(ds)
-    if recipe is recipes.AUTO:
-        x_val, y_val = data_mod.validation_split(ds)
-        fq, qm, choices = recipes.choose(layers, name, ds.input_shape, x_cal, x_val, y_val, cfg,
-                                         progress=progress)
-    else:
+    if recipe is not recipes.AUTO and cfg.w_grid is not None and not wide_head:
         fq, qm = recipes.run(recipe, layers, name, ds.input_shape, x_cal, cfg, progress)
-        choices = []
+        return _finish(qm, fq, net, ds, [], "recipe")
+    x_val, y_val, val = _validation(ds)
+    cands = None if recipe is recipes.AUTO else [recipe]
+    fq, qm, choices = recipes.choose(layers, name, ds.input_shape, x_cal, x_val, y_val, cfg,
+                                     cands, progress=progress, wide_head=wide_head)
+    qm.meta["validation"] = val
     return _finish(qm, fq, net, ds, choices, "recipe")
 
 
@@ -167,8 +203,7 @@ def quantize_data_free(name, net, ds, cfg, input_max=1.0):
 
     layers = importers.capture(net, ds.input_shape)
     ptq.check_layer_bits(layers, cfg.layer_bits)
-    cfg = ptq.PTQConfig(cfg.wbits, cfg.abits, cfg.input_bits, RangeMethod.MSE, RangeMethod.MSE,
-                        cfg.mult_bits, cfg.layer_bits)
+    cfg = dataclasses.replace(cfg, w_method=RangeMethod.MSE, a_method=RangeMethod.MSE)
     fq = datafree.quantize_data_free(net, layers, name, ds.input_shape, cfg, input_max)
     qm = fq.export({"recipe": cfg.describe() | {"recipe": "data-free",
                                                 "k": datafree.DEFAULT_K}})

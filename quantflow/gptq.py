@@ -39,7 +39,7 @@ class ErrorFeedbackRounding:
         gptq(net, layers, x_calib, self.damp)
 
 
-def _quantize_columns(w, s, qmax, h):
+def _quantize_columns(w, s, lo, hi, h):
     """Integers ``(O, K)`` for weights ``w`` with per-row scales ``s`` given Hessian ``h``."""
     w, s = w.copy(), s.reshape(-1)
     k = w.shape[1]
@@ -50,7 +50,7 @@ def _quantize_columns(w, s, qmax, h):
     q = np.zeros_like(w)
     for j in range(k):
         col = w[:, j]
-        qi = np.clip(np.rint(col / s), -qmax, qmax)
+        qi = np.clip(np.rint(col / s), lo, hi)
         q[:, j] = qi
         err = (col - qi * s) / hinv[j, j]
         w[:, j + 1:] -= np.outer(err, hinv[j, j + 1:])
@@ -77,11 +77,11 @@ def gptq(net, layers, x_calib, damp=0.01):
             o = fq.weight.shape[0]
             w = fq.weight.detach().reshape(o, -1).numpy().astype(np.float64)
             s = fq.w_scale.detach().numpy().reshape(o, 1)
-            qmax = fq.w_fmt.max
             q = np.zeros_like(w)
             for outs, cols in row_groups(layers[i]):
-                q[outs] = _quantize_columns(w[outs], s[outs], qmax, _hessian(rows[:, cols], damp))
-            nearest = np.clip(np.rint(w / s), -qmax, qmax)
+                q[outs] = _quantize_columns(w[outs], s[outs], fq.w_lo, fq.w_hi,
+                                            _hessian(rows[:, cols], damp))
+            nearest = np.clip(np.rint(w / s), fq.w_lo, fq.w_hi)
             fq.weight.copy_(torch.from_numpy(q * s).reshape(fq.weight.shape))
             got = fq.int_weight().reshape(o, -1).numpy()
             assert np.array_equal(got, q), "baked rounding drifted"

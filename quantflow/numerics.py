@@ -6,7 +6,9 @@ functions here. Pure numpy and integer arithmetic; no torch, no Amaranth.
 
 Contract (DESIGN.md section 3):
 
-- weights: signed two's complement, ``b_w`` in 2..8, symmetric, per output channel;
+- weights: signed two's complement, ``b_w`` in 2..8, zero point 0, per output channel, on one of
+  two grids (:class:`WeightGrid`): the narrow symmetric ``±(2**(b-1) - 1)`` or the full code
+  range ``-2**(b-1) .. 2**(b-1) - 1`` (at 2 bits: ternary, or all four codes);
 - activations: ``b_a`` in 2..8, zero point 0; unsigned after a ReLU, signed two's complement
   (symmetric scale, full code range) where the graph needs negative values: a Conv2d/Linear
   without ReLU that is not the last layer (a linear bottleneck, a projection shortcut), an add
@@ -25,10 +27,11 @@ Contract (DESIGN.md section 3):
 Why symmetric signed rather than a zero point: a zero point ``z`` adds ``z * sum(w)`` to every
 accumulator, which a bias absorbs only where no padding tap reads the zero; with ``z = 0``
 padding is a zero word, the MAC array needs no correction term, and a signed lane costs one
-sign bit in each multiplier operand. The one code lost to symmetry (``-2**(b-1)`` is used only
-by clamping) costs less than a correction path in every PE.
+sign bit in each multiplier operand. Weights may use the code ``-2**(b-1)`` (the full grid):
+the accumulator bound already counts it, so the hardware needs nothing more.
 """
 
+import enum
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -38,7 +41,7 @@ __all__ = [
     "MIN_BITS", "MAX_BITS", "QFormat", "check_bits", "acc_bits", "product_bound",
     "round_term", "requantize", "Requant", "derive_multiplier", "max_shift",
     "DEFAULT_MULT_BITS", "rescale", "add_requantize", "weight_digits", "split_digits",
-    "digit_reach",
+    "digit_reach", "WeightGrid",
 ]
 
 #: Supported word lengths for weights and activations (inclusive).
@@ -55,6 +58,34 @@ def check_bits(name, value, lo=MIN_BITS, hi=MAX_BITS):
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
     return int(value)
+
+
+class WeightGrid(enum.Enum):
+    """The codes a ``b``-bit signed weight may take, and the step a range maps onto them.
+
+    NARROW: ``-(2**(b-1) - 1) .. 2**(b-1) - 1``, symmetric; a clipping threshold ``t`` becomes
+    the scale ``t / (2**(b-1) - 1)`` (``t`` lands on the top code). At 2 bits the weights are
+    ternary. FULL: the whole two's complement range ``-2**(b-1) .. 2**(b-1) - 1``; ``t``
+    becomes ``t / 2**(b-1)`` (``-t`` is the bottom code, ``+t`` clamps one step short), the
+    grid Brevitas' min-max uses. At 2 bits it restores the fourth code (-2) and halves the
+    step. Both are the same integer format (:meth:`QFormat.weight`); only the quantizer
+    differs, so the reference and the hardware take either.
+    """
+
+    NARROW = "narrow"
+    FULL = "full"
+
+    def lo(self, bits):
+        """The most negative code."""
+        return -(1 << (bits - 1)) + (1 if self is WeightGrid.NARROW else 0)
+
+    def hi(self, bits):
+        """The most positive code."""
+        return (1 << (bits - 1)) - 1
+
+    def steps(self, bits):
+        """Steps between 0 and a threshold ``t``: the scale is ``t / steps``."""
+        return -self.lo(bits)
 
 
 @dataclass(frozen=True)

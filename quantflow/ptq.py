@@ -7,7 +7,7 @@ training data.
 """
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -17,12 +17,12 @@ from .calibrate import RangeMethod, activation_scale, weight_scales
 from .errors import UnsupportedOpError, UserError
 from .fakequant import FakeQuantNet, _FQLayer
 from .importers import Act, run_float, sources
-from .numerics import DEFAULT_MULT_BITS, QFormat, Requant, check_bits
+from .numerics import DEFAULT_MULT_BITS, QFormat, Requant, WeightGrid, check_bits
 from .qmodel import MAC_KINDS, LayerKind
 
-__all__ = ["PTQConfig", "quantize", "assemble", "quantize_auto", "check_chain",
+__all__ = ["PTQConfig", "quantize", "assemble", "quantize_auto", "check_chain", "grids", "GRIDS",
            "check_layer_bits", "accuracy", "val_score", "plan_formats", "tensor_scales",
-           "layer_inputs"]
+           "layer_inputs", "choose_config", "classifier_input"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class PTQConfig:
 
     ``w_method``/``a_method``: range setting for weights (per output channel) and for each
     activation tensor. ``layer_bits``: optional ``{layer name: (w_bits, a_bits)}`` overrides.
+    ``w_grid``: the weights' :class:`~quantflow.numerics.WeightGrid`, or ``None`` to let the
+    flow choose it on the validation split (:mod:`quantflow.choice`); a net built directly
+    from a config without one (:func:`quantize`) uses :attr:`grid`, the narrow grid.
     """
 
     wbits: int
@@ -40,6 +43,7 @@ class PTQConfig:
     a_method: RangeMethod = RangeMethod.MSE
     mult_bits: int = DEFAULT_MULT_BITS
     layer_bits: dict = field(default_factory=dict)
+    w_grid: WeightGrid | None = None
 
     def __post_init__(self):
         check_bits("Weight bits", self.wbits)
@@ -49,6 +53,13 @@ class PTQConfig:
         for attr in ("w_method", "a_method"):
             if not isinstance(getattr(self, attr), RangeMethod):
                 raise TypeError(f"{attr} must be a RangeMethod, not {getattr(self, attr)!r}")
+        if self.w_grid is not None and not isinstance(self.w_grid, WeightGrid):
+            raise TypeError(f"w_grid must be a WeightGrid or None, not {self.w_grid!r}")
+
+    @property
+    def grid(self):
+        """The weight grid a net is built with: ``w_grid``, narrow when it is still open."""
+        return self.w_grid or WeightGrid.NARROW
 
     def bits_for(self, name):
         return self.layer_bits.get(name, (self.wbits, self.abits))
@@ -56,7 +67,16 @@ class PTQConfig:
     def describe(self):
         return {"wbits": self.wbits, "abits": self.abits, "input_bits": self.input_bits,
                 "w_method": self.w_method.value, "a_method": self.a_method.value,
-                "mult_bits": self.mult_bits}
+                "mult_bits": self.mult_bits, "w_grid": self.grid.value}
+
+
+#: The weight grids a choice compares when the config leaves the grid open.
+GRIDS = (WeightGrid.NARROW, WeightGrid.FULL)
+
+
+def grids(cfg):
+    """The weight grids to try for ``cfg``: its own, or both when it leaves the grid open."""
+    return GRIDS if cfg.w_grid is None else (cfg.w_grid,)
 
 
 def check_chain(layers):
@@ -83,6 +103,18 @@ def check_chain(layers):
                                      " the last Conv2d/Linear returns its accumulator, which"
                                      " only the network output may read")
     return last
+
+
+def classifier_input(layers):
+    """Index of the requantizing layer (Conv2d/Linear or add) whose output feeds the logits
+    layer, through flatten and pooling (a global average pool keeps its input's format), or
+    ``None`` when the classifier reads the network input."""
+    j = sources(layers, check_chain(layers))[0]
+    while j >= 0 and layers[j].kind in (LayerKind.FLATTEN, LayerKind.AVGPOOL, LayerKind.MAXPOOL):
+        j = sources(layers, j)[0]
+    if j < 0 or layers[j].kind not in MAC_KINDS + (LayerKind.ADD,):
+        return None
+    return j
 
 
 def plan_formats(layers, cfg, input_fmt):
@@ -162,15 +194,15 @@ def layer_inputs(layers, acts, index):
     return acts[sources(layers, index)[0]]
 
 
-def _weight_scales(fl, bits, method, x):
+def _weight_scales(fl, bits, method, x, grid):
     """Per-output-channel weight scales of a MAC layer; ``x`` (its float calibration inputs)
     only for MSE_OUTPUT, which weighs each group's error by that group's input correlation."""
     if method is not RangeMethod.MSE_OUTPUT:
-        return weight_scales(fl.weight, bits, method)
+        return weight_scales(fl.weight, bits, method, grid=grid)
     rows, _ = layer_rows(fl, x)
     out = np.zeros(len(fl.weight))
     for outs, cols in row_groups(fl):
-        out[outs] = weight_scales(fl.weight[outs], bits, method, rows[:, cols])
+        out[outs] = weight_scales(fl.weight[outs], bits, method, rows[:, cols], grid)
     return out
 
 
@@ -205,7 +237,8 @@ def quantize(layers, name, input_shape, x_calib, cfg):
     for i, fl in enumerate(layers):
         wb, _ = cfg.bits_for(fl.name)
         if fl.kind in MAC_KINDS:
-            w_scales[i] = _weight_scales(fl, wb, cfg.w_method, layer_inputs(layers, acts, i))
+            w_scales[i] = _weight_scales(fl, wb, cfg.w_method, layer_inputs(layers, acts, i),
+                                         cfg.grid)
         if fmts[i] is not None and fl.kind in MAC_KINDS + (LayerKind.ADD,):
             out_scales[i] = activation_scale(acts[i], fmts[i].bits, cfg.a_method,
                                              fmts[i].signed)
@@ -250,7 +283,7 @@ def assemble(layers, name, input_shape, cfg, input_scale, w_scales, out_scales,
         elif fl.kind is LayerKind.AVGPOOL:
             out_fmt, out_scale = in_fmt, in_scale  # a mean keeps the scale: ratio 1/k^2
         fq.append(_FQLayer(fl, in_fmt, in_scale, wb, w_scale, out_fmt, out_scale, cfg.mult_bits,
-                           inputs=src))
+                           inputs=src, w_grid=cfg.grid))
     return FakeQuantNet(name, input_shape, input_fmt, input_scale, fq)
 
 
@@ -274,23 +307,33 @@ def val_score(qmodel, x, y):
 
 
 def quantize_auto(layers, name, input_shape, x_calib, x_val, y_val, cfg, progress=None):
-    """The default recipe: try every (weight, activation) range method, keep the best on the
-    validation split. Returns ``(FakeQuantNet, QuantizedModel, choices)``; ``choices`` lists
-    each candidate's validation accuracy."""
-    best, choices = None, []
+    """Range setting alone, every (weight, activation) method pair on every open weight grid;
+    keep the best on the validation data. Returns ``(FakeQuantNet, QuantizedModel, choices)``;
+    ``choices`` lists each candidate's validation accuracy and log-likelihood (also stored in
+    ``qm.meta["candidates"]``)."""
     a_methods = [m for m in RangeMethod if m is not RangeMethod.MSE_OUTPUT]
-    for w_m, a_m in itertools.product(RangeMethod, a_methods):
-        trial = PTQConfig(cfg.wbits, cfg.abits, cfg.input_bits, w_m, a_m, cfg.mult_bits,
-                          cfg.layer_bits)
+    pairs = list(itertools.product(RangeMethod, a_methods))
+    return choose_config(layers, name, input_shape, x_calib, x_val, y_val, cfg, pairs,
+                         progress)
+
+
+def choose_config(layers, name, input_shape, x_calib, x_val, y_val, cfg, pairs, progress=None):
+    """The best of ``pairs`` (weight, activation range methods) x :func:`grids` on the
+    validation data, by (accuracy, log-likelihood); see :func:`quantize_auto`."""
+    best, choices = None, []
+    for (w_m, a_m), grid in itertools.product(pairs, grids(cfg)):
+        trial = replace(cfg, w_method=w_m, a_method=a_m, w_grid=grid)
         net = quantize(layers, name, input_shape, x_calib, trial)
         qm = net.export()
         acc = val_score(qm, x_val, y_val)
-        choices.append({"w_method": w_m.value, "a_method": a_m.value, "val_accuracy": acc[0],
-                        "val_log_likelihood": acc[1]})
+        choices.append({"w_method": w_m.value, "a_method": a_m.value, "w_grid": grid.value,
+                        "val_accuracy": acc[0], "val_log_likelihood": acc[1], "chosen": False})
         if best is None or acc > best[0]:
-            best = (acc, net, qm, trial)
+            best = (acc, net, qm, trial, len(choices) - 1)
         if progress is not None:
             progress()
-    _, net, qm, trial = best
+    _, net, qm, trial, pick = best
+    choices[pick]["chosen"] = True
     qm.meta["recipe"] = trial.describe()
+    qm.meta["candidates"] = choices
     return net, qm, choices

@@ -28,6 +28,10 @@ from .qonnx_consts import unsupported, where
 
 __all__ = ["QTensor", "Pending", "LayerBuilder"]
 
+#: Relative distance from an integer within which a bias counts as on the accumulator grid:
+#: float32 scales multiplied in float64 differ from their float32 product by ~6e-8.
+_GRID_TOLERANCE = 1e-6
+
 
 @dataclass
 class QTensor:
@@ -223,10 +227,12 @@ class LayerBuilder:
 
     def _note(self, node, kind, ratios, pairs, mode, nonneg):
         """List in ``approx`` how this requantization can differ from QONNX's."""
-        for r, (m, s) in zip(ratios, pairs, strict=True):
-            if Fraction(m, 1 << s) != Fraction(float(r)):
-                self.approx.append(f"{where(node)}: ratio {float(r)!r} as {m}/2**{s}")
-                break
+        inexact = [(r, m, s) for r, (m, s) in zip(ratios, pairs, strict=True)
+                   if Fraction(m, 1 << s) != Fraction(float(r))]
+        if inexact:
+            r, m, s = inexact[0]
+            more = f" ({len(inexact)} of {len(pairs)} ratios inexact)" if len(pairs) > 1 else ""
+            self.approx.append(f"{where(node)}: ratio {float(r)!r} as {m}/2**{s}{more}")
         rounded = sum(1 for m, s in pairs if m % (1 << s))
         if kind is LayerKind.ADD and rounded > 1:
             self.approx.append(f"{where(node)}: {rounded} inputs rounded one by one (QONNX"
@@ -246,6 +252,12 @@ class LayerBuilder:
         bound = product_bound(layer.w_fmt, layer.in_fmt, layer.reduction)
         if np.any(np.abs(ints) > bound):
             unsupported(p.node, "a bias beyond the accumulator bound of the contract")
-        if np.any(ints * grid != b):
-            self.approx.append(f"{where(p.node)}: bias rounded to the accumulator grid")
+        # A bias already on the grid (Brevitas' Int32Bias: an integer times the float32 product
+        # of the scales) sits within float32 rounding of an integer; only the others change an
+        # integer by being rounded, and only those are listed.
+        exact = b / grid
+        off = np.abs(exact - ints) > _GRID_TOLERANCE * np.maximum(1.0, np.abs(exact))
+        if np.any(off):
+            self.approx.append(f"{where(p.node)}: {int(off.sum())} of {off.size} bias values"
+                               " off the accumulator grid, rounded to it")
         layer.bias = ints.astype(np.int64)

@@ -7,9 +7,11 @@ works on the FakeQuantNet's own tensors, so :meth:`FakeQuantNet.export` stays th
 the QuantizedModel and the result is bit-exact with :mod:`quantflow.reference`.
 
 Names are parsed only at the CLI (:func:`by_name`). :func:`choose` picks among candidate
-recipes on a validation split of the *training* data; the test set is never used.
+recipes, each on every weight grid left open (:func:`quantflow.ptq.grids`), on validation
+data (the user's ``x_val`` or a split of the *training* data); the test set is never used.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from . import ptq
@@ -20,7 +22,8 @@ from .calibrate import RangeMethod
 from .cle import CrossLayerEqualization
 from .gptq import ErrorFeedbackRounding
 
-__all__ = ["Recipe", "AutoRecipe", "RECIPES", "by_name", "run", "choose", "candidates", "AUTO"]
+__all__ = ["Recipe", "AutoRecipe", "RECIPES", "by_name", "run", "choose", "candidates", "AUTO",
+           "trials", "WIDE_HEAD_BITS"]
 
 
 @dataclass(frozen=True)
@@ -116,8 +119,7 @@ def run(recipe, layers, name, input_shape, x_calib, cfg, progress=None):
         raise TypeError(f"Recipe must be a Recipe, not {recipe!r}")
     for p in recipe.float_passes:
         layers = p.apply(layers)
-    trial = ptq.PTQConfig(cfg.wbits, cfg.abits, cfg.input_bits, recipe.w_method,
-                          recipe.a_method, cfg.mult_bits, cfg.layer_bits)
+    trial = dataclasses.replace(cfg, w_method=recipe.w_method, a_method=recipe.a_method)
     net = ptq.quantize(layers, name, input_shape, x_calib, trial)
     for p in recipe.net_passes:
         p.apply(net, layers, x_calib, progress)
@@ -137,19 +139,52 @@ def candidates(cfg):
                                  "gptq-bc", "gptq-bc-search")]
 
 
-def choose(layers, name, input_shape, x_calib, x_val, y_val, cfg, cands=None, progress=None):
-    """Run each candidate recipe and keep the best on the validation split, by (accuracy,
-    mean log-likelihood). Returns ``(FakeQuantNet, QuantizedModel, rows)``."""
+#: The width of the classifier's input tensor in ``choose``'s wide-head trial.
+WIDE_HEAD_BITS = 8
+
+
+def trials(cfg, cands=None, wide_head=False):
+    """The number of quantizations :func:`choose` runs at most (for a progress bar)."""
+    return len(cands or candidates(cfg)) * len(ptq.grids(cfg)) + int(wide_head)
+
+
+def choose(layers, name, input_shape, x_calib, x_val, y_val, cfg, cands=None, progress=None,
+           wide_head=False):
+    """Run each candidate recipe on each open weight grid and keep the best on the validation
+    data, by (accuracy, mean log-likelihood). Returns ``(FakeQuantNet, QuantizedModel, rows)``;
+    ``rows`` (one per trial: recipe, w_grid, val_accuracy, val_log_likelihood, chosen) are
+    also stored in ``qm.meta["candidates"]``.
+
+    ``wide_head``: one more trial, the best one again with the tensor that feeds the classifier
+    (:func:`quantflow.ptq.classifier_input`'s output) at :data:`WIDE_HEAD_BITS`, kept when it
+    scores better (its row has ``head_bits``)."""
     best, rows = None, []
-    for recipe in cands or candidates(cfg):
-        net, qm = run(recipe, layers, name, input_shape, x_calib, cfg)
+
+    def trial(recipe, trial_cfg, extra=None):
+        nonlocal best
+        net, qm = run(recipe, layers, name, input_shape, x_calib, trial_cfg)
         score = ptq.val_score(qm, x_val, y_val)
-        rows.append({"recipe": recipe.name, "val_accuracy": score[0],
-                     "val_log_likelihood": score[1]})
+        rows.append({"recipe": recipe.name, "w_grid": trial_cfg.grid.value,
+                     "val_accuracy": score[0], "val_log_likelihood": score[1],
+                     "chosen": False} | (extra or {}))
         if best is None or score > best[0]:
-            best = (score, net, qm)
+            best = (score, net, qm, len(rows) - 1, recipe, trial_cfg)
         if progress is not None:
             progress()
-    _, net, qm = best
-    qm.meta["recipe"]["chosen_from"] = [r["recipe"] for r in rows]
+
+    for recipe in cands or candidates(cfg):
+        for grid in ptq.grids(cfg):
+            trial(recipe, dataclasses.replace(cfg, w_grid=grid))
+    head = ptq.classifier_input(layers) if wide_head else None
+    if head is not None:
+        head_name = layers[head].name
+        w_head, a_head = best[5].bits_for(head_name)
+        if a_head < WIDE_HEAD_BITS:
+            wide = best[5].layer_bits | {head_name: (w_head, WIDE_HEAD_BITS)}
+            trial(best[4], dataclasses.replace(best[5], layer_bits=wide),
+                  {"head_bits": WIDE_HEAD_BITS, "head_layer": head_name})
+    _, net, qm, pick, _, _ = best
+    rows[pick]["chosen"] = True
+    qm.meta["recipe"]["chosen_from"] = list(dict.fromkeys(r["recipe"] for r in rows))
+    qm.meta["candidates"] = rows
     return net, qm, rows

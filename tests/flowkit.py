@@ -54,14 +54,17 @@ def calib_set():
 
 
 @functools.cache
-def quantized(name, wbits, abits, method="minmax"):
-    """``(FakeQuantNet, QuantizedModel)`` for one fixed range-setting method (fast, no search)."""
+def quantized(name, wbits, abits, method="minmax", grid="narrow"):
+    """``(FakeQuantNet, QuantizedModel)`` for one fixed range-setting method and weight grid
+    (fast, no search)."""
     from quantflow import ptq
     from quantflow.calibrate import RangeMethod
+    from quantflow.numerics import WeightGrid
 
     m = RangeMethod(method)
     cfg = ptq.PTQConfig(wbits, abits, w_method=m,
-                        a_method=RangeMethod.MSE if m is RangeMethod.MSE_OUTPUT else m)
+                        a_method=RangeMethod.MSE if m is RangeMethod.MSE_OUTPUT else m,
+                        w_grid=WeightGrid(grid))
     net = ptq.quantize(captured(name), name, digits().input_shape, calib_set(), cfg)
     return net, net.export({"recipe": cfg.describe()})
 
@@ -187,5 +190,5 @@ def layer_errors(net, layers, x, start, relu):
                                  ** 2))
 
         learned = fq.int_weight().detach().numpy().reshape(o, -1) * s
-        out[i] = err(learned), err(np.clip(np.rint(w / s), -fq.w_fmt.max, fq.w_fmt.max) * s)
+        out[i] = err(learned), err(np.clip(np.rint(w / s), fq.w_lo, fq.w_hi) * s)
     return out

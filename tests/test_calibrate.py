@@ -11,6 +11,7 @@ from quantflow.calibrate import (
     activation_scale,
     weight_scales,
 )
+from quantflow.numerics import WeightGrid
 
 
 def _act_err(x, scale, bits):
@@ -75,6 +76,39 @@ def test_weight_scales_per_channel(request, bits):
         assert np.all(s <= mm + 1e-12), f"seed={seed} {method}: never wider than min-max"
     mse = weight_scales(w, bits, RangeMethod.MSE)
     assert np.all(_w_err(flat, mse, bits) <= _w_err(flat, mm, bits) + 1e-15), f"seed={seed}"
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_full_grid_scales_and_codes(request, bits):
+    """The full grid: min-max puts -max|w| on the code -2^(b-1) (step max / 2^(b-1)); at 2 bits
+    the codes it rounds to are all four values, and MSE on that grid never has more error than
+    min-max on it."""
+    seed, rng = node_rng(request)
+    w = rng.normal(0, 1, size=(5, 40))
+    w[:, 0] = -np.abs(w).max(axis=1) * 1.5  # the largest magnitude is negative: reaches -2^(b-1)
+    full, narrow = WeightGrid.FULL, WeightGrid.NARROW
+    mm = weight_scales(w, bits, RangeMethod.MINMAX, grid=full)
+    assert np.array_equal(mm, np.abs(w).max(axis=1) / (1 << (bits - 1))), f"seed={seed}"
+    assert np.array_equal(weight_scales(w, bits, RangeMethod.MINMAX, grid=narrow),
+                          np.abs(w).max(axis=1) / ((1 << (bits - 1)) - 1))
+    codes = np.clip(np.rint(w / mm[:, None]), full.lo(bits), full.hi(bits))
+    assert codes.min() == -(1 << (bits - 1)) and codes.max() <= (1 << (bits - 1)) - 1
+    if bits == 2:
+        assert set(np.unique(codes)) == {-2, -1, 0, 1}, f"seed={seed}: the fourth code"
+    mse = weight_scales(w, bits, RangeMethod.MSE, grid=full)
+
+    def err(s):
+        q = np.clip(np.rint(w / s[:, None]), full.lo(bits), full.hi(bits)) * s[:, None]
+        return np.mean((w - q) ** 2, axis=1)
+
+    assert np.all(err(mse) <= err(mm) + 1e-15), f"seed={seed}"
+
+
+def test_weight_grid_bounds_and_message():
+    assert [(g.lo(2), g.hi(2), g.steps(2)) for g in WeightGrid] == [(-1, 1, 1), (-2, 1, 2)]
+    assert [(g.lo(8), g.hi(8)) for g in WeightGrid] == [(-127, 127), (-128, 127)]
+    with pytest.raises(TypeError, match=r"^Weight grid must be a WeightGrid, not 'full'$"):
+        weight_scales(np.ones((2, 3)), 4, RangeMethod.MINMAX, grid="full")
 
 
 def test_weight_mse_output_minimises_output_error(request):

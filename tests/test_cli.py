@@ -345,3 +345,80 @@ def test_demo_figures_equal_hwgen_quantize(tmp_path, monkeypatch, capsys):
                  "--out", str(tmp_path / "q"), "--json"]) == 0
     q = json.loads(capsys.readouterr().out)
     assert row["quant_accuracy"] == q["quant_accuracy"] and row["recipe"] == q["recipe"]
+
+
+# -- the choice on validation data (issue 13 item 3) ----------------------------------------------
+
+def test_quantize_verbose_lists_every_candidate_and_notes_the_training_split(capsys, tmp_path):
+    """Without x_val the choice is made on a split of x_train: one note line on stderr; the
+    two weight grids of the min-max recipe are listed with their validation scores, which
+    model.json stores too."""
+    out_dir = tmp_path / "q"
+    assert main(["quantize", "--model", "digits-mlp", "--wbits", "2", "--abits", "8",
+                 "--recipe", "minmax", "--out", str(out_dir), "--verbose"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "note: the choice was made on a validation split of x_train (337 images), which the"
+        " zoo network was trained without; add x_val/y_val to --data to choose on held-out"
+        " data"]
+    meta = serialize.load(out_dir).meta
+    rows = meta["candidates"]
+    assert meta["validation"] == {"source": "split of x_train", "images": 337}
+    assert [(r["recipe"], r["w_grid"]) for r in rows] == [("minmax", "narrow"),
+                                                          ("minmax", "full")]
+    lines = out.splitlines()
+    assert lines[1] == "  candidates on split of x_train (337 images):"
+    for r, line in zip(rows, lines[2:], strict=True):
+        assert f"{100 * r['val_accuracy']:6.2f}%" in line and r["w_grid"] in line
+        assert line.endswith("<- chosen") == r["chosen"]
+    # the full grid's fourth code wins at 2 bits (narrow min-max rounds most weights to 0)
+    assert [r["w_grid"] for r in rows if r["chosen"]] == ["full"]
+    assert "full grid" in lines[0]
+
+
+def test_quantize_chooses_on_x_val_when_the_data_has_it(capsys, tmp_path):
+    ds = digits()
+    x_val, y_val = ds.x_train[:300], ds.y_train[:300]
+    path = tmp_path / "mine.npz"
+    np.savez(path, x_train=ds.x_train[300:], y_train=ds.y_train[300:], x_val=x_val,
+             y_val=y_val, x_test=ds.x_test, y_test=ds.y_test)
+    model = tmp_path / "net.py"
+    model.write_text("from torch import nn\n\n\ndef make():\n    import torch\n"
+                     "    torch.manual_seed(0)\n"
+                     "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))\n")
+    out_dir = tmp_path / "q"
+    assert main(["quantize", "--model", f"{model}:make", "--data", str(path), "--wbits", "4",
+                 "--abits", "4", "--method", "minmax", "--out", str(out_dir), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""  # no note: the choice was made on the user's validation data
+    doc = json.loads(out)
+    assert doc["model"] == "net.py:make"  # the file and the factory, not the file's stem
+    assert doc["validation"] == {"source": "x_val", "images": 300}
+    qm = serialize.load(out_dir)
+    chosen = [r for r in qm.meta["candidates"] if r["chosen"]]
+    assert doc["candidates"] == qm.meta["candidates"] and len(chosen) == 1
+    assert ptq.val_score(qm, x_val, y_val) == (chosen[0]["val_accuracy"],
+                                               chosen[0]["val_log_likelihood"])
+
+
+def test_quantize_weight_grid_fixed_skips_the_choice(capsys, tmp_path):
+    out_dir = tmp_path / "q"
+    assert main(["quantize", "--model", "digits-mlp", "--wbits", "2", "--abits", "8",
+                 "--method", "minmax", "--weight-grid", "narrow", "--out", str(out_dir),
+                 "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert err == "" and doc["candidates"] == [] and doc["w_grid"] == "narrow"
+    qm = serialize.load(out_dir)
+    assert min(int(lyr.weight.min()) for lyr in qm.layers if lyr.weight is not None) == -1
+
+
+def test_quantize_wide_head_refuses_method_and_data_free(capsys, tmp_path):
+    for extra in (["--method", "minmax"], ["--data-free"]):
+        assert main(["quantize", "--model", "digits-mlp", "--wide-head", *extra,
+                     "--out", str(tmp_path / "q")]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and _one_error_line(err, "quantize") == (
+            "hwgen quantize: error: --wide-head is a trial of the recipe choice on validation"
+            " data; it does not apply with --method or --data-free")
+    assert not (tmp_path / "q").exists()

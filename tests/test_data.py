@@ -190,3 +190,31 @@ def test_regression_targets(tmp_path):
     _write(p, x_train=x, y_train=np.where(x > 0.5, np.nan, x), x_test=x[:4], y_test=x[:4])
     with pytest.raises(DataError, match=r"y_train must hold finite regression targets$"):
         data.load_npz(p)
+
+
+def test_load_npz_validation_arrays(tmp_path):
+    arrays = _good() | {"x_val": np.full((3, 1, 2, 2), 0.5), "y_val": np.array([0, 1, 2])}
+    ds = data.load_npz(_write(tmp_path / "v.npz", **arrays))
+    assert ds.x_val.dtype == np.float32 and ds.y_val.dtype == np.int64
+    x_val, y_val = data.validation_split(ds)
+    assert np.array_equal(x_val, arrays["x_val"]) and np.array_equal(y_val, arrays["y_val"])
+    x_fit, _ = data.fit_split(ds)  # nothing of x_train is held out
+    assert np.array_equal(x_fit, ds.x_train) and data.validation_source(ds) == "x_val"
+    assert data.validation_source(data.load_npz(_write(tmp_path / "n.npz", **_good()))) == (
+        "split of x_train")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"x_val": np.zeros((3, 1, 2, 2))}, r"x_val without y_val \(validation data needs both\)"),
+    ({"y_val": np.zeros(3, np.int64)}, r"y_val without x_val \(validation data needs both\)"),
+    ({"x_val": np.zeros((3, 1, 2, 2)), "y_val": np.zeros(2, np.int64)},
+     r"x_val and y_val must be non-empty and of equal length, not 3 and 2"),
+    ({"x_val": np.zeros((3, 1, 3, 3)), "y_val": np.zeros(3, np.int64)},
+     r"x_train and x_val have different sample shapes"),
+    ({"x_val": np.zeros((3, 1, 2, 2)), "y_val": -np.ones(3, np.int64)},
+     r"y_val must hold non-negative integer class labels"),
+])
+def test_load_npz_bad_validation_arrays(tmp_path, change, message):
+    p = _write(tmp_path / "bad.npz", **(_good() | change))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(p))}: {message}$"):
+        data.load_npz(p)

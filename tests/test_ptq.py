@@ -66,6 +66,7 @@ def test_check_chain_messages(modules, message):
     ({"mult_bits": 40}, ValueError, r"^Multiplier bits must be an integer in 2\.\.31, not 40$"),
     ({"mult_bits": 1}, ValueError, r"^Multiplier bits must be an integer in 2\.\.31, not 1$"),
     ({"mult_bits": 16.0}, TypeError, r"^Multiplier bits must be an integer, not 16\.0$"),
+    ({"w_grid": "full"}, TypeError, r"^w_grid must be a WeightGrid or None, not 'full'$"),
 ])
 def test_ptq_config_messages(kwargs, exc, message):
     args = {"wbits": 4, "abits": 4} | kwargs
@@ -78,7 +79,7 @@ def test_ptq_config_describe_and_overrides():
                         a_method=RangeMethod.PERCENTILE, mult_bits=12,
                         layer_bits={"fc": (8, 8)})
     assert cfg.describe() == {"wbits": 3, "abits": 5, "input_bits": 6, "w_method": "minmax",
-                              "a_method": "percentile", "mult_bits": 12}
+                              "a_method": "percentile", "mult_bits": 12, "w_grid": "narrow"}
     assert cfg.bits_for("fc") == (8, 8) and cfg.bits_for("other") == (3, 5)
 
 
@@ -139,15 +140,17 @@ def test_quantize_auto_picks_the_best_validation_recipe():
                                          calib_set(), x_val, y_val, ptq.PTQConfig(4, 4),
                                          progress=lambda: calls.append(1))
     n_pairs = len(RangeMethod) * (len(RangeMethod) - 1)
-    assert len(choices) == len(calls) == n_pairs
-    assert {(c["w_method"], c["a_method"]) for c in choices} == {
-        (w.value, a.value) for w in RangeMethod for a in RangeMethod
-        if a is not RangeMethod.MSE_OUTPUT}
+    assert len(choices) == len(calls) == 2 * n_pairs  # each pair on both weight grids
+    assert {(c["w_method"], c["a_method"], c["w_grid"]) for c in choices} == {
+        (w.value, a.value, g) for w in RangeMethod for a in RangeMethod
+        if a is not RangeMethod.MSE_OUTPUT for g in ("narrow", "full")}
     assert all(0.0 <= c["val_accuracy"] <= 1.0 and c["val_log_likelihood"] <= 0.0
                for c in choices)
     best = max(choices, key=lambda c: (c["val_accuracy"], c["val_log_likelihood"]))
     recipe = qm.meta["recipe"]
-    assert (recipe["w_method"], recipe["a_method"]) == (best["w_method"], best["a_method"])
+    assert (recipe["w_method"], recipe["a_method"], recipe["w_grid"]) == (
+        best["w_method"], best["a_method"], best["w_grid"])
+    assert best["chosen"] and qm.meta["candidates"] == choices
     assert (recipe["wbits"], recipe["abits"]) == (4, 4)
     pred = reference.predict(qm, qm.quantize_input(x_val))
     assert float(np.mean(pred == y_val)) == best["val_accuracy"]

@@ -448,3 +448,30 @@ def test_brevitas_depthwise_residual_export_equals_qonnx_on_every_element(tmp):
     assert qm.meta["approximate"] == []
     errors, whole = layer_errors(qm, model, x)
     assert errors == [0] * len(qm.layers) and whole
+
+
+# -- notes only where an integer changes (issue 13 item 6) ------------------------------------
+
+@pytest.mark.parametrize("bits", [4, 2])
+def test_brevitas_int32_bias_gives_no_bias_note(tmp, bits):
+    """Int32Bias biases are integers times Brevitas' float32 scale product: the import's
+    integers equal Brevitas' own, so no bias note is listed (before, nearly every layer had
+    one though nothing was rounded)."""
+    qm = load_qonnx(_exported(bits, False, tmp))
+    assert not [n for n in qm.meta["approximate"] if "bias" in n], qm.meta["approximate"]
+
+
+def test_an_off_grid_bias_is_listed_with_its_count():
+    """A bias off the accumulator grid is rounded to it: listed once for its layer, with the
+    number of values whose integer the rounding chose."""
+    from onnx import numpy_helper
+
+    model = _handmade()
+    assert load_qonnx(model).meta["approximate"] == []
+    init = next(i for i in model.graph.initializer if i.name == "b1")
+    b = numpy_helper.to_array(init).copy()
+    b.flat[1] *= np.float32(1.3)
+    b.flat[3] *= np.float32(1.3)
+    init.CopyFrom(numpy_helper.from_array(b, "b1"))
+    assert load_qonnx(model).meta["approximate"] == [
+        "node 'conv' (Conv): 2 of 4 bias values off the accumulator grid, rounded to it"]

@@ -9,6 +9,7 @@ from flowkit import (assert_export_bit_exact, calib_set, captured, dag_captured,
 from quantflow import biascorr, cle, ptq, recipes, reference
 from quantflow.adaround import AdaRound
 from quantflow.calibrate import RangeMethod
+from quantflow.numerics import WeightGrid
 
 
 def test_every_named_recipe_round_trips_through_by_name():
@@ -64,15 +65,36 @@ def test_candidates_depend_on_the_bit_widths():
 
 
 def test_choose_keeps_the_best_validation_score():
+    """Each candidate on both weight grids (the config leaves the grid open); the best trial
+    by (accuracy, log-likelihood) is returned, flagged and stored with every trial's scores."""
     ds = digits()
     cands = [recipes.by_name("minmax"), recipes.by_name("bc")]
     x_val, y_val = ds.x_train[:200], ds.y_train[:200]
     net, qm, rows = recipes.choose(captured("digits-mlp"), "digits-mlp", ds.input_shape,
                                    calib_set(), x_val, y_val, ptq.PTQConfig(2, 2), cands)
-    assert [r["recipe"] for r in rows] == ["minmax", "bc"]
+    assert [(r["recipe"], r["w_grid"]) for r in rows] == [
+        ("minmax", "narrow"), ("minmax", "full"), ("bc", "narrow"), ("bc", "full")]
+    assert recipes.trials(ptq.PTQConfig(2, 2), cands) == len(rows)
     best = max(rows, key=lambda r: (r["val_accuracy"], r["val_log_likelihood"]))
-    assert qm.meta["recipe"]["recipe"] == best["recipe"]
+    assert [r["chosen"] for r in rows].count(True) == 1 and best["chosen"]
+    assert (qm.meta["recipe"]["recipe"], qm.meta["recipe"]["w_grid"]) == (best["recipe"],
+                                                                          best["w_grid"])
     assert qm.meta["recipe"]["chosen_from"] == ["minmax", "bc"]
+    assert qm.meta["candidates"] == rows
+    assert ptq.val_score(qm, x_val, y_val) == (best["val_accuracy"], best["val_log_likelihood"])
+    # the chosen grid's codes: the full grid uses -2 at 2 bits, the narrow one never does
+    lows = min(int(lyr.weight.min()) for lyr in qm.layers if lyr.weight is not None)
+    assert lows == (-2 if best["w_grid"] == "full" else -1)
+
+
+def test_a_fixed_grid_is_not_chosen():
+    ds = digits()
+    cfg = ptq.PTQConfig(2, 2, w_grid=WeightGrid.NARROW)
+    _, qm, rows = recipes.choose(captured("digits-mlp"), "digits-mlp", ds.input_shape,
+                                 calib_set(), ds.x_train[:200], ds.y_train[:200], cfg,
+                                 [recipes.by_name("minmax")])
+    assert [r["w_grid"] for r in rows] == ["narrow"]
+    assert min(int(lyr.weight.min()) for lyr in qm.layers if lyr.weight is not None) == -1
 
 
 @pytest.mark.parametrize("recipe", recipes.RECIPES, ids=lambda r: r.name)
@@ -107,8 +129,40 @@ def test_choose_on_a_dag_runs_float_and_net_passes_and_exports_bit_exact(name, b
     net, qm, rows = recipes.choose(layers, name, ds.input_shape, prep(calib_set()[:64]),
                                    prep(ds.x_train[:200]), ds.y_train[:200],
                                    ptq.PTQConfig(bits, bits), cands)
-    assert [r["recipe"] for r in rows] == ["cle-bc", "adaround-bc"]
+    assert [r["recipe"] for r in rows] == ["cle-bc", "cle-bc", "adaround-bc", "adaround-bc"]
     best = max(rows, key=lambda r: (r["val_accuracy"], r["val_log_likelihood"]))
     # chance is 0.1; a 10-iteration AdaRound at W2A2 sits near 0.3 (60 of 200 on one machine)
     assert qm.meta["recipe"]["recipe"] == best["recipe"] and best["val_accuracy"] > 0.2
     assert_export_bit_exact(net, x=prep(ds.x_test[:64]))
+
+
+@pytest.mark.parametrize(("name", "head"), [("digits-mlp", "3"), ("digits-cnn", "7")])
+def test_classifier_input_is_the_layer_feeding_the_logits(name, head):
+    layers = captured(name)
+    j = ptq.classifier_input(layers)
+    assert layers[j].name == head, [lyr.name for lyr in layers]
+    # the logits layer reads it directly or through flatten
+    logits = ptq.check_chain(layers)
+    between = [lyr.kind.value for lyr in layers[j + 1:logits]]
+    assert set(between) <= {"flatten", "maxpool", "avgpool"}, between
+
+
+def test_wide_head_trial_widens_only_the_classifier_input():
+    """The extra trial repeats the best trial with the classifier's input tensor at 8 bits;
+    kept only when it scores better, and its model then has that one tensor wider."""
+    ds = digits()
+    layers = captured("digits-mlp")
+    head = layers[ptq.classifier_input(layers)].name
+    net, qm, rows = recipes.choose(layers, "digits-mlp", ds.input_shape, calib_set(),
+                                   ds.x_train[:200], ds.y_train[:200],
+                                   ptq.PTQConfig(2, 2, w_grid=WeightGrid.FULL),
+                                   [recipes.by_name("mse")], wide_head=True)
+    assert [(r["recipe"], r.get("head_bits")) for r in rows] == [("mse", None), ("mse", 8)]
+    assert rows[1]["head_layer"] == head
+    fmts = {lyr.name: lyr.out_fmt.bits for lyr in qm.layers
+            if lyr.requant and lyr.weight is not None}
+    want_head = 8 if rows[1]["chosen"] else 2
+    assert fmts.pop(head) == want_head and set(fmts.values()) == {2}, fmts
+    best = max(rows, key=lambda r: (r["val_accuracy"], r["val_log_likelihood"]))
+    assert best["chosen"]
+    assert_export_bit_exact(net)

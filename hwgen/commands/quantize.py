@@ -10,7 +10,7 @@ NAME = "quantize"
 HELP = "quantize a trained model (zoo name or file.py:factory) to a QuantizedModel folder"
 
 __all__ = ["NAME", "HELP", "add_arguments", "run", "bits", "method", "recipe", "layer_bits",
-           "positive_int"]
+           "positive_int", "weight_grid"]
 
 
 def bits(value):
@@ -44,6 +44,19 @@ def recipe(value):
     except ValueError:
         names = ", ".join([recipes.AUTO.name] + [r.name for r in recipes.RECIPES])
         raise argparse.ArgumentTypeError(f"{value!r} is not a recipe ({names})") from None
+
+
+def weight_grid(value):
+    """argparse type: ``auto`` (chosen on the validation data) -> None, else a WeightGrid."""
+    from quantflow.numerics import WeightGrid
+
+    if value == "auto":
+        return None
+    try:
+        return WeightGrid(value)
+    except ValueError:
+        names = ", ".join(["auto"] + [g.value for g in WeightGrid])
+        raise argparse.ArgumentTypeError(f"{value!r} is not a weight grid ({names})") from None
 
 
 def positive_int(value):
@@ -80,8 +93,9 @@ def add_arguments(p):
                    help="zoo model (digits-cnn, digits-mlp), path/to/file.py:factory, or a"
                    " QONNX file.onnx (imported as it is quantized; needs the qonnx extra)")
     p.add_argument("--data", metavar="FILE.npz", default=None,
-                   help="calibration/evaluation arrays x_train, y_train, x_test, y_test "
-                        "(default: the embedded digits set)")
+                   help="calibration/evaluation arrays x_train, y_train, x_test, y_test, and"
+                        " optionally x_val, y_val (every choice is made on them; without them"
+                        " on a split of x_train) (default: the embedded digits set)")
     p.add_argument("--wbits", metavar="N", type=bits, default=4, help="weight bits")
     p.add_argument("--abits", metavar="N", type=bits, default=4, help="activation bits")
     p.add_argument("--input-bits", metavar="N", type=bits, default=8, help="network input bits")
@@ -92,6 +106,13 @@ def add_arguments(p):
                    help="PTQ recipe (range setting + CLE / bias correction / AdaRound passes);"
                    " auto: the best candidate for the bit widths on a validation split of the"
                    " training data")
+    p.add_argument("--weight-grid", metavar="GRID", type=weight_grid, default="auto",
+                   help="weight codes: narrow (symmetric, +-(2^(b-1)-1)), full (-2^(b-1) too;"
+                   " at 2 bits the fourth code) or auto (the better on the validation data)")
+    p.add_argument("--wide-head", action="store_true",
+                   help="also try the tensor that feeds the classifier (the last hidden layer's"
+                   " output, or what a global average pool reads) at 8 bits; kept when it"
+                   " scores better on the validation data")
     p.add_argument("--layer-bits", metavar="NAME=W/A,...", type=layer_bits, default={},
                    help="per-layer weight/activation bits, e.g. 0=8/8,10=8/8")
     p.add_argument("--data-free", action="store_true",
@@ -103,17 +124,29 @@ def add_arguments(p):
                    help="QAT epochs over the training data")
     p.add_argument("--out", metavar="DIR", required=True, help="QuantizedModel folder to write")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--verbose", action="store_true",
+                   help="list every candidate of the choice with its validation accuracy and"
+                   " log-likelihood")
 
 
 def run(args):
     from quantflow import ptq, serialize
-    from quantflow.flow import load_data, load_model, quantize_data_free, quantize_model
+    from quantflow.flow import (
+        load_data,
+        load_model,
+        model_label,
+        quantize_data_free,
+        quantize_model,
+    )
 
     from quantflow.errors import UserError
 
     serialize.check_replaceable(args.out)  # before minutes of work, not after
     if args.data_free and args.qat:
         raise UserError("--qat trains on the training data; it cannot follow --data-free")
+    if args.wide_head and (args.method is not None or args.data_free):
+        raise UserError("--wide-head is a trial of the recipe choice on validation data; it"
+                        " does not apply with --method or --data-free")
     onnx_model = str(args.model).endswith(".onnx")
     if onnx_model and (args.qat or args.data_free or args.layer_bits or args.method):
         raise UserError("a QONNX model is imported as it is quantized: --qat, --data-free,"
@@ -122,30 +155,69 @@ def run(args):
     if onnx_model:
         return _import(args, ds)
     name, net = load_model(args.model, ds)
-    cfg = ptq.PTQConfig(args.wbits, args.abits, args.input_bits, layer_bits=args.layer_bits)
+    cfg = ptq.PTQConfig(args.wbits, args.abits, args.input_bits, layer_bits=args.layer_bits,
+                        w_grid=args.weight_grid)
     if args.data_free:
         result, label = quantize_data_free(name, net, ds, cfg), "data-free"
     elif args.method is not None:
         result, label = quantize_model(name, net, ds, cfg, args.method), args.method.value
     else:
-        result, label = _recipe(name, net, ds, cfg, args.recipe), args.recipe.name
+        result, label = _recipe(name, net, ds, cfg, args.recipe, args.wide_head), \
+            args.recipe.name
     if args.qat:
         result, label = _qat(result, net, ds, args.qat_epochs), label + "+qat"
     serialize.save(result.qmodel, args.out)
-    summary = result.summary(label) | {"out": str(args.out)}
+    meta = result.qmodel.meta
+    summary = result.summary(label) | {
+        "model": model_label(args.model), "out": str(args.out),
+        "w_grid": meta.get("recipe", {}).get("w_grid"), "validation": meta.get("validation"),
+        "candidates": meta.get("candidates", [])}
+    _note(meta, args.model)
     if args.json:
         json.dump(summary, sys.stdout)
         sys.stdout.write("\n")
-    else:
-        chosen = summary.get("recipe") or label
-        print(f"{summary['model']}: W{args.wbits}A{args.abits} {label} ({chosen}, "
-              f"{summary['w_method']}/{summary['a_method']})  float "
-              f"{100 * result.float_accuracy:.2f}%  quantized "
-              f"{100 * result.quant_accuracy:.2f}%  -> {args.out}")
+        return 0
+    chosen = summary.get("recipe") or label
+    print(f"{summary['model']}: W{args.wbits}A{args.abits} {label} ({chosen}, "
+          f"{summary['w_method']}/{summary['a_method']}, {summary['w_grid']} grid)  float "
+          f"{100 * result.float_accuracy:.2f}%  quantized "
+          f"{100 * result.quant_accuracy:.2f}%  -> {args.out}")
+    if args.verbose:
+        _print_candidates(meta)
     return 0
 
 
-def _recipe(name, net, ds, cfg, recipe):
+def _note(meta, model):
+    """One line on stderr when the choice was made on a split of the training data."""
+    val = meta.get("validation")
+    if not val or val["source"] == "x_val":
+        return
+    from quantflow.flow import is_zoo_model
+
+    seen = (", which the zoo network was trained without" if is_zoo_model(model) else
+            ", which a network trained on all of x_train has already seen")
+    print(f"note: the choice was made on a validation split of x_train ({val['images']}"
+          f" images){seen}; add x_val/y_val to --data to choose on held-out data",
+          file=sys.stderr)
+
+
+def _print_candidates(meta):
+    rows = meta.get("candidates", [])
+    if not rows:
+        print("  (nothing was chosen: one recipe on one weight grid)")
+        return
+    val = meta["validation"]
+    print(f"  candidates on {val['source']} ({val['images']} images):")
+    for r in rows:
+        what = r.get("recipe") or f"{r['w_method']}/{r['a_method']}"
+        if "head_bits" in r:
+            what += f" +head A{r['head_bits']}"
+        mark = "  <- chosen" if r["chosen"] else ""
+        print(f"    {what:<20} {r['w_grid']:<6}  val accuracy {100 * r['val_accuracy']:6.2f}%"
+              f"  log-likelihood {r['val_log_likelihood']:9.5f}{mark}")
+
+
+def _recipe(name, net, ds, cfg, recipe, wide_head=False):
     """The recipe run (or the choice among candidates) with a progress bar on stderr."""
     from rich.console import Console
     from rich.progress import Progress
@@ -153,7 +225,7 @@ def _recipe(name, net, ds, cfg, recipe):
     from quantflow import recipes
     from quantflow.flow import quantize_recipe
 
-    total = len(recipes.candidates(cfg)) if recipe is recipes.AUTO else 1
+    total = recipes.trials(cfg, None if recipe is recipes.AUTO else [recipe], wide_head)
     console = Console(stderr=True)
     # only on a terminal: a closing progress bar still writes a newline to a pipe
     with Progress(transient=True, console=console, disable=not console.is_terminal) as prog:
@@ -166,7 +238,7 @@ def _recipe(name, net, ds, cfg, recipe):
             else:  # one candidate of auto done
                 prog.advance(task)
 
-        result = quantize_recipe(name, net, ds, cfg, recipe, tick)
+        result = quantize_recipe(name, net, ds, cfg, recipe, tick, wide_head)
     return result
 
 
@@ -189,11 +261,12 @@ def _qat(result, net, ds, epochs):
 
 def _import(args, ds):
     from quantflow import serialize
-    from quantflow.flow import import_qonnx
+    from quantflow.flow import import_qonnx, model_label
 
     result = import_qonnx(args.model, ds)
     serialize.save(result.qmodel, args.out)
-    summary = result.summary("qonnx") | {"out": str(args.out), "float_accuracy": None,
+    summary = result.summary("qonnx") | {"model": model_label(args.model),
+                                         "out": str(args.out), "float_accuracy": None,
                                          "approximate": result.qmodel.meta["approximate"]}
     if args.json:
         json.dump(summary, sys.stdout)
