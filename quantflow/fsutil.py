@@ -191,7 +191,9 @@ class atomic_dir:
             return
         if not path.is_dir() or path.is_symlink():
             raise UserError(f"{path}: exists and is not a folder (refusing to replace it)")
-        lost = sorted(p.name for p in path.iterdir() if not (tmp / p.name).exists())
+        # a write probe (ours or a killed run's) is never a user's file
+        lost = sorted(p.name for p in path.iterdir()
+                      if not (tmp / p.name).exists() and not re.fullmatch(_PROBE, p.name))
         if lost:
             raise UserError(f"{path}: holds {', '.join(lost[:3])}{', ...' if len(lost) > 3 else ''}"
                             " that this run does not write (refusing to delete it: move it"
@@ -274,8 +276,15 @@ def check_out(path, what="output folder"):
         raise UserError(f"{path}: {what}: cannot write in {target}")
 
 
+#: The write probe's name (with its writer's PID): a probe a killed run left is litter.
+_PROBE = r"\.hwgen-probe-\d+-.*"
+
+
 def _can_create(folder):
-    """A real probe: ``os.access`` says yes to root in a read-only or immutable folder."""
+    """A real probe: ``os.access`` says yes to root in a read-only or immutable folder. A
+    probe a killed run left here (a SIGKILL between its create and unlink) is removed first:
+    else the next replace of ``folder`` would count it as a user's file."""
+    sweep(folder, _PROBE)
     try:
         fd, probe = tempfile.mkstemp(prefix=f".hwgen-probe-{os.getpid()}-", dir=folder)
     except OSError:

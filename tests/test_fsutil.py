@@ -227,3 +227,23 @@ def test_output_folder_mode_follows_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+
+
+def test_a_killed_runs_write_probe_is_litter_not_a_user_file(tmp_path):
+    """A SIGKILL between the write probe's create and unlink leaves `.hwgen-probe-PID-*` in
+    the output folder; the next replace removes it instead of refusing it as a user's file
+    (found by the random-instant SIGKILL test)."""
+    import subprocess
+    import sys
+
+    from quantflow.fsutil import atomic_dir
+
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("1")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    probe = tmp_path / "out" / f".hwgen-probe-{dead}-abc123"
+    probe.write_text("")
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("2")
+    assert (tmp_path / "out" / "a.txt").read_text() == "2" and not probe.exists()
