@@ -140,10 +140,11 @@ def _as_design(target, design):
     return design if isinstance(design, Design) else board_design(target, None, cfg=design)
 
 
-def _plan(target, design):
+def _plan(target, design, files=None):
+    """The platform's build plan; ``files``: :func:`design_verilog`'s, when already read."""
     design = _as_design(target, design)
     platform = target.platform()
-    for name, text in design_verilog(design).items():
+    for name, text in (files or design_verilog(design)).items():
         platform.add_file(name, text)
     # Report a slow design, do not fail; and write the figures as JSON (boards.reports).
     nextpnr_opts = ["--timing-allow-fail", "--report top.report.json"]
@@ -177,9 +178,9 @@ def build(target, cfg, *, root=None, timeout=None):
 
     start = time.monotonic()
     design = _as_design(target, cfg)
-    plan = _plan(target, design)
-    verilog = {name: hashlib.sha256(text.encode()).hexdigest()
-               for name, text in design_verilog(design).items()}
+    files = design_verilog(design)
+    plan = _plan(target, design, files)
+    verilog = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
     root = Path(root) if root is not None else check_cache_root(cache_root(),
                                                                 "HWGEN_BUILD_CACHE")
     folder = root / f"{target.name}-{plan.digest().hex()[:16]}"

@@ -37,6 +37,7 @@ __all__ = ["TOP_NAME", "UART_NAME", "MANIFEST_VERSION", "Design", "manifest", "e
            "emit_uart_verilog", "design_files", "emit", "check_emittable", "generator_digest"]
 
 TOP_NAME = "hwgen_top"
+MANIFEST_VERSION = 1
 #: The board-level design: the UART bridge around an instance of ``TOP_NAME``.
 UART_NAME = "hwgen_uart_top"
 
@@ -66,7 +67,6 @@ class Design:
         for name, text in self.models:
             h.update(name.encode() + b"\0" + text.encode())
         return h.hexdigest()[:16]
-MANIFEST_VERSION = 1
 
 
 @cache

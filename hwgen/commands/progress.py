@@ -4,6 +4,7 @@ exactly one line per error (the hostile harness counts them)."""
 
 import contextlib
 import sys
+import threading
 import time
 
 __all__ = ["phases"]
@@ -30,8 +31,6 @@ def phases(first):
             status.update(render())
 
         # the elapsed time ticks while a phase runs
-        import threading
-
         stop = threading.Event()
 
         def tick():

@@ -115,7 +115,7 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
     compile_program(model, cfg)  # the model must run on this overlay (DoesNotFitError)
     # Without --array, a real build that does not fit where the estimate said it would falls
     # back to the next overlay board_config would take (a smaller array), with a notice.
-    fallbacks = None if array is not None else _after(board_configs(target, model), cfg)
+    fallbacks = iter(()) if array is not None else _after(board_configs(target, model), cfg)
     while True:
         try:
             est = board_estimate(model, board, array, choice=(cfg, style))
@@ -131,7 +131,7 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
                 result = build(target, design)
             break
         except DoesNotFitError as e:
-            nxt = next(fallbacks, None) if fallbacks is not None else None
+            nxt = next(fallbacks, None)
             if nxt is None:
                 raise
             notice(f"{e}; the estimate said it would fit: building the next overlay,"
