@@ -72,8 +72,12 @@ def run(args):
     xs, ys = images_for(model, args.images, args.data)
     port = args.port or find_port(target.name)
     link = SerialLink(port, target.baud, cfg.host_bits, timeout=args.timeout)
+    from hwgen.commands.progress import phases
+
     try:
-        logits, cycles = asyncio.run(run_on_link(link, model, cfg, xs))
+        with phases(f"{target.name} on {port}: loading the program and running {len(xs)}"
+                    f" images at {target.baud} baud"):
+            logits, cycles = asyncio.run(run_on_link(link, model, cfg, xs))
     finally:
         link.close()
     want = reference.run(model, xs)[-1]
