@@ -422,7 +422,10 @@ class AccelConfig:
 
     @property
     def pool_latency(self):
-        return _POOL_LATENCY
+        """Lane-wise register, and with activation digits a second stage that joins each
+        element's digit sums into one value (free: the pool path is delayed to the array's
+        latency anyway)."""
+        return _POOL_LATENCY + (self.act_digits_max > 1)
 
     @property
     def requant_latency(self):

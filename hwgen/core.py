@@ -146,7 +146,9 @@ class Core(wiring.Component):
         pool_ops = _delay(m, operands, array.latency - pool.latency, "pool_ops")
         pool_valid = _delay(m, step.valid & ~is_mac, array.latency - pool.latency, "pool_v")
         m.d.comb += [pool.i.valid.eq(pool_valid), pool.i.payload.eq(pool_ops),
-                     pool.sum.eq(d.op == Op.SUM.value), pool.digits.eq(d.digits)]
+                     # an add's inputs are one-step sums (the pool joins their digits)
+                     pool.sum.eq((d.op == Op.SUM.value) | (d.op == Op.ADD.value)),
+                     pool.digits.eq(d.digits)]
 
         meta_out = Signal(meta_layout(cfg))
         m.d.comb += meta_out.eq(_delay(m, meta, array.latency, "meta_arr"))

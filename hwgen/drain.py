@@ -4,7 +4,8 @@ Each element gets its channel's bias (MAC layers), goes through the single requa
 wide ``acc x M`` multiplier for the whole design instead of one per PE) or bypasses it (max
 pooling, logits), and is written to its lane of an activation word or to the logits memory.
 
-For an add (``pair``) the vector of input A arrives one cycle before the vector of input B;
+For an add (``pair``) the vector of input A arrives one cycle before the vector of input B
+(elements of a tensor wider than the lanes arrive joined, one value per lane);
 the drain keeps A's lanes and emits ``A_0, B_0, A_1, B_1, ...``, each rescaled with its own
 input's ``(M, s)`` (parameter entries ``p_base`` and ``p_base + 1``); the requantizer sums
 each pair before the clamp (:func:`quantflow.numerics.add_requantize`) and one lane is written
@@ -71,8 +72,10 @@ class Drain(wiring.Component):
         n_lanes = cfg.lanes_max
         abits = act_addr_bits(cfg)
         vec = Signal(acc_vector_layout(cfg, n_lanes))
-        # An add's input A, kept while the pairs drain (lanes are at most act_bits + 1 wide).
-        va = Signal(data_array(signed(cfg.act_bits + 1), cfg.cols))
+        # An add's input A, kept while the pairs drain (an element is at most the widest
+        # tensor's digits joined, plus a sign: the pool unit joins digit lanes into values).
+        va_bits = cfg.act_bits * cfg.act_digits_max + 1
+        va = Signal(data_array(signed(va_bits), cfg.cols))
         phase = Signal()  # pair mode: the next element is B's
         cnt = Signal(cfg.drain_span.bit_length())
         ch = Signal(cfg.count_bits)
@@ -92,7 +95,7 @@ class Drain(wiring.Component):
         m.d.comb += src.eq(vec)
         with m.If(self.i.valid & self.pair & ~meta.b):
             # input A of an add: keep its lanes, emit nothing yet
-            m.d.sync += va.eq(Cat(*[inc[j][:cfg.act_bits + 1] for j in range(cfg.cols)]))
+            m.d.sync += va.eq(Cat(*[inc[j][:va_bits] for j in range(cfg.cols)]))
         with m.Elif(self.i.valid):
             m.d.comb += [e_valid.eq(meta.n != 0), e_ch.eq(meta.ch), e_word.eq(meta.word),
                          e_lane.eq(meta.lane), e_acc.eq(meta.acc_addr)]

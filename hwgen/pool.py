@@ -23,9 +23,14 @@ class PoolUnit(wiring.Component):
     digits : In(digit_bits) — lanes per element of a tensor wider than the lanes (layer
         constant, 1..act_digits_max): max pooling compares each group of ``digits`` lanes as
         one value (low digit first, the top digit signed for a signed tensor) and keeps the
-        winner's digits.
-    o : Out(stream.Signature(acc_vector_layout(cols), always_ready=True)) — one cycle after the
-        last step; the drain is idle then (each window gets ``max(steps, cols)`` slots).
+        winner's digits. A window sum (``sum``; an add's inputs come through as one-step sums)
+        adds each digit lane on its own (only the top digit signed) and then joins each
+        group into its value, ``o[g] = sum_d acc[g*digits + d] << (act_bits * d)``: element
+        ``g`` of the word leaves in lane ``g`` (``cols // digits`` of them), so the drain
+        rescales whole values.
+    o : Out(stream.Signature(acc_vector_layout(cols), always_ready=True)) — ``latency``
+        cycles after the last step; the drain is idle then (each window gets ``max(steps, n)``
+        slots for its ``n`` elements).
     """
 
     def __init__(self, cfg):
@@ -48,10 +53,14 @@ class PoolUnit(wiring.Component):
         m.d.comb += a.eq(self.i.payload.act)
         first, sgn = self.i.payload.first, self.i.payload.signed
 
-        def lanewise(lanes):
+        acc = Signal(acc_vector_layout(cfg, cfg.cols))
+        b = cfg.act_bits
+
+        def lanewise(lanes, n=1):
             for lane in lanes:
-                cur, x = self.o.payload[lane], a[lane]
-                if cfg.signed_acts:  # a signed tensor's lanes compare and sum signed
+                cur, x = acc[lane], a[lane]
+                if cfg.signed_acts and lane % n == n - 1:
+                    # a signed tensor's lanes (only the top digit of an element) are signed
                     x = Cat(x, sgn & x[-1]).as_signed()
                 nxt = Mux(self.sum, cur + x, Mux(x > cur, x, cur))
                 m.d.sync += cur.eq(Mux(first, x, nxt))
@@ -61,17 +70,20 @@ class PoolUnit(wiring.Component):
             return Cat(v, sgn & v[-1]).as_signed() if cfg.signed_acts else v
 
         def grouped(n):
-            b = cfg.act_bits
-            for g in range(cfg.cols // n):
-                lanes = range(g * n, (g + 1) * n)
-                gt = Signal(name=f"gt{n}_{g}")
-                m.d.comb += gt.eq(value([a[j] for j in lanes])
-                                  > value([self.o.payload[j][:b] for j in lanes]))
-                for j in lanes:
-                    cur = self.o.payload[j]
-                    m.d.sync += cur.eq(Mux(first | gt, a[j], cur))
+            with m.If(self.sum):
+                lanewise(range(cfg.cols // n * n), n)
+            with m.Else():
+                for g in range(cfg.cols // n):
+                    lanes = range(g * n, (g + 1) * n)
+                    gt = Signal(name=f"gt{n}_{g}")
+                    m.d.comb += gt.eq(value([a[j] for j in lanes])
+                                      > value([acc[j][:b] for j in lanes]))
+                    for j in lanes:
+                        m.d.sync += acc[j].eq(Mux(first | gt, a[j], acc[j]))
             lanewise(range(cfg.cols // n * n, cfg.cols))
 
+        valid = Signal()
+        m.d.sync += valid.eq(self.i.valid & self.i.payload.last)
         with m.If(self.i.valid):
             if cfg.act_digits_max == 1:
                 lanewise(range(cfg.cols))
@@ -82,5 +94,16 @@ class PoolUnit(wiring.Component):
                             grouped(n)
                     with m.Default():
                         lanewise(range(cfg.cols))
-        m.d.sync += self.o.valid.eq(self.i.valid & self.i.payload.last)
+        if cfg.act_digits_max == 1:
+            m.d.comb += [self.o.payload.eq(acc), self.o.valid.eq(valid)]
+            return m
+        # Second stage: a sum's digit lanes joined into values (max pooling keeps its digits).
+        m.d.sync += [self.o.payload.eq(acc), self.o.valid.eq(valid)]
+        with m.Switch(self.digits):
+            for n in range(2, cfg.act_digits_max + 1):
+                with m.Case(n):
+                    with m.If(self.sum):
+                        m.d.sync += [self.o.payload[g].eq(
+                            sum(acc[g * n + d] << (b * d) for d in range(n)))
+                            for g in range(cfg.cols // n)]
         return m

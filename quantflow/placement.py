@@ -93,7 +93,10 @@ def _layouts(model, cfg, input_loc):
         elif kind in (LayerKind.AVGPOOL, LayerKind.ADD):
             s = locs[src[0]]
             digits = _out_digits(cfg, layer)
-            if digits == 1:
+            if s.digits > 1:  # the pool unit joins the digits: channels in order
+                locs[i] = _plain(cfg, Buffer.ACT0, _stored(shape), signed,
+                                 digits).reshaped(shape)
+            elif digits == 1:
                 locs[i] = TensorLoc(Buffer.ACT0, 0, _stored(shape), shape, s.groups, 1,
                                     s.per_word, s.groups, s.lanes, signed)
             elif s.digits == 1 and _is_plain(s, cfg):

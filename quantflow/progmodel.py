@@ -108,6 +108,17 @@ def _group_max(a, digits, cfg):
     return vec
 
 
+def _join(vec, digits, cfg):
+    """The pool unit's second stage for sums and adds: (P, cols) digit-lane sums -> element
+    ``g`` in lane ``g``, ``sum_d vec[g*digits + d] << (act_bits * d)`` (lanes past the
+    ``cols // digits`` elements are never drained)."""
+    if digits == 1:
+        return vec
+    n = cfg.cols // digits
+    groups = vec[:, :n * digits].reshape(len(vec), n, digits)
+    return (groups << (cfg.act_bits * np.arange(digits))).sum(-1)
+
+
 def _taps(d, k):
     """Pixel, tap and group indices of every (pixel, activation read) and the padding mask."""
     oy, ox = np.divmod(np.arange(d.pixels), d.out_w)
@@ -126,7 +137,8 @@ def _run_desc(d, cfg, act, acc, program):
     wd = d.wdigits if d.op.name == "MAC" else 1
     k = np.arange(1 if is_add else d.steps // wd)  # activation reads (each used wd times)
     oy, ox, ky, kx, g_step, inside = _taps(d, k)
-    nfull = cfg.rows if d.op.name == "MAC" else cfg.cols
+    joined = d.op.name in ("SUM", "ADD")  # the pool unit joins each element's digits
+    nfull = cfg.rows if d.op.name == "MAC" else cfg.cols // (d.digits if joined else 1)
     lane_shift = cfg.act_bits * (np.arange(cfg.cols) % d.digits)
     wrap = 1 << cfg.act_addr_bits
     start = (0, 0)  # (word, lane) of the tile's first element, as the sequencer keeps it
@@ -154,11 +166,12 @@ def _run_desc(d, cfg, act, acc, program):
         elif d.op.name == "MAX":
             vec = _group_max(a, d.digits, cfg)
         elif d.op.name == "SUM":
-            vec = a.sum(axis=1)
+            vec = _join(a.sum(axis=1), d.digits, cfg)
         else:
             b = read(d.src2_buf, (addr + d.src2_delta) % wrap, d.b_signed)
             p = d.p_base + np.arange(2)
-            vec = add_requantize([a[:, 0], b[:, 0]], program.mult[p], program.shift[p],
+            vec = add_requantize([_join(a[:, 0], d.digits, cfg), _join(b[:, 0], d.digits, cfg)],
+                                 program.mult[p], program.shift[p],
                                  _sext(d.lo, cfg.clamp_bits), _sext(d.hi, cfg.clamp_bits))
         v = vec[:, :n]
         if d.bias_en:

@@ -224,10 +224,11 @@ def _ceil(a, b):
     return -(-a // b)
 
 
-def add_slots(cfg):
-    """Issue slots per pixel and group of an add: the drain's ``2 * cols`` pair cycles, and one
-    more so input A of the next pixel never overwrites a pair still draining."""
-    return 2 * cfg.cols + 1
+def add_slots(cfg, digits=1):
+    """Issue slots per pixel and group of an add: the drain's ``2 * n`` pair cycles for the
+    word's ``n = cols // digits`` elements, and one more so input A of the next pixel never
+    overwrites a pair still draining."""
+    return 2 * (cfg.cols // digits) + 1
 
 
 def layer_cycles(desc, cfg):

@@ -221,11 +221,13 @@ def _mac_layer(b, i, layer, src, dst):
     b.macs.append(layer.macs)
 
 
-def _written_channels(cfg, loc):
-    """Lanes a lane-wise op (pool, add) writes: the channels in order when the lane map is the
-    plain one, else every lane of every group (a concat's map has gaps; the output keeps it)."""
+def _written_channels(cfg, loc, joined):
+    """Elements a lane-wise op (pool, add) writes: the channels in order when the lane map is
+    the plain one or the op joins digits into values (``joined``: a sum or an add; a tensor
+    of digits is always plain), else every lane of every group (a concat's map has gaps and
+    max pooling keeps digit lanes; the output keeps the map)."""
     c = loc.stored[0]
-    if np.array_equal(loc.lanes.reshape(-1)[:c], np.arange(c)):
+    if (joined and loc.digits > 1) or np.array_equal(loc.lanes.reshape(-1)[:c], np.arange(c)):
         return c
     return loc.groups * cfg.cols
 
@@ -234,18 +236,19 @@ def _pool_layer(b, i, layer, src, dst):
     cfg = b.cfg
     where = f"layer {i} ({layer.name!r})"
     avg = layer.kind is LayerKind.AVGPOOL
-    if src.digits != 1 and (avg or src.digits > cfg.act_digits_max):
+    if src.digits > cfg.act_digits_max:
         raise UnsupportedOpError(
             f"{where}: {'average' if avg else 'max'} pooling the {layer.in_fmt.bits}-bit"
-            f" {'network input' if i == 0 else 'tensor'} needs activation lanes of that width,"
-            f" not {cfg.act_bits}")
+            f" {'network input' if i == 0 else 'tensor'} as {src.digits} digits needs an"
+            f" overlay that stores activation tensors of that width (this one stores"
+            f" {cfg.wide_act_bits} bits on {cfg.act_bits}-bit lanes)")
     c, h, w = src.stored
     kernel, stride, pad = tuple(layer.kernel), tuple(layer.stride), tuple(layer.padding)
     _, ho, wo = layer.out_shape
     for name, v in (("kernel", max(kernel)), ("stride", max(stride)), ("padding", max(pad))):
         cfg.need(f"{where} {name}", v, cfg.max_dim)
     cfg.need(f"{where} window", kernel[0] * kernel[1], cfg.max_reduction)
-    n_ch = _written_channels(cfg, src)
+    n_ch = _written_channels(cfg, src, avg)
     if avg and layer.requant:
         cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.wide_act_bits)
         p_base = b.params(np.zeros(n_ch, np.int64), np.full(n_ch, int(layer.mult[0])),
@@ -262,7 +265,8 @@ def _pool_layer(b, i, layer, src, dst):
            in_h=h, in_w=w, in_g=src.groups, px_words=src.stride,
            out_h=ho, out_w=wo, out_g=dst.stride,
            kh=kernel[0], kw=kernel[1], sy=stride[0], sx=stride[1], py=pad[0], px=pad[1],
-           tiles=src.groups, steps=steps, slots=max(steps, cfg.cols), out_ch=n_ch,
+           tiles=src.groups, steps=steps,
+           slots=max(steps, cfg.cols // src.digits if avg else cfg.cols), out_ch=n_ch,
            digits=src.digits, w_base=0, p_base=p_base, src_base=src.base, dst_base=dst.base,
            lo=int(layer.lo) if avg else 0, hi=int(layer.hi) if avg else 0,
            odigits=_odigits(dst) if avg else 1)
@@ -275,9 +279,16 @@ def _add_layer(b, i, layer, srcs, dst):
     if len(srcs) != 2:
         raise UnsupportedOpError(f"{where}: the overlay adds two tensors, not {len(srcs)}")
     a, bb = srcs
-    if a.digits != 1 or bb.digits != 1:
-        raise UnsupportedOpError(f"{where}: adding a tensor wider than the {cfg.act_bits}-bit"
-                                 " lanes needs activation lanes of its width")
+    if a.digits != bb.digits:
+        raise UnsupportedOpError(
+            f"{where}: the two inputs of an add must be stored alike, but one is"
+            f" {a.digits} and the other {bb.digits} digits of the {cfg.act_bits}-bit lanes"
+            " (give both inputs the same bit width)")
+    if max(a.digits, bb.digits) > cfg.act_digits_max:
+        raise UnsupportedOpError(
+            f"{where}: adding the network input as {a.digits} digits needs an overlay that"
+            f" stores activation tensors of that width (this one stores {cfg.wide_act_bits}"
+            f" bits on {cfg.act_bits}-bit lanes)")
     if a.stride != bb.stride or not np.array_equal(a.lanes, bb.lanes):
         raise UnsupportedOpError(f"{where}: the two inputs of an add must have one layout (a"
                                  " concat part cannot be added to a plain tensor)")
@@ -292,7 +303,8 @@ def _add_layer(b, i, layer, srcs, dst):
            src2_buf=bb.buf.value, src2_delta=(bb.base - a.base) % wrap,
            in_h=h, in_w=w, in_g=a.groups, px_words=a.stride, out_h=h, out_w=w,
            out_g=dst.stride, kh=1, kw=1, sy=1, sx=1, py=0, px=0, tiles=a.groups, steps=2,
-           slots=add_slots(cfg), out_ch=_written_channels(cfg, a), digits=1, w_base=0,
+           slots=add_slots(cfg, a.digits), out_ch=_written_channels(cfg, a, True), digits=a.digits,
+           w_base=0,
            p_base=p_base, src_base=a.base, dst_base=dst.base, lo=int(layer.lo),
            hi=int(layer.hi), odigits=_odigits(dst))
     b.macs.append(0)

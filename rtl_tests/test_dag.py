@@ -129,12 +129,15 @@ def test_mixed_precision_on_narrow_lanes(sim, name, body, seed, tmp_path):
 @pytest.mark.parametrize("sim,name,body", [
     pytest.param(Sim.VERILATOR, "mobile", 2, marks=pytest.mark.verilator),
     pytest.param(Sim.ICARUS, "concat", 2, marks=pytest.mark.icarus),
+    # the 8-bit input layer's signed output feeds the residual add (digits joined in the pool)
+    pytest.param(Sim.ICARUS, "mlp-residual", 2, marks=pytest.mark.icarus),
     pytest.param(Sim.VERILATOR, "concat", 4, marks=[pytest.mark.verilator, pytest.mark.slow]),
     pytest.param(Sim.ICARUS, "mobile", 3, marks=[pytest.mark.icarus, pytest.mark.slow])])
 def test_wide_activations_on_narrow_lanes(sim, name, body, seed, tmp_path):
     """8-bit ends (weights and activations) on ``body``-bit lanes: the overlay gets
     ``body``-bit weight and activation lanes (for_model's choice), the 8-bit tensors run as
-    activation digits (a depthwise layer and a concat's branches read them), and every layer
+    activation digits (a depthwise layer, a concat's branches and the MLP's residual add of
+    signed tensors read them), and every layer
     is bit-exact with measured cycles equal to the model."""
     from hwgen.config import AccelConfig
 

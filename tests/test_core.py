@@ -169,3 +169,24 @@ def test_wide_activations_as_digits(seed, layer_bits, array):
     mismatch = first_mismatch(model, xs, results)
     assert mismatch is None, f"seed {seed} {cfg}: {mismatch}"
     assert results[0].layer_cycles == program.cycles
+
+
+@pytest.mark.parametrize("seed,layer_bits,array", [
+    (0, {1: (2, 8), 2: (2, 8)}, (4, 4)),          # an 8-bit tensor averaged, 8-bit result
+    (1, {1: (2, 8, True), 2: (2, 2)}, (2, 4)),    # signed digits averaged to a 2-bit tensor
+    (2, {1: (2, 6), 2: (2, 4)}, (3, 5))])         # 3 digits in, 2 out, lanes left over
+def test_average_pooling_joins_digits(seed, layer_bits, array):
+    """Average pooling a tensor wider than the lanes: the pool unit sums each digit lane (only
+    the top digit signed) and joins each element's digits into its value before the drain
+    rescales it; every layer bit-exact and cycles equal to the model."""
+    spec = [("conv", 5, 3, 1, 1), ("conv", 6, 3, 1, 1), ("avgpool", 2, 2, 0),
+            ("conv", 5, 3, 1, 0), ("flatten",), ("linear", 4)]
+    rng = np.random.default_rng(seed)
+    model = random_model(rng, spec, (1, 6, 6), 2, 2, layer_bits=layer_bits)
+    cfg = AccelConfig.for_model(model, array=array, act_bits=2, **SMALL)
+    xs = random_input(rng, model, 2)
+    program, results = run_top(cfg, model, xs)
+    assert any(d.op.name == "SUM" and d.digits > 1 for d in program.descs)
+    mismatch = first_mismatch(model, xs, results)
+    assert mismatch is None, f"seed {seed} {cfg}: {mismatch}"
+    assert results[0].layer_cycles == program.cycles

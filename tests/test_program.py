@@ -94,8 +94,9 @@ def test_pooling_the_wide_input_is_unsupported():
     rng = np.random.default_rng(0)
     model = random_model(rng, [("maxpool", 2, 2)] + CNN_SPEC[3:], (4, 4, 4), 4, 4)
     with pytest.raises(UnsupportedOpError, match=r"^layer 0 \('maxpool0'\): max pooling the 8-bit"
-                                                 r" network input needs activation lanes of"
-                                                 r" that width, not 4$"):
+                                                 r" network input as 2 digits needs an overlay"
+                                                 r" that stores activation tensors of that width"
+                                                 r" \(this one stores 4 bits on 4-bit lanes\)$"):
         compile_program(model, AccelConfig.for_model(model))
 
 
@@ -181,3 +182,20 @@ def _wide_depthwise():
     return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
                          nn.Conv2d(32, 32, 3, padding=1, groups=32), nn.ReLU(),
                          nn.Flatten(), nn.Linear(32 * 64, 4)).eval()
+
+
+@pytest.mark.parametrize("array", [(8, 8), (2, 4), (3, 5)])
+@pytest.mark.parametrize("name,act_lanes", [("resnet", 2), ("resnet", 4), ("mobile", 2),
+                                            ("mlp-residual", 2)])
+def test_digits_feed_adds_and_average_pools(name, act_lanes, array):
+    """8-bit ends on narrow activation lanes: the 8-bit tensors feeding a residual add or an
+    average pool are read as digits that the pool unit joins into values; every layer equals
+    the reference and an add of D-digit tensors takes 2 * (cols // D) + 1 slots per group."""
+    qm, xs = _mixed(name, body=2, acts=8)
+    cfg = AccelConfig.for_model(qm, array=array, act_bits=act_lanes)
+    program = _check(qm, cfg, xs, 0)
+    joined = [d for d in program.descs if d.op in (Op.ADD, Op.SUM) and d.digits > 1]
+    assert joined
+    for d in joined:
+        if d.op is Op.ADD:
+            assert d.slots == 2 * (cfg.cols // d.digits) + 1
