@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from factories import digits_mlp
-from hwgen import cli
+from hwflow import cli
 from hwgen.emit import TOP_NAME
 from quantflow.serialize import save
 
