@@ -41,7 +41,7 @@ test-slow: setup
 	$(PY) -m pytest -q -m slow
 
 lint: setup
-	$(VENV)/bin/ruff check quantflow hwgen boards bench tests rtl_tests formal
+	$(VENV)/bin/ruff check quantflow hwgen hwflow boards bench tests rtl_tests formal
 
 doctor: setup
 	$(VENV)/bin/hwgen doctor

@@ -80,7 +80,7 @@ def _plot(rows, path):
 
 
 def main(argv=None):
-    from hwgen.commands.generate import array_shape
+    from hwflow.commands.generate import array_shape
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="digits-cnn")

@@ -39,7 +39,7 @@ def _conv_util(model, program, cfg):
 
 
 def sweep(folders, measure, progress):
-    from hwgen.simulate import simulate
+    from rtl_tests.simulate import simulate
     from rtl_tests.runner import Sim
 
     rows = []
@@ -64,7 +64,7 @@ def sweep(folders, measure, progress):
 
 
 def sim_speed(folder, images):
-    from hwgen.simulate import simulate
+    from rtl_tests.simulate import simulate
     from rtl_tests.runner import Sim
 
     out = []

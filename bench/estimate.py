@@ -91,7 +91,7 @@ def run_point(model, board_name, bits, array, cache):
     configuration, or ``fits: false`` with the error."""
     from boards import board_by_name
     from boards.build import board_config
-    from hwgen.commands.synth import synthesize
+    from hwflow.commands.synth import synthesize
     from hwgen.errors import UserError
     from quantflow.serialize import load
 

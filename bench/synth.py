@@ -41,7 +41,7 @@ def _quantize(model, bits, root, cache):
 
 
 def _point(qdir, board, array):
-    from hwgen.commands.synth import synthesize
+    from hwflow.commands.synth import synthesize
     from hwgen.errors import UserError
     try:
         return synthesize(qdir, board, array)
@@ -104,7 +104,7 @@ def _plot(rows, path, by_board=False):
 
 def main(argv=None):
     from boards import board_by_name
-    from hwgen.commands.generate import array_shape
+    from hwflow.commands.generate import array_shape
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--boards", default="icebreaker,ulx3s-85f,orangecrab-25f,tangnano9k")

@@ -83,7 +83,7 @@ def cache_root():
 class BoardTop(wiring.Component):
     """The board design: the UART bridge (``hwgen_uart_top``, instantiating ``hwgen_top``) on
     the platform's UART pins, both read from the Verilog files of ``design``'s cache folder
-    (:func:`hwgen.simulate.cached_design`): the files ``hwgen simulate --board`` simulates.
+    (:func:`hwgen.designs.cached_design`): the files ``hwgen simulate --board`` simulates.
 
     The platform supplies the clock domain (its default clock) and the power-on reset.
     """
@@ -126,7 +126,7 @@ def design_verilog(design):
     build reads (the accelerator and its UART bridge; not the simulation models: Yosys has
     the primitives)."""
     from hwgen.emit import TOP_NAME, UART_NAME
-    from hwgen.simulate import cached_design
+    from hwgen.designs import cached_design
 
     folder = cached_design(design)
     return {name: (folder / name).read_text() for name in (f"{TOP_NAME}.v", f"{UART_NAME}.v")}

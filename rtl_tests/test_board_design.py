@@ -14,10 +14,10 @@ import pytest
 from boards import Board
 from boards.build import _plan, design_verilog
 from boards.overlay import board_config, board_design
-from hwgen.cli import main
 from hwgen.emit import TOP_NAME, UART_NAME
 from quantflow.serialize import load
 from rtl_tests.runner import Sim
+from rtl_tests.simulate import simulate
 
 
 def _sha(text):
@@ -48,19 +48,20 @@ def test_board_build_reads_the_simulated_files(quantized_zoo, board):
     assert f"{TOP_NAME} " in files[f"{UART_NAME}.v"]  # the bridge instantiates the top
 
 
-def _simulate(capsys, argv):
-    code = main(["simulate", *argv, "--json"])
-    out = capsys.readouterr().out
-    return code, json.loads(out)
+def _simulate(qdir, board, images, sim, uart=False):
+    """What ``hwgen simulate QDIR --board NAME`` runs: the board's design on the simulator
+    (the command's own output is tested in tests/test_cli.py)."""
+    design = board_design(board.value, load(qdir))
+    s = simulate(qdir, sim, images=images, design=design, uart=uart, quiet=True).summary()
+    return (0 if s["bit_exact"] else 1), json.loads(json.dumps(s))
 
 
 @pytest.mark.parametrize("sim", [pytest.param(Sim.VERILATOR, id="verilator",
                                               marks=pytest.mark.verilator)])
-def test_simulate_board_is_bit_exact_on_the_built_files(quantized_zoo, capsys, sim):
+def test_simulate_board_is_bit_exact_on_the_built_files(quantized_zoo, sim):
     """iCEBreaker, digits-cnn W4A4: the 2x2 with its weights in SPRAM (Yosys's model)."""
     qdir = quantized_zoo("digits-cnn", 4, 4)
-    code, s = _simulate(capsys, [str(qdir), "--board", "icebreaker", "--images", "4",
-                                 "--sim", sim.value])
+    code, s = _simulate(qdir, Board.ICEBREAKER, 4, sim)
     assert code == 0 and s["bit_exact"] and s["images"] == 4 and s["mismatches"] == 0
     assert s["cycles_per_inference"] == s["analytical_cycles_per_inference"]
     d = s["design"]
@@ -72,11 +73,10 @@ def test_simulate_board_is_bit_exact_on_the_built_files(quantized_zoo, capsys, s
 
 
 @pytest.mark.parametrize("sim", [pytest.param(Sim.ICARUS, id="icarus", marks=pytest.mark.icarus)])
-def test_simulate_board_dsp_multipliers(quantized_zoo, capsys, sim):
+def test_simulate_board_dsp_multipliers(quantized_zoo, sim):
     """ULX3S-85F, digits-mlp W8A8: the 8x8 with its products in `*` (DSP blocks on the chip)."""
     qdir = quantized_zoo("digits-mlp", 8, 8)
-    code, s = _simulate(capsys, [str(qdir), "--board", "ulx3s-85f", "--images", "2",
-                                 "--sim", sim.value])
+    code, s = _simulate(qdir, Board.ULX3S_85F, 2, sim)
     assert code == 0 and s["bit_exact"] and s["images"] == 2
     assert s["design"]["multipliers"] == "dsp" and s["design"]["board"] == "ulx3s-85f"
 
@@ -84,16 +84,10 @@ def test_simulate_board_dsp_multipliers(quantized_zoo, capsys, sim):
 @pytest.mark.slow
 @pytest.mark.parametrize("sim", [pytest.param(Sim.VERILATOR, id="verilator",
                                               marks=pytest.mark.verilator)])
-def test_simulate_board_top_over_uart(quantized_zoo, capsys, sim):
+def test_simulate_board_top_over_uart(quantized_zoo, sim):
     """The whole board top at the iCEBreaker's own 104 cycles per bit, every layer read back
     over the simulated UART pins."""
-    code, s = _simulate(capsys, [str(quantized_zoo("digits-mlp", 4, 4)), "--board",
-                                 "icebreaker", "--uart", "--images", "2", "--sim", sim.value])
+    code, s = _simulate(quantized_zoo("digits-mlp", 4, 4), Board.ICEBREAKER, 2, sim, uart=True)
     assert code == 0 and s["bit_exact"] and s["images"] == 2
     assert s["design"]["simulated_top"] == UART_NAME and s["design"]["uart_divisor"] == 104
 
-
-def test_uart_needs_a_board(quantized_zoo, capsys):
-    code = main(["simulate", str(quantized_zoo("digits-mlp", 4, 4)), "--uart"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "--board" in err[0]

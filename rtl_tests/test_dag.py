@@ -13,7 +13,7 @@ every image of the zoo nets.
 import numpy as np
 import pytest
 
-from hwgen.simulate import simulate
+from rtl_tests.simulate import simulate
 from quantflow import importers, ptq, serialize
 from quantflow.data import digits
 from rtl_tests.runner import Sim

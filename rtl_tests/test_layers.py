@@ -12,7 +12,7 @@ the default suite too) and 4 bits on Verilator (the build the network tests shar
 import numpy as np
 import pytest
 
-from hwgen.simulate import simulate
+from rtl_tests.simulate import simulate
 from quantflow import serialize
 from rtl_tests.runner import Sim
 from tests.factories import random_input, random_model

@@ -17,7 +17,7 @@ lanes), three inputs each, and W8A8 on Icarus.
 import pytest
 import torch
 
-from hwgen.simulate import simulate
+from rtl_tests.simulate import simulate
 from quantflow import importers, ptq, serialize, zoo
 from rtl_tests.runner import Sim
 from tests import dagnets

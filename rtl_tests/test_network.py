@@ -6,7 +6,7 @@ stream stalls on digits-mlp. ``-m slow``: every other width 2..8 likewise (one b
 
 import pytest
 
-from hwgen.simulate import PLAYER_TOP, simulate
+from rtl_tests.simulate import PLAYER_TOP, simulate
 from rtl_tests.runner import Sim
 
 ICARUS_IMAGES = 2  # Icarus runs the 500 kB netlist at a few thousand cycles per second
@@ -100,24 +100,6 @@ def test_shards_merge_into_one_report(quantized_zoo, tmp_path, seed):
     assert not bad["bit_exact"] and bad["mismatches"] == 60
     images = [m["image"] for m in bad["first_mismatches"]]
     assert images == sorted(images) and images[0] == 0 and len(images) == 20
-
-
-@pytest.mark.verilator
-def test_demo_hardware_steps(tmp_path, monkeypatch, capsys):
-    """`hwgen demo` quantizes, generates Verilog, simulates on Verilator and reports."""
-    import json
-
-    from hwgen.cli import main
-    from hwgen.commands import demo
-
-    monkeypatch.setattr(demo, "DEMO_BITS", [(4, 4)])
-    code = main(["demo", "--model", "digits-mlp", "--out", str(tmp_path / "d"), "--images", "3"])
-    out, _ = capsys.readouterr()
-    assert code == 0, out
-    hw = json.loads((tmp_path / "d" / "summary.json").read_text())["hardware"]
-    assert hw["bit_exact"] and hw["images"] == 3 and hw["mismatches"] == 0, hw
-    assert hw["cycles_per_inference"] > 0 and 0 < hw["mac_utilization"] <= 1, hw
-    assert "bit-exact" in out
 
 
 @pytest.mark.icarus

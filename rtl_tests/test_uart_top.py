@@ -11,7 +11,7 @@ import pytest
 
 from hwgen.config import AccelConfig
 from hwgen.emit import Design
-from hwgen.simulate import simulate
+from rtl_tests.simulate import simulate
 from hwgen.uart import MIN_DIVISOR
 from quantflow.serialize import load
 from rtl_tests.runner import Sim

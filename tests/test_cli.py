@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flowkit import digits, tiny_model, trained
+from flowkit import digits, quantized, tiny_model, trained
 
-from hwgen.cli import main
+from hwflow.cli import main
 from quantflow import ptq, serialize
 from quantflow.errors import DataError
 
@@ -284,7 +284,7 @@ def test_console_script_exit_codes(tmp_path):
 
 def test_demo_one_width(capsys, monkeypatch, tmp_path):
     """The demo flow end to end at one width on the MLP (the full five widths are bench work)."""
-    from hwgen.commands import demo
+    from hwflow.commands import demo
 
     monkeypatch.setattr(demo, "DEMO_BITS", [(8, 8)])
     code = main(["demo", "--model", "digits-mlp", "--out", str(tmp_path / "demo"),
@@ -311,7 +311,7 @@ def test_phases_show_on_a_terminal_only(monkeypatch, capsys):
     import pty
     import time
 
-    from hwgen.commands.progress import phases
+    from hwflow.commands.progress import phases
 
     with phases("first phase") as phase:
         phase("second phase")
@@ -334,7 +334,7 @@ def test_phases_show_on_a_terminal_only(monkeypatch, capsys):
 def test_demo_figures_equal_hwgen_quantize(tmp_path, monkeypatch, capsys):
     """The demo quantizes with `hwgen quantize`'s default (recipe auto): same accuracy, same
     recipe, at the same settings."""
-    from hwgen.commands import demo
+    from hwflow.commands import demo
 
     monkeypatch.setattr(demo, "DEMO_BITS", [(4, 4)])
     assert main(["demo", "--model", "digits-mlp", "--no-hardware",
@@ -422,3 +422,37 @@ def test_quantize_wide_head_refuses_method_and_data_free(capsys, tmp_path):
             "hwgen quantize: error: --wide-head is a trial of the recipe choice on validation"
             " data; it does not apply with --method or --data-free")
     assert not (tmp_path / "q").exists()
+
+
+# -- commands over the simulators (moved here from rtl_tests: the CLI sits above that tier) -----
+
+def _needs(sim_name):
+    from rtl_tests.runner import Sim, available
+
+    reason = available(Sim(sim_name))
+    if reason:
+        pytest.skip(reason)
+
+
+def test_simulate_uart_needs_a_board(capsys, tmp_path):
+    _, qm = quantized("digits-mlp", 4, 4)
+    qdir = serialize.save(qm, tmp_path / "q")
+    code = main(["simulate", str(qdir), "--uart"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--board" in err[0]
+
+
+@pytest.mark.verilator
+def test_demo_hardware_steps(tmp_path, monkeypatch, capsys):
+    """`hwgen demo` quantizes, generates Verilog, simulates on Verilator and reports."""
+    from hwflow.commands import demo
+
+    _needs("verilator")
+    monkeypatch.setattr(demo, "DEMO_BITS", [(4, 4)])
+    code = main(["demo", "--model", "digits-mlp", "--out", str(tmp_path / "d"), "--images", "3"])
+    out, _ = capsys.readouterr()
+    assert code == 0, out
+    hw = json.loads((tmp_path / "d" / "summary.json").read_text())["hardware"]
+    assert hw["bit_exact"] and hw["images"] == 3 and hw["mismatches"] == 0, hw
+    assert hw["cycles_per_inference"] > 0 and 0 < hw["mac_utilization"] <= 1, hw
+    assert "bit-exact" in out

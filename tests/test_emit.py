@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from factories import digits_mlp
-from hwgen import cli
+from hwflow import cli
 from hwgen.emit import TOP_NAME
 from quantflow.serialize import save
 
@@ -60,15 +60,15 @@ def test_design_cache_keyed_by_generator(qdir, tmp_path, monkeypatch):
     is named by the configuration and the generator digest, which the manifest records."""
     import json
 
-    from hwgen import emit, simulate
+    from hwgen import designs, emit
     from quantflow import serialize
 
     monkeypatch.setenv("HWGEN_CACHE", str(tmp_path / "cache"))
     model = serialize.load(qdir)
-    cfg, first = simulate.design_for(model)
+    cfg, first = designs.design_for(model)
     doc = json.loads((first / "manifest.json").read_text())
     assert doc["generator"] == emit.generator_digest()
     assert first.name == f"{cfg.digest}-{emit.generator_digest()}"
     monkeypatch.setattr(emit, "generator_digest", lambda: "0123456789abcdef")
-    _, second = simulate.design_for(model)
+    _, second = designs.design_for(model)
     assert second != first and (second / "manifest.json").exists()

@@ -8,7 +8,7 @@ import pytest
 
 from boards import Board
 from boards.estimate import dsp_blocks, memory_blocks
-from hwgen.cli import main as _main
+from hwflow.cli import main as _main
 
 
 def main(argv):

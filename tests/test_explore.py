@@ -159,7 +159,7 @@ def test_digests_are_stable_and_distinct():
      r"no Dask scheduler at tcp://127\.0\.0\.1:9: "),
 ])
 def test_explore_user_errors(tmp_path, capsys, argv, message):
-    from hwgen.cli import main
+    from hwflow.cli import main
 
     assert main(["explore", "--out", str(tmp_path / "o")] + argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -167,7 +167,7 @@ def test_explore_user_errors(tmp_path, capsys, argv, message):
 
 
 def test_explore_argument_types(capsys):
-    from hwgen.cli import main
+    from hwflow.cli import main
 
     with pytest.raises(SystemExit):
         main(["explore", "--out", "o", "--board", "nope"])

@@ -39,7 +39,7 @@ def _env(tmp_path, cache=None):
 
 
 def _hwgen(*argv):
-    return [sys.executable, "-m", "hwgen.cli", *map(str, argv)]
+    return [sys.executable, "-m", "hwflow.cli", *map(str, argv)]
 
 
 def _run(argv, env, timeout=900):
@@ -123,7 +123,7 @@ def test_a_broken_testbench_reports_its_error(qdir, tmp_path, monkeypatch):
     """The testbench fails after the simulation (its reference folder is unreadable): the
     error names the cause, not '0 images, None mismatches'."""
     from hwgen.errors import ToolError
-    from hwgen.simulate import simulate
+    from rtl_tests.simulate import simulate
     from rtl_tests.runner import Sim
 
     monkeypatch.setenv("HWGEN_CACHE", str(tmp_path / "cache"))

@@ -1,7 +1,7 @@
 """Every hostile case of :mod:`hostile_cases` gives one clear line and exit status 2, or runs
 correctly: no traceback, no exit 0 on bad input, no litter, no lost user file (issue 12).
 
-In-process (``hwgen.cli.main``) except the cases that need a real process (a closed pipe,
+In-process (``hwflow.cli.main``) except the cases that need a real process (a closed pipe,
 ``sys.exit`` in user code); ``bench/hostile.py`` runs them all as processes for the README's
 table."""
 

@@ -6,9 +6,9 @@ import pytest
 
 MODULES = ["hwgen.config", "hwgen.layouts", "hwgen.mac", "hwgen.array", "hwgen.pool",
            "hwgen.requant", "hwgen.buffers", "hwgen.drain", "hwgen.sequencer", "hwgen.core",
-           "hwgen.top", "hwgen.host", "hwgen.emit", "hwgen.commands.generate",
-           "quantflow.program", "quantflow.packing", "hwgen.commands.explore",
-           "hwgen.commands.synth", "hwgen.commands.synth_asic", "boards.asic", "boards.explore",
+           "hwgen.top", "hwgen.host", "hwgen.emit", "hwflow.commands.generate",
+           "quantflow.program", "quantflow.packing", "hwflow.commands.explore",
+           "hwflow.commands.synth", "hwflow.commands.synth_asic", "boards.asic", "boards.explore",
            "boards.sweep", "boards.pareto"]
 
 

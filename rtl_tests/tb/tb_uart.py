@@ -5,7 +5,7 @@ decodes ``tx`` in the background, so the same :class:`hwgen.host.Driver` that ru
 over a serial port runs here. Bits are timed with ``Timer`` (the simulator runs free between
 edges), at the design's divisor (``uart_divisor`` in its manifest: the board's own). Parameters
 from the environment, as for :mod:`rtl_tests.tb.tb_network`: ``HWGEN_DESIGN`` (a board design
-folder with manifest.json, :func:`hwgen.simulate.simulate` with ``uart=True``),
+folder with manifest.json, :func:`rtl_tests.simulate.simulate` with ``uart=True``),
 ``HWGEN_QMODEL``, ``HWGEN_INPUTS`` (.npz x, y), ``HWGEN_SEED``. Every layer of every image is
 read back over the UART and compared with :mod:`quantflow.reference`; the report (the same as
 the player's) goes back as JSON through ``HWGEN_RESULT``.

@@ -1,4 +1,4 @@
-"""The `hwgen` command: one argparse subcommand per module in :mod:`hwgen.commands`.
+"""The `hwgen` command: one argparse subcommand per module in :mod:`hwflow.commands`.
 
 Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) ->
 int``; heavy imports (torch, boards) happen inside ``run``. Every
@@ -25,9 +25,9 @@ COMMANDS = ["quantize", "generate", "simulate", "estimate", "synth", "explore", 
 
 def _load(name):
     try:
-        return importlib.import_module(f"hwgen.commands.{name}")
+        return importlib.import_module(f"hwflow.commands.{name}")
     except ModuleNotFoundError as e:
-        if e.name == f"hwgen.commands.{name}":
+        if e.name == f"hwflow.commands.{name}":
             return None  # a command not built yet is simply not offered
         raise
 

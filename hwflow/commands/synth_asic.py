@@ -1,6 +1,6 @@
 """``hwgen synth --target asic``: Yosys's generic synthesis, gates and transistors per module.
 
-Not a command of its own (``hwgen.cli`` lists it nowhere): the ``asic`` half of ``synth``,
+Not a command of its own (``hwflow.cli`` lists it nowhere): the ``asic`` half of ``synth``,
 kept apart so that ``synth`` stays one screen per target.
 """
 

@@ -20,7 +20,7 @@ def add_arguments(p):
                    help="simulator: verilator or icarus")
     p.add_argument("--images", metavar="N", type=int, default=0,
                    help="test images to run (0: the whole test set)")
-    from hwgen.commands.synth import add_board_arguments
+    from hwflow.commands.synth import add_board_arguments
 
     add_board_arguments(
         p, required=False,
@@ -99,7 +99,7 @@ def _memories(mems):
 def run(args):
     from hwgen.config import DEFAULT_ARRAY
     from hwgen.errors import UserError
-    from hwgen.simulate import simulate
+    from rtl_tests.simulate import simulate
 
     if args.images < 0:
         raise UserError(f"--images must be a non-negative integer, not {args.images!r}")
@@ -108,7 +108,7 @@ def run(args):
     jobs = args.jobs or len(os.sched_getaffinity(0))
     if args.uart and args.board is None:
         raise UserError("--uart simulates a board's top: it needs --board NAME")
-    from hwgen.commands.progress import phases
+    from hwflow.commands.progress import phases
 
     with phases("loading the model and the test images") as phase:
         design = board_design(args.qdir, args.board, args.array) if args.board else None

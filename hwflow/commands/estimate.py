@@ -10,7 +10,7 @@ __all__ = ["NAME", "HELP", "add_arguments", "run", "board_estimate", "print_esti
 
 
 def add_arguments(p):
-    from hwgen.commands.synth import add_board_arguments
+    from hwflow.commands.synth import add_board_arguments
 
     p.add_argument("qdir", metavar="QDIR", help="QuantizedModel folder (hwgen quantize --out)")
     add_board_arguments(p)

@@ -22,7 +22,7 @@ def array_shape(value):
 
 
 def add_arguments(p):
-    from hwgen.commands.synth import add_board_arguments
+    from hwflow.commands.synth import add_board_arguments
 
     p.add_argument("qdir", metavar="QDIR", help="QuantizedModel folder (hwgen quantize --out)")
     add_board_arguments(
@@ -62,7 +62,7 @@ def run(args):
     program = compile_program(model, cfg)  # raises DoesNotFitError / UnsupportedOpError
     est = None
     if args.board is not None:
-        from hwgen.commands.estimate import board_estimate
+        from hwflow.commands.estimate import board_estimate
         est = board_estimate(model, args.board, args.array)
     vpath, mpath = emit(design, args.out, program)
     summary = {"verilog": str(vpath), "manifest": str(mpath), "digest": cfg.digest,
@@ -83,7 +83,7 @@ def run(args):
             print(f"  desc {row['desc']:2d} {row['op']:3s} cycles {row['cycles']:7d}"
                   f"  macs {row['macs']:8d}  utilisation {row['utilization']:.1%}")
         if est is not None:
-            from hwgen.commands.estimate import print_estimate
+            from hwflow.commands.estimate import print_estimate
             print(f"on {est['board']} ({est['device']}), multipliers in {est['multipliers']}s:")
             print_estimate(est)
     return 0

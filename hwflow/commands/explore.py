@@ -14,7 +14,7 @@ __all__ = ["NAME", "HELP", "add_arguments", "run", "bit_list", "target_list", "a
 
 def bit_list(value):
     """argparse type: ``2,3,4`` -> ``[2, 3, 4]`` (each a bit width)."""
-    from hwgen.commands.quantize import bits
+    from hwflow.commands.quantize import bits
 
     return [bits(v) for v in value.split(",")]
 
@@ -37,13 +37,13 @@ def target_list(value):
 
 def array_list(value):
     """argparse type: ``2x2,4x4`` -> ``[(2, 2), (4, 4)]``."""
-    from hwgen.commands.generate import array_shape
+    from hwflow.commands.generate import array_shape
 
     return [array_shape(v) for v in value.split(",")]
 
 
 def add_arguments(p):
-    from hwgen.commands.quantize import layer_bits
+    from hwflow.commands.quantize import layer_bits
 
     p.add_argument("--model", metavar="MODEL", action="append", default=None,
                    help="zoo model or path/to/file.py:factory; repeat for several; none:"

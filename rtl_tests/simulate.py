@@ -1,25 +1,23 @@
 """Simulate a QuantizedModel on the generated overlay with cocotb (Verilator or Icarus).
 
-The design for the model's word-length configuration is emitted once into the cache
-(``$HWGEN_CACHE/designs/<config digest>-<generator digest>``) and compiled once per simulator by
-:mod:`rtl_tests.runner` (keyed by the Verilog's digest), so repeated runs only simulate.
+The verification layer's driver: the design comes from the cache (:mod:`hwgen.designs`),
+compiled once per simulator by :mod:`rtl_tests.runner` (keyed by the Verilog's digest) and
+run by the testbenches in :mod:`rtl_tests.tb`, so repeated runs only simulate.
 """
 
 import copy
 import json
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantflow.fsutil import (cache_lock, check_cache_root, check_out, file_digest, notice,
-                              scratch_dir, write_bytes)
+from hwgen.config import DEFAULT_ARRAY
+from hwgen.designs import design_for, images_for
+from hwgen.errors import ConfigError, ToolError
+from quantflow.fsutil import check_cache_root, check_out, scratch_dir, write_bytes
 
-from .config import DEFAULT_ARRAY, AccelConfig
-from .errors import ConfigError, DataError, ToolError
-
-__all__ = ["SimReport", "cached_design", "design_for", "simulate", "images_for"]
+__all__ = ["SimReport", "simulate", "PLAYER_TOP", "MIN_SHARD"]
 
 #: The testbench top that plays recorded host words into the design (rtl_tests/tb/player.v).
 PLAYER_TOP = "hwgen_player"
@@ -66,83 +64,6 @@ class SimReport:
         }
 
 
-def design_for(model, array=DEFAULT_ARRAY, overrides=None, design=None):
-    """(config, design folder) for ``model``: emitted into the cache unless already there.
-    ``overrides``: AccelConfig fields to set (e.g. depths shared by several models, so one
-    build serves them all); ``design``: a board's :class:`hwgen.emit.Design` instead
-    (``array`` and ``overrides`` are then ignored)."""
-    from quantflow.program import compile_program
-
-    if design is None:
-        try:
-            cfg = AccelConfig.for_model(model, array=tuple(array), **(overrides or {}))
-        except (TypeError, ValueError) as e:
-            raise ConfigError(str(e)) from None
-    else:
-        cfg = design.cfg
-    compile_program(model, cfg)  # a model that does not fit fails here, before any build
-    return cfg, cached_design(cfg if design is None else design)
-
-
-def cached_design(design):
-    """The cache folder holding ``design``'s files (an ``AccelConfig`` or a
-    :class:`hwgen.emit.Design`), emitted unless already there and sealed by digest."""
-    from quantflow.fsutil import cache_dir
-
-    from .emit import Design, emit, generator_digest
-
-    design = design if isinstance(design, Design) else Design(design)
-    root = check_cache_root(cache_dir(), "HWGEN_CACHE") / "designs"
-    folder = root / f"{design.digest}-{generator_digest()}"
-    with cache_lock(folder):
-        if not _design_complete(folder):
-            if folder.exists():
-                notice(f"design cache entry {folder} is incomplete or damaged; discarded,"
-                       " emitting it again")
-                shutil.rmtree(folder)
-            emit(design, folder)
-            write_bytes(folder.with_name(folder.name + _SEAL), _seal(folder).encode())
-    return folder
-
-
-#: Beside each design folder: the digest of its files, written once the folder is complete.
-_SEAL = ".sha256"
-
-
-def _seal(folder):
-    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    if "manifest.json" not in names:
-        return None
-    return "\n".join(f"{file_digest(folder / n)}  {n}" for n in names)
-
-
-def _design_complete(folder):
-    seal = folder.with_name(folder.name + _SEAL)
-    try:
-        return seal.read_text() == _seal(folder)
-    except OSError:
-        return False
-
-
-def images_for(model, images=0, data=None):
-    """(integer inputs, labels): the first ``images`` (0: all) test images of ``data`` (a .npz
-    path) or of the embedded digits set, quantized as the model's input."""
-    import numpy as np
-
-    from quantflow import data as data_mod
-
-    ds = data_mod.load_npz(data) if data is not None else data_mod.digits()
-    if tuple(ds.input_shape) != tuple(model.input_shape):
-        raise ConfigError(f"test images have shape {ds.input_shape}, the model expects"
-                          f" {tuple(model.input_shape)}")
-    outputs = int(np.prod(model.layers[-1].out_shape))
-    if ds.classes is not None and ds.classes > outputs:
-        raise DataError(f"{ds.name}: labels go up to {ds.classes - 1}, the model has"
-                        f" {outputs} classes")
-    n = images or len(ds.x_test)
-    return model.quantize_input(ds.x_test[:n]), ds.y_test[:n]
-
-
 def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0, idle=0,
              backpressure=0, data=None, test_dir=None, inputs=None, reference=None,
              quiet=False, overrides=None, design=None, uart=False, jobs=1, progress=None):
@@ -163,9 +84,9 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
 
     from quantflow.fsutil import cache_dir
     from quantflow.serialize import load
-    from rtl_tests import runner
+    from hwgen.emit import TOP_NAME, UART_NAME
 
-    from .emit import TOP_NAME, UART_NAME
+    from . import runner
 
     t0 = time.perf_counter()
     progress = progress or (lambda text: None)

@@ -7,7 +7,7 @@ __all__ = ["NAME", "HELP", "add_arguments", "run"]
 
 
 def add_arguments(p):
-    from hwgen.commands.synth import _board
+    from hwflow.commands.synth import _board
 
     p.add_argument("build", metavar="BUILD",
                    help="the `hwgen synth --out` folder, or the bitstream file")
@@ -33,7 +33,7 @@ def run(args):
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
-    from hwgen.commands.progress import phases
+    from hwflow.commands.progress import phases
 
     with phases(f"openFPGALoader: loading {bit} into the {target.name}"):
         program(target, bit, args.flash, args.cable)

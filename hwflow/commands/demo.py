@@ -26,7 +26,7 @@ def add_arguments(p):
     p.add_argument("--out", metavar="DIR", default="build/demo", help="output folder")
     p.add_argument("--images", metavar="N", type=int, default=100,
                    help="test images simulated on Verilator (0: all)")
-    from hwgen.commands.synth import _board
+    from hwflow.commands.synth import _board
 
     p.add_argument("--board", metavar="NAME", type=_board, default=None,
                    help="simulate the design hwgen synth builds for this board (its array,"
@@ -100,14 +100,14 @@ def _hardware(console, out, name, row, args, n_test):
     """The 4-bit model -> Verilog + manifest -> Verilator simulation -> summary dict."""
     from hwgen.config import AccelConfig
     from hwgen.emit import emit
-    from hwgen.simulate import simulate
+    from rtl_tests.simulate import simulate
     from quantflow import serialize
     from quantflow.program import compile_program
     from rtl_tests.runner import Sim
 
     model = serialize.load(row["qmodel"])
     if args.board is not None:
-        from hwgen.commands.simulate import board_design
+        from hwflow.commands.simulate import board_design
 
         design = board_design(row["qmodel"], args.board, None)
         cfg = design.cfg

@@ -9,8 +9,8 @@ __all__ = ["NAME", "HELP", "add_arguments", "run", "run_on_link"]
 
 
 def add_arguments(p):
-    from hwgen.commands.generate import array_shape
-    from hwgen.commands.synth import _board
+    from hwflow.commands.generate import array_shape
+    from hwflow.commands.synth import _board
 
     p.add_argument("qdir", metavar="QDIR", help="QuantizedModel folder (hwgen quantize --out)")
     p.add_argument("--port", metavar="DEV", default=None,
@@ -54,7 +54,7 @@ def run(args):
 
     from boards.serial_link import SerialLink, find_port
     from hwgen.errors import ConfigError
-    from hwgen.simulate import images_for
+    from hwgen.designs import images_for
     from quantflow import reference
     from quantflow.serialize import load
 
@@ -72,7 +72,7 @@ def run(args):
     xs, ys = images_for(model, args.images, args.data)
     port = args.port or find_port(target.name)
     link = SerialLink(port, target.baud, cfg.host_bits, timeout=args.timeout)
-    from hwgen.commands.progress import phases
+    from hwflow.commands.progress import phases
 
     try:
         with phases(f"{target.name} on {port}: loading the program and running {len(xs)}"

@@ -42,7 +42,7 @@ def _board(value):
 def add_board_arguments(p, required=True, board_help="", array_help=None):
     """``--board`` and ``--array`` as ``synth``, ``estimate`` and ``generate`` take them."""
     from boards import Board
-    from hwgen.commands.generate import array_shape
+    from hwflow.commands.generate import array_shape
 
     names = ", ".join(b.value.name for b in Board)
     p.add_argument("--board", metavar="NAME", type=_board, required=required,
@@ -86,11 +86,11 @@ def synthesize(qdir, board, array=None, out=None, *, force=False):
 
     from boards.build import board_config, board_design, build, cache_root
     from boards.overlay import board_configs
-    from hwgen.commands.progress import phases
+    from hwflow.commands.progress import phases
     from hwgen.errors import DoesNotFitError
     from quantflow.fsutil import notice
     from boards.estimate import NotCalibratedError
-    from hwgen.commands.estimate import board_estimate, check_fits
+    from hwflow.commands.estimate import board_estimate, check_fits
     from hwgen.errors import ConfigError, UserError
     from quantflow.fsutil import atomic_dir, check_cache_root, check_out
     from quantflow.program import compile_program
@@ -173,11 +173,11 @@ def _after(choices, cfg):
 
 
 def run(args):
-    from hwgen.commands.estimate import print_estimate
+    from hwflow.commands.estimate import print_estimate
     from hwgen.errors import UserError
 
     if args.target is Target.ASIC:
-        from hwgen.commands.synth_asic import run_asic
+        from hwflow.commands.synth_asic import run_asic
         return run_asic(args)
     if args.liberty is not None:
         raise UserError("--liberty applies to --target asic only")

@@ -1,0 +1,1 @@
+"""Subcommands of `hwgen`, one module each (see hwflow.cli)."""

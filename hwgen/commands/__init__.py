@@ -1,1 +1,0 @@
-"""Subcommands of `hwgen`, one module each (see hwgen.cli)."""
