@@ -163,13 +163,6 @@ class Sequencer(wiring.Component):
                 joined = Signal.like(d.digits)  # digits joined per element (SUM, ADD)
                 m.d.comb += joined.eq(Mux((d.op == Op.SUM.value) | (d.op == Op.ADD.value),
                                           d.digits, 1))
-                per_tile_lw = Signal(range(cfg.cols + 1))
-                with m.Switch(joined):
-                    for n in range(2, cfg.act_digits_max + 1):
-                        with m.Case(n):
-                            m.d.comb += per_tile_lw.eq(cfg.cols // n)
-                    with m.Default():
-                        m.d.comb += per_tile_lw.eq(cfg.cols)
                 m.d.sync += [
                     cyc.eq(cyc + 1), t.eq(0), g.eq(0), oy.eq(0), ox.eq(0),
                     ky.eq(0), kx.eq(0), k.eq(0), iy0.eq(-d.py), ix0.eq(-d.px),
@@ -178,7 +171,6 @@ class Sequencer(wiring.Component):
                     row_org.eq(d.src_org), pix_org.eq(d.src_org), tap_row.eq(0), tap_col.eq(0),
                     pix_word.eq(0), pix_acc.eq(0),
                     is_mac.eq(mac), is_add.eq(d.op == Op.ADD.value),
-                    nfull.eq(Mux(mac, cfg.rows, per_tile_lw)),
                     kw_m1.eq(d.kw - 1), out_w_m1.eq(d.out_w - 1), out_h_m1.eq(d.out_h - 1),
                     in_g_m1.eq(d.in_g - 1), tiles_m1.eq(d.tiles - 1),
                     slots_m2.eq(d.slots - 2), steps_m1.eq(d.steps - 1),
@@ -194,6 +186,7 @@ class Sequencer(wiring.Component):
                                  lane_wrap.eq(Mux(mac, p_mac["lane_wrap"], p_lw["lane_wrap"]))]
 
                 def positions(per_lw):
+                    m.d.sync += nfull.eq(Mux(mac, cfg.rows, per_lw))
                     with m.Switch(d.odigits):
                         for n in range(2, cfg.act_digits_max + 1):
                             with m.Case(n):
