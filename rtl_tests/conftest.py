@@ -55,21 +55,29 @@ def _skip_missing_simulator(request):
 
 @pytest.fixture(scope="session")
 def quantized_zoo(tmp_path_factory):
-    """``get(model, wbits, abits)`` -> a QuantizedModel folder of a zoo network (MSE ranges),
-    quantized once per session."""
-    from quantflow import ptq, serialize
+    """``get(model, wbits, abits, ends=None)`` -> a QuantizedModel folder of a zoo network (MSE
+    ranges), quantized once per session; ``ends`` gives the first and last MAC layers
+    ``ends``-bit weights around the ``wbits`` body (the common mixed-precision recipe)."""
+    from quantflow import importers, ptq, serialize
     from quantflow.flow import Method, load_data, load_model, quantize_model
 
     ds = load_data()
     folders = {}
 
-    def get(model, wbits, abits):
-        key = (model, wbits, abits)
+    def get(model, wbits, abits, ends=None):
+        key = (model, wbits, abits, ends)
         if key not in folders:
             name, net = load_model(model, ds)
-            result = quantize_model(name, net, ds, ptq.PTQConfig(wbits, abits), Method.MSE)
+            bits = {}
+            if ends:
+                macs = [lyr.name for lyr in importers.capture(net, ds.input_shape)
+                        if lyr.kind.value in ("conv2d", "linear")]
+                bits = {macs[0]: (ends, abits), macs[-1]: (ends, abits)}
+            cfg = ptq.PTQConfig(wbits, abits, layer_bits=bits)
+            result = quantize_model(name, net, ds, cfg, Method.MSE)
+            tag = f"-e{ends}" if ends else ""
             folders[key] = serialize.save(
-                result.qmodel, tmp_path_factory.mktemp("q") / f"{model}-w{wbits}a{abits}")
+                result.qmodel, tmp_path_factory.mktemp("q") / f"{model}-w{wbits}a{abits}{tag}")
         return folders[key]
 
     return get

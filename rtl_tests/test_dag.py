@@ -171,3 +171,26 @@ def test_digits_dag_zoo_every_image(quantized_zoo, name, bits, seed):
     s = simulate(quantized_zoo(name, bits, bits), Sim.VERILATOR, images=0, seed=seed,
                  quiet=True).summary()
     assert s["bit_exact"] and s["mismatches"] == 0 and s["images"] == 450, s["first_mismatches"]
+
+
+@pytest.mark.parametrize("sim,name,images", [
+    pytest.param(Sim.VERILATOR, "digits-resnet", 20, marks=pytest.mark.verilator),
+    pytest.param(Sim.VERILATOR, "digits-dsconv", 20, marks=pytest.mark.verilator),
+    pytest.param(Sim.ICARUS, "digits-dsconv", 2, marks=pytest.mark.icarus)])
+def test_digits_dag_zoo_mixed_precision(quantized_zoo, sim, name, images, seed):
+    """The zoo's trained digits-sized DAG networks with 8-bit weights in the first and last
+    layers around a 2-bit body: the overlay gets 2-bit weight lanes (for_model's choice), the
+    ends run as weight digits, and every layer of every image is bit-exact with measured cycles
+    equal to the model."""
+    from hwgen.config import AccelConfig
+    from quantflow.serialize import load
+
+    folder = quantized_zoo(name, 2, 2, ends=8)
+    cfg = AccelConfig.for_model(load(folder))
+    assert (cfg.weight_bits, cfg.act_bits) == (2, 2), (cfg.weight_bits, cfg.act_bits)
+    s = simulate(folder, sim, images=images, seed=seed, quiet=True).summary()
+    assert s["bit_exact"] and s["mismatches"] == 0 and s["images"] == images, (
+        f"seed {seed}, {name} 8/2/8 on {sim.value}: {s['first_mismatches'][:3]}")
+    assert s["config_digest"] == cfg.digest
+    measured = [row["cycles"] for row in s["layers"]]
+    assert measured == [row["analytical_cycles"] for row in s["layers"]]
