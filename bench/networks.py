@@ -9,6 +9,12 @@ Cycles depend only on layer shapes and word lengths, so the networks are built w
 initial weights (no training) and quantized on their default data (digits or its proxy).
 
     .venv/bin/python bench/networks.py [--out bench/results] [--arrays 8x8,2x4]
+        [--synth W8A8,8/2/8]
+
+``--synth RECIPES`` confirms the estimate's smallest board with real builds (``hwgen synth``'s
+path: Yosys and nextpnr, the board's own array): starting at the estimate's pick it builds on
+each larger board until one fits, and records the routed figures and that board as
+``smallest_board_synth`` (one to five minutes a build).
 """
 
 import argparse
@@ -106,12 +112,46 @@ def smallest_board(model):
     return "none"
 
 
+def synth_board(model, start):
+    """Real builds from the estimate's pick ``start`` upwards: the first board whose
+    ``hwgen synth`` build fits and meets its clock, with its report's figures, and the boards
+    tried before it with the reason each failed."""
+    import tempfile
+
+    from boards import Board
+    from hwflow.commands.synth import synthesize
+    from quantflow import serialize
+    from quantflow.errors import UserError
+
+    boards = sorted(Board, key=lambda b: b.value.device.lut)
+    names = [b.value.name for b in boards]
+    tried = []
+    with tempfile.TemporaryDirectory(prefix="bench-networks-") as tmp:
+        qdir = serialize.save(model, Path(tmp) / "q")
+        for board in boards[names.index(start):]:
+            try:
+                r = synthesize(qdir, board)
+            except UserError as e:
+                tried.append({"board": board.value.name, "error": str(e)})
+                continue
+            if r["fits"] and r["fmax_mhz"] >= r["target_mhz"]:
+                keep = ("board", "array", "weight_bits", "act_bits", "multipliers", "lut",
+                        "ff", "bram", "spram", "dsp", "fmax_mhz", "target_mhz")
+                return {"smallest_board_synth": board.value.name,
+                        "synth": {k: r[k] for k in keep if k in r}, "synth_tried": tried}
+            tried.append({"board": board.value.name, "error": "does not fit or meet the clock",
+                          **{k: r.get(k) for k in ("lut", "fmax_mhz", "target_mhz")}})
+    return {"smallest_board_synth": "none", "synth_tried": tried}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="bench/results")
     p.add_argument("--arrays", default="8x8,2x4",
                    help="comma-separated RxC shapes (default 8x8 and the iCEBreaker's 2x4)")
     p.add_argument("--models", default=",".join(NETWORKS))
+    p.add_argument("--synth", default="",
+                   help="comma-separated recipes whose smallest board real builds confirm")
     args = p.parse_args(argv)
     shapes = [tuple(int(v) for v in a.split("x")) for a in args.arrays.split(",")]
 
@@ -128,7 +168,14 @@ def main(argv=None):
             for label, body, ends, wide_acts in RECIPES:
                 model = _quantized(name, body, ends, wide_acts)
                 board = smallest_board(model)
-                rows += [{**row(name, label, model, s), "smallest_board": board}
+                extra = {}
+                if label in args.synth.split(",") and board != "none":
+                    bar.update(task, description=f"building {name} {label} for {board}")
+                    extra = synth_board(model, board)
+                    bar.console.print(f"{name} {label}: estimate {board}, synth "
+                                      f"{extra['smallest_board_synth']} {extra.get('synth')}")
+                    bar.update(task, description="quantizing and compiling")
+                rows += [{**row(name, label, model, s), "smallest_board": board, **extra}
                          for s in shapes]
                 bar.advance(task)
 

@@ -1,10 +1,10 @@
 """The Core: MAC array + pool unit + buffers + drain (bias, requantizer) + sequencer."""
 
-from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from quantflow.program import Op
+from quantflow.program import JOINING_OPS, Op
 
 from .array import MACArray
 from .buffers import BufferMemory
@@ -140,6 +140,7 @@ class Core(wiring.Component):
                      operands.first.eq(step.first), operands.last.eq(step.last),
                      operands.signed.eq(step.signed), operands.e.eq(step.e)]
         is_mac = d.op == Op.MAC.value  # MAX, SUM and ADD words go through the pool unit
+        joins = Cat(*(d.op == op.value for op in JOINING_OPS)).any()
         m.d.comb += [array.i.valid.eq(step.valid & is_mac), array.i.payload.eq(operands),
                      array.digits.eq(d.digits)]
         # The pool unit is shallower than the array: delay its operands to the same latency.
@@ -147,7 +148,7 @@ class Core(wiring.Component):
         pool_valid = _delay(m, step.valid & ~is_mac, array.latency - pool.latency, "pool_v")
         m.d.comb += [pool.i.valid.eq(pool_valid), pool.i.payload.eq(pool_ops),
                      # an add's inputs are one-step sums (the pool joins their digits)
-                     pool.sum.eq((d.op == Op.SUM.value) | (d.op == Op.ADD.value)),
+                     pool.sum.eq(joins),
                      pool.digits.eq(d.digits)]
 
         meta_out = Signal(meta_layout(cfg))

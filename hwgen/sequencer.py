@@ -14,7 +14,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from quantflow.program import Op
+from quantflow.program import JOINING_OPS, Op
 from quantflow.schedule import out_position
 
 from .config import PROG_WORD_BITS
@@ -161,7 +161,7 @@ class Sequencer(wiring.Component):
             with m.State("INIT"):
                 mac = d.op == Op.MAC.value
                 joined = Signal.like(d.digits)  # digits joined per element (SUM, ADD)
-                m.d.comb += joined.eq(Mux((d.op == Op.SUM.value) | (d.op == Op.ADD.value),
+                m.d.comb += joined.eq(Mux(Cat(*(d.op == op.value for op in JOINING_OPS)).any(),
                                           d.digits, 1))
                 m.d.sync += [
                     cyc.eq(cyc + 1), t.eq(0), g.eq(0), oy.eq(0), ox.eq(0),

@@ -137,7 +137,7 @@ def _run_desc(d, cfg, act, acc, program):
     wd = d.wdigits if d.op.name == "MAC" else 1
     k = np.arange(1 if is_add else d.steps // wd)  # activation reads (each used wd times)
     oy, ox, ky, kx, g_step, inside = _taps(d, k)
-    joined = d.op.name in ("SUM", "ADD")  # the pool unit joins each element's digits
+    joined = d.op.joins_digits
     nfull = cfg.rows if d.op.name == "MAC" else cfg.cols // (d.digits if joined else 1)
     lane_shift = cfg.act_bits * (np.arange(cfg.cols) % d.digits)
     wrap = 1 << cfg.act_addr_bits

@@ -60,7 +60,8 @@ from .errors import UnsupportedOpError
 from .qmodel import LayerKind
 
 __all__ = ["Op", "Buffer", "LayerDesc", "TensorLoc", "Program", "compile_program",
-           "execute", "pack_input", "read_loc", "layer_cycles", "DESC_FIELDS", "add_slots"]
+           "execute", "pack_input", "read_loc", "layer_cycles", "DESC_FIELDS", "add_slots",
+           "JOINING_OPS"]
 
 
 class Op(enum.Enum):
@@ -69,6 +70,17 @@ class Op(enum.Enum):
     MAX = 1
     SUM = 2
     ADD = 3
+
+    @property
+    def joins_digits(self):
+        """The pool unit joins each element's digit lanes into one value before the drain (a
+        sum and an add rescale whole values; max pooling compares digit groups as they are)."""
+        return self in JOINING_OPS
+
+
+#: The ops whose inputs' digit lanes the pool unit joins into values (:attr:`Op.joins_digits`;
+#: the sequencer, the core and the software model read this one place).
+JOINING_OPS = frozenset({Op.SUM, Op.ADD})
 
 
 class Buffer(enum.Enum):

@@ -248,7 +248,8 @@ def _pool_layer(b, i, layer, src, dst):
     for name, v in (("kernel", max(kernel)), ("stride", max(stride)), ("padding", max(pad))):
         cfg.need(f"{where} {name}", v, cfg.max_dim)
     cfg.need(f"{where} window", kernel[0] * kernel[1], cfg.max_reduction)
-    n_ch = _written_channels(cfg, src, avg)
+    op = Op.SUM if avg else Op.MAX
+    n_ch = _written_channels(cfg, src, op.joins_digits)
     if avg and layer.requant:
         cfg.need(f"{where} output bits", layer.out_fmt.bits, cfg.wide_act_bits)
         p_base = b.params(np.zeros(n_ch, np.int64), np.full(n_ch, int(layer.mult[0])),
@@ -260,7 +261,7 @@ def _pool_layer(b, i, layer, src, dst):
     if avg and not layer.requant:
         raise UnsupportedOpError(f"{where}: average pooling must requantize its window sum")
     steps = kernel[0] * kernel[1]
-    b.desc(op=Op.SUM if avg else Op.MAX, src_buf=src.buf.value, dst_buf=dst.buf.value,
+    b.desc(op=op, src_buf=src.buf.value, dst_buf=dst.buf.value,
            to_acc=False, bias_en=False, requant_en=avg, a_signed=src.signed,
            in_h=h, in_w=w, in_g=src.groups, px_words=src.stride,
            out_h=ho, out_w=wo, out_g=dst.stride,
@@ -303,7 +304,8 @@ def _add_layer(b, i, layer, srcs, dst):
            src2_buf=bb.buf.value, src2_delta=(bb.base - a.base) % wrap,
            in_h=h, in_w=w, in_g=a.groups, px_words=a.stride, out_h=h, out_w=w,
            out_g=dst.stride, kh=1, kw=1, sy=1, sx=1, py=0, px=0, tiles=a.groups, steps=2,
-           slots=add_slots(cfg, a.digits), out_ch=_written_channels(cfg, a, True), digits=a.digits,
+           slots=add_slots(cfg, a.digits),
+           out_ch=_written_channels(cfg, a, Op.ADD.joins_digits), digits=a.digits,
            w_base=0,
            p_base=p_base, src_base=a.base, dst_base=dst.base, lo=int(layer.lo),
            hi=int(layer.hi), odigits=_odigits(dst))
