@@ -52,11 +52,13 @@ def _stored(shape):
     return tuple(shape) if len(shape) == 3 else (int(np.prod(shape)), 1, 1)
 
 
-def _input_loc(model, cfg):
+def _input_loc(model, cfg, patches=None):
     shape = tuple(model.input_shape)
     stored = _stored(shape)
     readers = model.consumers(-1)
-    if readers and all(model.layers[j].kind is LayerKind.FLATTEN for j in readers):
+    if patches is not None:  # the host writes the reader's kernel taps as channels
+        stored = patches.shape
+    elif readers and all(model.layers[j].kind is LayerKind.FLATTEN for j in readers):
         # The host packs the input, so a network that starts by flattening gets its input
         # stored as a vector: the first linear layer then fills every lane (C*H*W channels)
         # instead of only the C channels of one pixel.

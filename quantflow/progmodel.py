@@ -27,6 +27,8 @@ def pack_input(program, cfg, x):
     ``sum_d digit_d << (act_bits * d)`` is the value either way."""
     loc = program.input_loc
     c, h, w = loc.stored
+    if program.input_patches is not None:  # kernel taps gathered into channels
+        x = program.input_patches.apply(x)
     x = np.asarray(x, dtype=np.int64).reshape(c, h * w)  # torch order: a flatten is a reshape
     lanes = loc.lanes                                                       # (G, cols)
     digit = np.arange(cfg.cols) % loc.digits

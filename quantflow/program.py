@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UnsupportedOpError
+from .errors import UnsupportedOpError, UserError
 from .qmodel import LayerKind
 
 __all__ = ["Op", "Buffer", "LayerDesc", "TensorLoc", "Program", "compile_program",
@@ -220,6 +220,7 @@ class Program:
     macs: list                # useful MACs per descriptor
     cycles: list              # analytical cycles per descriptor
     usage: dict = field(default_factory=dict)
+    input_patches: object = None  # quantflow.patches.InputPatches: the host gathers taps
 
     def memory_map(self):
         return dict(self.usage)
@@ -260,8 +261,30 @@ def compile_program(model, cfg):
         When a buffer, a field or a word length of the configuration is too small.
     """
     model.validate()
+    patches = choose_patches(model, cfg)
+    if patches is None:
+        return _compile(model, cfg, None)
+    # Gathered taps are kept only where they save cycles without a larger activation bank
+    # (the memory a configuration sizes from this Program), else the plain layout.
+    try:
+        packed = _compile(model, cfg, patches)
+    except UserError:
+        packed = None  # the gathered input does not fit or cannot be laid out
+    try:
+        plain = _compile(model, cfg, None)
+    except UserError:
+        if packed is None:
+            raise
+        return packed
+    if packed is not None and sum(packed.cycles) < sum(plain.cycles) \
+            and packed.usage["act_words"] <= plain.usage["act_words"]:
+        return packed
+    return plain
+
+
+def _compile(model, cfg, patches):
     b = _Builder(model, cfg)
-    input_loc = _input_loc(model, cfg)
+    input_loc = _input_loc(model, cfg, patches)
     locs, part_of, alias = _layouts(model, cfg, input_loc)
     placed, regions = _place(model, cfg, locs, part_of, alias)
     input_loc = placed[-1]
@@ -282,6 +305,8 @@ def compile_program(model, cfg):
         else:
             layer_desc.append(len(b.descs))
             if layer.kind in (LayerKind.CONV2D, LayerKind.LINEAR):
+                if patches is not None and i == patches.reader:
+                    layer = patches.layer(layer)  # the input arrives with its taps gathered
                 _mac_layer(b, i, layer, srcs[0], dst)
             elif layer.kind is LayerKind.ADD:
                 _add_layer(b, i, layer, srcs, dst)
@@ -304,7 +329,7 @@ def compile_program(model, cfg):
     empty = np.zeros((0, cfg.rows, cfg.cols), dtype=np.int64)
     prog = Program(
         name=model.name, config_digest=cfg.digest, descs=b.descs, layer_desc=layer_desc,
-        outputs=outputs, input_loc=input_loc,
+        outputs=outputs, input_loc=input_loc, input_patches=patches,
         weights=_cat(b.weights, empty), bias=_cat(b.bias, np.zeros(0, np.int64)),
         mult=_cat(b.mult, np.zeros(0, np.int64)), shift=_cat(b.shift, np.zeros(0, np.int64)),
         macs=b.macs, cycles=[layer_cycles(d, cfg) for d in b.descs])
@@ -313,6 +338,7 @@ def compile_program(model, cfg):
     return prog
 
 
+from .patches import choose as choose_patches  # noqa: E402
 from .placement import _input_loc, _layouts, _place, _root  # noqa: E402
 from .progmodel import execute, pack_input, read_loc  # noqa: E402  (re-exported)
 from .schedule import _add_layer, _Builder, _cat, _mac_layer, _pool_layer  # noqa: E402
