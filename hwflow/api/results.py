@@ -11,8 +11,8 @@ import enum
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-__all__ = ["Result", "QuantizeResult", "GenerateResult", "SimulateResult", "EstimateResult",
-           "SynthResult", "RunResult", "AsicResult"]
+__all__ = ["Result", "OverlayResult", "QuantizeResult", "GenerateResult", "SimulateResult",
+           "EstimateResult", "SynthResult", "RunResult", "AsicResult"]
 
 
 def _extra(default=None):
@@ -98,7 +98,23 @@ class QuantizeResult(Result):
 
 
 @dataclass(frozen=True)
-class EstimateResult(Result):
+class OverlayResult(Result):
+    """The overlay a board result is about, its first keys: the board, its device and
+    family, the MAC array ``[rows, cols]``, the lanes' weight and activation bits, the
+    multiplier style and the configuration's digest."""
+
+    board: str
+    device: str
+    family: str
+    array: list
+    weight_bits: int
+    act_bits: int
+    multipliers: str
+    config_digest: str
+
+
+@dataclass(frozen=True)
+class EstimateResult(OverlayResult):
     """:func:`hwflow.api.estimate` (built by :func:`boards.estimate.estimate`): the overlay on
     a board in a second, no synthesis.
 
@@ -109,14 +125,6 @@ class EstimateResult(Result):
     ``modules`` per component; ``model`` the fit the coefficients come from.
     """
 
-    board: str
-    device: str
-    family: str
-    array: list
-    weight_bits: int
-    act_bits: int
-    multipliers: str
-    config_digest: str
     lut: int
     ff: int
     bram: int
@@ -193,7 +201,7 @@ class SimulateResult(Result):
 
 
 @dataclass(frozen=True)
-class SynthResult(Result):
+class SynthResult(OverlayResult):
     """:func:`hwflow.api.synth` for an FPGA board: the bitstream and its figures.
 
     ``lut`` .. ``dsp`` the placed design's resources out of ``available``, ``fmax_mhz``
@@ -202,16 +210,10 @@ class SynthResult(Result):
     ``simulate(board=...)`` runs); ``estimate`` what :func:`estimate` said beforehand (``None``
     for an uncalibrated family); ``arrays_that_did_not_fit`` the arrays tried first.
     ``out`` the folder the bitstream, logs and ``report.json`` were copied to, if any.
+    ``lut`` .. ``modules`` are :class:`boards.reports.SynthReport`'s fields (the document
+    spreads its ``to_json()``).
     """
 
-    board: str
-    device: str
-    family: str
-    array: list
-    weight_bits: int
-    act_bits: int
-    multipliers: str
-    config_digest: str
     memories: dict
     uart_divisor: int | None
     verilog_sha256: dict
