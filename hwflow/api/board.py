@@ -88,14 +88,10 @@ def synth(qdir, *, board=None, target="fpga", array=None, liberty=None, force=Fa
 def _fpga(qdir, board, array, out, force, progress):
     import time
 
-    from boards.build import board_config, board_design, build, cache_root
-    from boards.estimate import NotCalibratedError
-    from boards.overlay import board_configs
-    from hwgen.errors import DoesNotFitError
-    from quantflow.fsutil import check_cache_root, notice
+    from boards.build import board_config, cache_root
+    from quantflow.fsutil import check_cache_root
     from quantflow.program import compile_program
 
-    from .hardware import check_fits, model_estimate
     from .quantize import load
 
     start = time.monotonic()
@@ -103,11 +99,45 @@ def _fpga(qdir, board, array, out, force, progress):
     check_cache_root(cache_root(), "HWGEN_BUILD_CACHE")
     out = _check_synth_out(out)
     model = load(qdir)
-    fallbacks_used = []
     cfg, style = values.configured(board_config, target, model, array)
     compile_program(model, cfg)  # the model must run on this overlay (DoesNotFitError)
-    # Without an array, a real build that does not fit where the estimate said it would falls
-    # back to the next overlay board_config would take (a smaller array), with a notice.
+    result, cfg, style, design, est, tried = _build(model, board, array, cfg, style, force,
+                                                    progress)
+    doc = {
+        "board": target.name, "device": target.device.name, "family": target.family,
+        "array": [cfg.rows, cfg.cols], "weight_bits": cfg.weight_bits,
+        "act_bits": cfg.act_bits, "multipliers": style, "config_digest": cfg.digest,
+        "memories": design.about["memories"], "uart_divisor": design.divisor,
+        "verilog_sha256": result.verilog,
+        **result.report.to_json(),
+        "bitstream": result.bitstream if out is None else out / result.bitstream.name,
+        "build_folder": result.folder, "cached": result.cached,
+        "wall_seconds": round(time.monotonic() - start, 1),
+        "estimate": est, "arrays_that_did_not_fit": tried,
+    }
+    res = SynthResult.from_dict(doc, out=out)
+    if out is not None:
+        _write_out(out, result.folder, (result.bitstream.name, "top.rpt", "top.tim",
+                                        "top.report.json", "top.stat.json"), res.to_dict())
+    return res
+
+
+def _build(model, board, array, cfg, style, force, progress):
+    """Build ``cfg`` for ``board`` after checking its estimate (unless ``force``); without
+    ``array``, a build that does not fit where the estimate said it would falls back to the
+    next overlay board_config would take (a smaller array), with a notice. Return the build,
+    the overlay built (cfg, style, design), its estimate and the arrays that did not fit."""
+    from boards.build import board_design, build
+    from boards.estimate import NotCalibratedError
+    from boards.overlay import board_configs
+    from hwgen.errors import DoesNotFitError
+    from quantflow.fsutil import notice
+    from quantflow.program import compile_program
+
+    from .hardware import check_fits, model_estimate
+
+    target = board.value
+    tried = []
     fallbacks = iter(()) if array is not None else _after(board_configs(target, model), cfg)
     while True:
         try:
@@ -117,38 +147,19 @@ def _fpga(qdir, board, array, out, force, progress):
         if est is not None and not force:
             check_fits(est)  # before Yosys: an 8x8 array on the iCEBreaker fails in a second
         design = board_design(target, model, cfg=cfg)
-        rows, cols = cfg.rows, cfg.cols
         try:
-            progress(f"Yosys and nextpnr for {target.name}, array {rows}x{cols} (cached by"
-                     f" digest; a build takes 1-3 minutes, 4-7 on the Tang Nano 9K)")
-            result = build(target, design)
-            break
+            progress(f"Yosys and nextpnr for {target.name}, array {cfg.rows}x{cfg.cols} (cached"
+                     f" by digest; a build takes 1-3 minutes, 4-7 on the Tang Nano 9K)")
+            return build(target, design), cfg, style, design, est, tried
         except DoesNotFitError as e:
             nxt = next(fallbacks, None)
             if nxt is None:
                 raise
             notice(f"{e}; the estimate said it would fit: building the next overlay,"
                    f" {nxt[0].rows}x{nxt[0].cols} W{nxt[0].weight_bits}A{nxt[0].act_bits}")
+            tried.append([cfg.rows, cfg.cols])
             cfg, style = nxt[0], nxt[1]
             compile_program(model, cfg)
-            fallbacks_used.append([rows, cols])
-    doc = {
-        "board": target.name, "device": target.device.name, "family": target.family,
-        "array": [rows, cols], "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits,
-        "multipliers": style, "config_digest": cfg.digest,
-        "memories": design.about["memories"], "uart_divisor": design.divisor,
-        "verilog_sha256": result.verilog,
-        **result.report.to_json(),
-        "bitstream": result.bitstream if out is None else out / result.bitstream.name,
-        "build_folder": result.folder, "cached": result.cached,
-        "wall_seconds": round(time.monotonic() - start, 1),
-        "estimate": est, "arrays_that_did_not_fit": fallbacks_used,
-    }
-    res = SynthResult.from_dict(doc, out=out)
-    if out is not None:
-        _write_out(out, result.folder, (result.bitstream.name, "top.rpt", "top.tim",
-                                        "top.report.json", "top.stat.json"), res.to_dict())
-    return res
 
 
 def _after(choices, cfg):
