@@ -91,7 +91,7 @@ def run_point(model, board_name, bits, array, cache):
     configuration, or ``fits: false`` with the error."""
     from boards import board_by_name
     from boards.build import board_config
-    from hwflow.commands.synth import synthesize
+    from hwflow.api import synth
     from hwgen.errors import UserError
     from quantflow.serialize import load
 
@@ -103,7 +103,7 @@ def run_point(model, board_name, bits, array, cache):
     cfg, style = board_config(board.value, load(qdir), array)
     start = time.monotonic()
     try:
-        rec = synthesize(qdir, board, array, force=True)
+        rec = synth(qdir, board=board, array=array, force=True).to_dict()
     except UserError as e:
         rec = {"board": board_name, "array": list(array), "fits": False, "error": str(e),
                "multipliers": style}

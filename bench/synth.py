@@ -41,10 +41,10 @@ def _quantize(model, bits, root, cache):
 
 
 def _point(qdir, board, array):
-    from hwflow.commands.synth import synthesize
+    from hwflow.api import synth
     from hwgen.errors import UserError
     try:
-        return synthesize(qdir, board, array)
+        return synth(qdir, board=board, array=array).to_dict()
     except UserError as e:
         return {"board": board.value.name, "array": list(array) if array else None,
                 "fits": False,
@@ -52,7 +52,7 @@ def _point(qdir, board, array):
 
 
 def throughput(r):
-    """The throughput issue's figures for a built point ``r`` (a ``synthesize`` report): the
+    """The throughput issue's figures for a built point ``r`` (``synth().to_dict()``): the
     compiler's exact cycles and MACs per inference (from its estimate entry) against the
     array, the LUTs and the routed Fmax."""
     est = r.get("estimate") or {}

@@ -34,7 +34,8 @@ from pathlib import Path
 from .errors import UserError
 
 __all__ = ["cache_dir", "atomic_dir", "write_bytes", "cache_lock", "scratch_dir", "check_out",
-           "check_cache_root", "file_digest", "sweep", "notice", "describe_os_error"]
+           "check_out_file", "check_cache_root", "file_digest", "sweep", "notice",
+           "describe_os_error"]
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -274,6 +275,18 @@ def check_out(path, what="output folder"):
     target = parent if parent != path else path
     if not os.access(target, os.W_OK | os.X_OK) or not _can_create(target):
         raise UserError(f"{path}: {what}: cannot write in {target}")
+
+
+def check_out_file(path, what="output file"):
+    """Raise a one-line :class:`UserError` when ``path`` cannot become a file that
+    :func:`write_bytes` writes: a name too long, an ancestor that is a file, a folder at the
+    path, a folder we cannot write into (missing folders above it are created on writing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: {what} is a folder")
+    check_out(path.parent, what=f"{what}'s folder")
+    if any(len(os.fsencode(part)) > 255 for part in path.parts):
+        raise UserError(f"{path}: {what}: file name too long (over 255 bytes)")
 
 
 #: The write probe's name (with its writer's PID): a probe a killed run left is litter.

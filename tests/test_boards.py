@@ -283,13 +283,13 @@ def test_synth_one_board(tmp_path, monkeypatch, capsys):
 
 
 def test_synth_refuses_a_folder_it_did_not_write(tmp_path):
-    from hwflow.commands.synth import synthesize
+    from hwflow.api import synth
     from hwgen.errors import UserError
 
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(UserError, match=r"refusing to replace it, it is not an hwgen synth"
                                         r" folder$"):
-        synthesize(tmp_path / "no-model", Board.ICEBREAKER, out=tmp_path)
+        synth(tmp_path / "no-model", board=Board.ICEBREAKER, out=tmp_path)
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 

@@ -98,29 +98,16 @@ def run(args):
 
 def _hardware(console, out, name, row, args, n_test):
     """The 4-bit model -> Verilog + manifest -> Verilator simulation -> summary dict."""
-    from hwgen.config import AccelConfig
-    from hwgen.emit import emit
-    from rtl_tests.simulate import simulate
-    from quantflow import serialize
-    from quantflow.program import compile_program
-    from rtl_tests.runner import Sim
+    from hwflow.api import generate, simulate
 
-    model = serialize.load(row["qmodel"])
-    if args.board is not None:
-        from hwflow.commands.simulate import board_design
-
-        design = board_design(row["qmodel"], args.board, None)
-        cfg = design.cfg
-    else:
-        cfg = AccelConfig.for_model(model)
-        design = None
-    vpath, _ = emit(design or cfg, out / f"{name}-w{row['wbits']}a{row['abits']}-verilog",
-                    compile_program(model, cfg))
+    gen = generate(row["qmodel"], out=out / f"{name}-w{row['wbits']}a{row['abits']}-verilog",
+                   board=args.board)
+    cfg, vpath = gen.config, gen.verilog
     where = f" {args.board.value.name}'s" if args.board is not None else ""
     with console.status(f"Verilator: building{where} design (once per configuration) and"
                         f" simulating {args.images or 'all'} test images"):
-        s = simulate(row["qmodel"], Sim.VERILATOR, images=args.images, quiet=True,
-                     design=design).summary()
+        s = simulate(row["qmodel"], sim="verilator", images=args.images, board=args.board,
+                     jobs=1).to_dict()
     verdict = ("[green]bit-exact[/] on every layer output" if s["bit_exact"]
                else f"[red]{s['mismatches']} mismatching elements[/]")
     console.print(

@@ -5,8 +5,7 @@ import json
 NAME = "estimate"
 HELP = "estimate LUT/FF/BRAM/DSP, fit, Fmax, latency and energy of the overlay on a board"
 
-__all__ = ["NAME", "HELP", "add_arguments", "run", "board_estimate", "print_estimate",
-           "check_fits"]
+__all__ = ["NAME", "HELP", "add_arguments", "run", "print_estimate"]
 
 
 def add_arguments(p):
@@ -17,37 +16,10 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print the estimate as one JSON object")
 
 
-def board_estimate(model, board, array=None, choice=None):
-    """:func:`boards.estimate.estimate` of ``model`` on ``board`` (``choice``: its
-    ``(AccelConfig, style)``), configuration errors as :class:`~hwgen.errors.ConfigError`."""
-    from boards.estimate import estimate
-    from hwgen.errors import ConfigError
-
-    try:
-        return estimate(board.value, model, array, choice=choice)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from None
-
-
-def check_fits(est):
-    """Raise :class:`~hwgen.errors.DoesNotFitError` naming the first resource the estimate
-    says is short (need and have), or the Fmax under the board clock."""
-    from hwgen.errors import DoesNotFitError
-
-    where = f"{est['board']} ({est['device']})"
-    for name, f in est["fit"].items():
-        if not f["ok"]:
-            raise DoesNotFitError(f"{where}: the estimate says the design needs {f['need']}"
-                                  f" {name.upper()} but the device has {f['have']}"
-                                  " (--force builds anyway)")
-    if est["fmax_mhz"] < est["target_mhz"]:
-        raise DoesNotFitError(f"{where}: the estimated Fmax {est['fmax_mhz']:.1f} MHz is under"
-                              f" the {est['target_mhz']:g} MHz board clock (--force builds"
-                              " anyway)")
-
-
 def print_estimate(est, indent="  "):
-    """The estimate's lines for the terminal (also under ``generate --board`` and ``synth``)."""
+    """The lines of an :class:`~hwflow.api.EstimateResult` for the terminal (also under
+    ``generate --board`` and ``synth``)."""
+    est = est.to_dict()
     fit = est["fit"]
     cells = "  ".join(f"{k.upper()} {fit[k]['need']}/{fit[k]['have']}"
                       + ("" if fit[k]["ok"] else " (short)") for k in fit)
@@ -67,13 +39,13 @@ def print_estimate(est, indent="  "):
 
 
 def run(args):
-    from quantflow.serialize import load
+    from hwflow.api import estimate
 
-    est = board_estimate(load(args.qdir), args.board, args.array)
+    r = estimate(args.qdir, board=args.board, array=args.array)
     if args.json:
-        print(json.dumps(est, sort_keys=True))
+        print(json.dumps(r.to_dict(), sort_keys=True))
         return 0
-    print(f"{est['board']} ({est['device']}), array {est['array'][0]}x{est['array'][1]},"
-          f" W{est['weight_bits']}A{est['act_bits']}, multipliers in {est['multipliers']}s")
-    print_estimate(est)
+    print(f"{r.board} ({r.device}), array {r.array[0]}x{r.array[1]},"
+          f" W{r.weight_bits}A{r.act_bits}, multipliers in {r.multipliers}s")
+    print_estimate(r)
     return 0

@@ -36,54 +36,26 @@ def add_arguments(p):
     p.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
 
 
-def _design(model, board, array):
-    """The configuration, or with ``board`` the :class:`hwgen.emit.Design` synth builds."""
-    from hwgen.config import DEFAULT_ARRAY, AccelConfig
-    from hwgen.errors import ConfigError
-
-    try:
-        if board is None:
-            return AccelConfig.for_model(model, array=tuple(array or DEFAULT_ARRAY))
-        from boards.overlay import board_design
-        return board_design(board.value, model, array)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from None
-
-
 def run(args):
-    from hwgen.emit import check_emittable, emit
-    from quantflow.program import compile_program
-    from quantflow.serialize import load
+    from hwflow.api import generate
 
-    check_emittable(args.out)
-    model = load(args.qdir)
-    design = _design(model, args.board, args.array)
-    cfg = getattr(design, "cfg", design)
-    program = compile_program(model, cfg)  # raises DoesNotFitError / UnsupportedOpError
-    est = None
-    if args.board is not None:
-        from hwflow.commands.estimate import board_estimate
-        est = board_estimate(model, args.board, args.array)
-    vpath, mpath = emit(design, args.out, program)
-    summary = {"verilog": str(vpath), "manifest": str(mpath), "digest": cfg.digest,
-               "array": [cfg.rows, cfg.cols], "acc_bits": cfg.acc_bits,
-               "cycles_per_inference": sum(program.cycles)}
-    if est is not None:
-        summary["estimate"] = est
+    r = generate(args.qdir, out=args.out, board=args.board, array=args.array)
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
-    else:
-        util = sum(program.macs) / (sum(program.cycles) * cfg.array_macs)
-        print(f"wrote {vpath} and {mpath} (config {cfg.digest}, array {cfg.rows}x{cfg.cols},"
-              f" {cfg.weight_bits}-bit weights, {cfg.act_bits}-bit activations,"
-              f" {cfg.acc_bits}-bit accumulators)")
-        print(f"analytical cycles per inference: {sum(program.cycles)}, MAC utilisation"
-              f" {util:.1%}")
-        for row in program.cycle_report(cfg.array_macs):
-            print(f"  desc {row['desc']:2d} {row['op']:3s} cycles {row['cycles']:7d}"
-                  f"  macs {row['macs']:8d}  utilisation {row['utilization']:.1%}")
-        if est is not None:
-            from hwflow.commands.estimate import print_estimate
-            print(f"on {est['board']} ({est['device']}), multipliers in {est['multipliers']}s:")
-            print_estimate(est)
+        print(json.dumps(r.to_dict(), sort_keys=True))
+        return 0
+    cfg, program = r.config, r.program
+    util = sum(program.macs) / (sum(program.cycles) * cfg.array_macs)
+    print(f"wrote {r.verilog} and {r.manifest} (config {cfg.digest}, array {cfg.rows}x"
+          f"{cfg.cols}, {cfg.weight_bits}-bit weights, {cfg.act_bits}-bit activations,"
+          f" {cfg.acc_bits}-bit accumulators)")
+    print(f"analytical cycles per inference: {sum(program.cycles)}, MAC utilisation"
+          f" {util:.1%}")
+    for row in program.cycle_report(cfg.array_macs):
+        print(f"  desc {row['desc']:2d} {row['op']:3s} cycles {row['cycles']:7d}"
+              f"  macs {row['macs']:8d}  utilisation {row['utilization']:.1%}")
+    est = r.estimate
+    if est is not None:
+        from hwflow.commands.estimate import print_estimate
+        print(f"on {est.board} ({est.device}), multipliers in {est.multipliers}s:")
+        print_estimate(est)
     return 0

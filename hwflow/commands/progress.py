@@ -13,9 +13,10 @@ __all__ = ["phases"]
 @contextlib.contextmanager
 def phases(first):
     """``with phases("loading") as phase: ... phase("building") ...``: one status line,
-    replaced by each new phase, gone when the block ends."""
+    replaced by each new phase, gone when the block ends. ``phase(text, done, total)`` (the
+    API's progress callback) shows ``done/total`` after the text."""
     if not sys.stderr.isatty():
-        yield lambda text: None
+        yield lambda text, done=None, total=None: None
         return
     from rich.console import Console
 
@@ -26,7 +27,9 @@ def phases(first):
         return f"{start[1]} ({time.monotonic() - start[0]:.0f} s)"
 
     with console.status(render()) as status:
-        def phase(text):
+        def phase(text, done=None, total=None):
+            if done is not None:
+                text = f"{text} {done}/{total}" if total else f"{text} {done}"
             start[:] = [time.monotonic(), text]
             status.update(render())
 

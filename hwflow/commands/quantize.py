@@ -1,6 +1,7 @@
 """`hwgen quantize`: post-training quantization of a model to a QuantizedModel folder."""
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -130,66 +131,57 @@ def add_arguments(p):
 
 
 def run(args):
-    from quantflow import ptq, serialize
-    from quantflow.flow import (
-        load_data,
-        load_model,
-        model_label,
-        quantize_data_free,
-        quantize_model,
-    )
+    from hwflow.api import quantize
 
-    from quantflow.errors import UserError
-
-    serialize.check_replaceable(args.out)  # before minutes of work, not after
-    if args.data_free and args.qat:
-        raise UserError("--qat trains on the training data; it cannot follow --data-free")
-    if args.wide_head and (args.method is not None or args.data_free):
-        raise UserError("--wide-head is a trial of the recipe choice on validation data; it"
-                        " does not apply with --method or --data-free")
-    onnx_model = str(args.model).endswith(".onnx")
-    if onnx_model and (args.qat or args.data_free or args.layer_bits or args.method):
-        raise UserError("a QONNX model is imported as it is quantized: --qat, --data-free,"
-                        " --layer-bits and --method do not apply")
-    ds = load_data(args.data, args.model)
-    if onnx_model:
-        return _import(args, ds)
-    name, net = load_model(args.model, ds)
-    cfg = ptq.PTQConfig(args.wbits, args.abits, args.input_bits, layer_bits=args.layer_bits,
-                        w_grid=args.weight_grid)
-    if args.data_free:
-        result, label = quantize_data_free(name, net, ds, cfg), "data-free"
-    elif args.method is not None:
-        result, label = quantize_model(name, net, ds, cfg, args.method), args.method.value
-    else:
-        result, label = _recipe(name, net, ds, cfg, args.recipe, args.wide_head), \
-            args.recipe.name
-    if args.qat:
-        result, label = _qat(result, net, ds, args.qat_epochs), label + "+qat"
-    serialize.save(result.qmodel, args.out)
-    meta = result.qmodel.meta
-    summary = result.summary(label) | {
-        "model": model_label(args.model), "out": str(args.out),
-        "w_grid": meta.get("recipe", {}).get("w_grid"), "validation": meta.get("validation"),
-        "candidates": meta.get("candidates", [])}
-    _note(meta, args.model)
+    with _progress() as show:
+        result = quantize(args.model, out=args.out, data=args.data, wbits=args.wbits,
+                          abits=args.abits, input_bits=args.input_bits, method=args.method,
+                          recipe=args.recipe, weight_grid=args.weight_grid,
+                          wide_head=args.wide_head, layer_bits=args.layer_bits,
+                          data_free=args.data_free, qat=args.qat, qat_epochs=args.qat_epochs,
+                          progress=show)
+    if result.approximate is None:
+        _note(result.validation, args.model)
     if args.json:
-        json.dump(summary, sys.stdout)
+        json.dump(result.to_dict(), sys.stdout)
         sys.stdout.write("\n")
         return 0
-    chosen = summary.get("recipe") or label
-    print(f"{summary['model']}: W{args.wbits}A{args.abits} {label} ({chosen}, "
-          f"{summary['w_method']}/{summary['a_method']}, {summary['w_grid']} grid)  float "
+    q = result.qmodel
+    if result.approximate is not None:
+        print(f"{q.name}: QONNX W{q.wbits}A{q.abits} imported  quantized "
+              f"{100 * result.quant_accuracy:.2f}%  -> {args.out}")
+        for note in result.approximate:
+            print(f"  approximate: {note}")
+        return 0
+    label = result.method
+    print(f"{result.model}: W{args.wbits}A{args.abits} {label} ({result.recipe or label}, "
+          f"{result.w_method}/{result.a_method}, {result.w_grid} grid)  float "
           f"{100 * result.float_accuracy:.2f}%  quantized "
           f"{100 * result.quant_accuracy:.2f}%  -> {args.out}")
     if args.verbose:
-        _print_candidates(meta)
+        _print_candidates(result.validation, result.candidates)
     return 0
 
 
-def _note(meta, model):
+@contextlib.contextmanager
+def _progress():
+    """A progress bar on stderr, only on a terminal (a closing bar still writes a newline to
+    a pipe), fed by the API's ``progress(text, done, total)``."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    with Progress(transient=True, console=console, disable=not console.is_terminal) as prog:
+        task = prog.add_task("quantize", total=None)
+
+        def show(text, done=None, total=None):
+            prog.update(task, description=text, completed=done, total=total)
+
+        yield show
+
+
+def _note(val, model):
     """One line on stderr when the choice was made on a split of the training data."""
-    val = meta.get("validation")
     if not val or val["source"] == "x_val":
         return
     from quantflow.flow import is_zoo_model
@@ -201,12 +193,10 @@ def _note(meta, model):
           file=sys.stderr)
 
 
-def _print_candidates(meta):
-    rows = meta.get("candidates", [])
+def _print_candidates(val, rows):
     if not rows:
         print("  (nothing was chosen: one recipe on one weight grid)")
         return
-    val = meta["validation"]
     print(f"  candidates on {val['source']} ({val['images']} images):")
     for r in rows:
         what = r.get("recipe") or f"{r['w_method']}/{r['a_method']}"
@@ -215,66 +205,3 @@ def _print_candidates(meta):
         mark = "  <- chosen" if r["chosen"] else ""
         print(f"    {what:<20} {r['w_grid']:<6}  val accuracy {100 * r['val_accuracy']:6.2f}%"
               f"  log-likelihood {r['val_log_likelihood']:9.5f}{mark}")
-
-
-def _recipe(name, net, ds, cfg, recipe, wide_head=False):
-    """The recipe run (or the choice among candidates) with a progress bar on stderr."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from quantflow import recipes
-    from quantflow.flow import quantize_recipe
-
-    total = recipes.trials(cfg, None if recipe is recipes.AUTO else [recipe], wide_head)
-    console = Console(stderr=True)
-    # only on a terminal: a closing progress bar still writes a newline to a pipe
-    with Progress(transient=True, console=console, disable=not console.is_terminal) as prog:
-        task = prog.add_task(f"PTQ recipe {recipe.name}", total=total)
-
-        def tick(*done_total):
-            if done_total:  # a pass reporting its layers (AdaRound)
-                prog.update(task, completed=done_total[0], total=done_total[1],
-                            description=f"PTQ recipe {recipe.name}: layers")
-            else:  # one candidate of auto done
-                prog.advance(task)
-
-        result = quantize_recipe(name, net, ds, cfg, recipe, tick, wide_head)
-    return result
-
-
-def _qat(result, net, ds, epochs):
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from quantflow.flow import finetune
-    from quantflow.qat import QATConfig
-
-    console = Console(stderr=True)
-    with Progress(transient=True, console=console, disable=not console.is_terminal) as prog:
-        task = prog.add_task("QAT", total=epochs)
-
-        def tick(epoch, total, loss):
-            prog.update(task, completed=epoch, description=f"QAT loss {loss:.4f}")
-
-        return finetune(result, net, ds, QATConfig(epochs=epochs), tick)
-
-
-def _import(args, ds):
-    from quantflow import serialize
-    from quantflow.flow import import_qonnx, model_label
-
-    result = import_qonnx(args.model, ds)
-    serialize.save(result.qmodel, args.out)
-    summary = result.summary("qonnx") | {"model": model_label(args.model),
-                                         "out": str(args.out), "float_accuracy": None,
-                                         "approximate": result.qmodel.meta["approximate"]}
-    if args.json:
-        json.dump(summary, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        q = result.qmodel
-        print(f"{q.name}: QONNX W{q.wbits}A{q.abits} imported  quantized "
-              f"{100 * result.quant_accuracy:.2f}%  -> {args.out}")
-        for note in q.meta["approximate"]:
-            print(f"  approximate: {note}")
-    return 0

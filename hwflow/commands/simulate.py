@@ -1,7 +1,6 @@
 """`hwgen simulate`: run a QuantizedModel on the generated Verilog through cocotb."""
 
 import json
-import os
 import sys
 
 NAME = "simulate"
@@ -41,6 +40,8 @@ def add_arguments(p):
     p.add_argument("--waves", metavar="DIR", nargs="?", const="waves", default=None,
                    help="write an FST (Verilator) / VCD (Icarus) trace into DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--out", metavar="FILE", default=None,
+                   help="also write the --json object to FILE (atomically)")
 
 
 def _print(s):
@@ -76,18 +77,6 @@ def _print(s):
                       f" index {m['index']}: expected {m['expected']}, got {m['got']}")
 
 
-def board_design(qdir, board, array):
-    """The :class:`hwgen.emit.Design` ``hwgen synth --board`` builds for ``qdir``."""
-    from boards.overlay import board_design as design_of
-    from hwgen.errors import ConfigError
-    from quantflow.serialize import load
-
-    try:
-        return design_of(board.value, load(qdir), array)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from None
-
-
 def _memories(mems):
     if isinstance(mems, str):
         return f"buffers in {mems}"
@@ -97,29 +86,16 @@ def _memories(mems):
 
 
 def run(args):
-    from hwgen.config import DEFAULT_ARRAY
-    from hwgen.errors import UserError
-    from rtl_tests.simulate import simulate
-
-    if args.images < 0:
-        raise UserError(f"--images must be a non-negative integer, not {args.images!r}")
-    if args.jobs is not None and args.jobs < 1:
-        raise UserError(f"--jobs must be a positive integer, not {args.jobs!r}")
-    jobs = args.jobs or len(os.sched_getaffinity(0))
-    if args.uart and args.board is None:
-        raise UserError("--uart simulates a board's top: it needs --board NAME")
+    from hwflow.api import simulate
     from hwflow.commands.progress import phases
 
-    with phases("loading the model and the test images") as phase:
-        design = board_design(args.qdir, args.board, args.array) if args.board else None
-        report = simulate(args.qdir, args.sim, images=args.images,
-                          array=args.array or DEFAULT_ARRAY, waves=args.waves is not None,
-                          seed=args.seed, data=args.data, test_dir=args.waves, quiet=True,
-                          design=design, uart=args.uart, jobs=jobs, progress=phase)
-    s = report.summary()
+    with phases("checking the options") as phase:
+        r = simulate(args.qdir, sim=args.sim, images=args.images, board=args.board,
+                     array=args.array, uart=args.uart, data=args.data, seed=args.seed,
+                     jobs=args.jobs, waves=args.waves, out=args.out, progress=phase)
     if args.json:
-        json.dump(s, sys.stdout)
+        json.dump(r.to_dict(), sys.stdout)
         sys.stdout.write("\n")
     else:
-        _print(s)
-    return 0 if s["bit_exact"] else 1
+        _print(r.to_dict())
+    return 0 if r.bit_exact else 1

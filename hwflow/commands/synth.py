@@ -1,23 +1,15 @@
 """`hwgen synth`: the overlay + UART bridge for a board, through Yosys and nextpnr (YoWASP)."""
 
-import enum
 import json
-from pathlib import Path
+
+from hwflow.api.board import Target
 
 NAME = "synth"
 HELP = ("synthesize, place and route the overlay with a UART host bridge for an FPGA board,"
         " or (--target asic) synthesize it to generic CMOS gates")
 
 __all__ = ["NAME", "HELP", "Target", "add_arguments", "add_board_arguments", "run",
-           "synthesize", "default_array"]
-
-
-class Target(enum.Enum):
-    """What ``hwgen synth`` builds for: an FPGA board's bitstream, or an ASIC's gate netlist
-    (:mod:`boards.asic`)."""
-
-    FPGA = "fpga"
-    ASIC = "asic"
+           "default_array"]
 
 
 def _target(value):
@@ -77,115 +69,21 @@ def default_array(target, model):
     return board_array(target, model)
 
 
-def synthesize(qdir, board, array=None, out=None, *, force=False):
-    """Build ``qdir``'s overlay for ``board``; return the report dict (``--json``'s keys).
-
-    ``force`` builds even when the estimate says the design cannot fit."""
-    import shutil
-    import time
-
-    from boards.build import board_config, board_design, build, cache_root
-    from boards.overlay import board_configs
-    from hwflow.commands.progress import phases
-    from hwgen.errors import DoesNotFitError
-    from quantflow.fsutil import notice
-    from boards.estimate import NotCalibratedError
-    from hwflow.commands.estimate import board_estimate, check_fits
-    from hwgen.errors import ConfigError, UserError
-    from quantflow.fsutil import atomic_dir, check_cache_root, check_out
-    from quantflow.program import compile_program
-    from quantflow.serialize import load
-
-    start = time.monotonic()
-    target = board.value
-    check_cache_root(cache_root(), "HWGEN_BUILD_CACHE")
-    if out is not None:
-        out = Path(out)
-        check_out(out)
-        if out.exists() and not (out.is_dir() and (not any(out.iterdir())
-                                                  or (out / "report.json").exists())):
-            # atomic_dir replaces the whole folder: never do that to something we did not write.
-            raise UserError(f"{out}: refusing to replace it, it is not an hwgen synth folder")
-    model = load(qdir)
-    fallbacks_used = []
-    try:
-        cfg, style = board_config(target, model, array)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from None
-    compile_program(model, cfg)  # the model must run on this overlay (DoesNotFitError)
-    # Without --array, a real build that does not fit where the estimate said it would falls
-    # back to the next overlay board_config would take (a smaller array), with a notice.
-    fallbacks = iter(()) if array is not None else _after(board_configs(target, model), cfg)
-    while True:
-        try:
-            est = board_estimate(model, board, array, choice=(cfg, style))
-        except NotCalibratedError:
-            est = None  # an uncalibrated family builds without the check
-        if est is not None and not force:
-            check_fits(est)  # before Yosys: an 8x8 array on the iCEBreaker fails in a second
-        design = board_design(target, model, cfg=cfg)
-        rows, cols = cfg.rows, cfg.cols
-        try:
-            with phases(f"Yosys and nextpnr for {target.name}, array {rows}x{cols} (cached"
-                        f" by digest; a build takes 1-3 minutes, 4-7 on the Tang Nano 9K)"):
-                result = build(target, design)
-            break
-        except DoesNotFitError as e:
-            nxt = next(fallbacks, None)
-            if nxt is None:
-                raise
-            notice(f"{e}; the estimate said it would fit: building the next overlay,"
-                   f" {nxt[0].rows}x{nxt[0].cols} W{nxt[0].weight_bits}A{nxt[0].act_bits}")
-            cfg, style = nxt[0], nxt[1]
-            compile_program(model, cfg)
-            fallbacks_used.append([rows, cols])
-    rep = result.report
-    bitstream = result.bitstream if out is None else Path(out) / result.bitstream.name
-    doc = {
-        "board": target.name, "device": target.device.name, "family": target.family,
-        "array": [rows, cols], "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits,
-        "multipliers": style, "config_digest": cfg.digest,
-        "memories": design.about["memories"], "uart_divisor": design.divisor,
-        "verilog_sha256": result.verilog,
-        **rep.to_json(),
-        "bitstream": str(bitstream), "build_folder": str(result.folder),
-        "cached": result.cached, "wall_seconds": round(time.monotonic() - start, 1),
-        "estimate": est,
-        "arrays_that_did_not_fit": fallbacks_used,
-    }
-    if out is not None:
-        # All or nothing: the folder appears with the bitstream, logs and report together.
-        with atomic_dir(out) as tmp:
-            for name in (result.bitstream.name, "top.rpt", "top.tim", "top.report.json",
-                         "top.stat.json"):
-                shutil.copy2(result.folder / name, tmp / name)
-            (tmp / "report.json").write_text(json.dumps(doc, indent=1) + "\n")
-    return doc
-
-
-def _after(choices, cfg):
-    """The overlays of ``choices`` after ``cfg`` that the estimate does not rule out."""
-    seen = False
-    for c in choices:
-        if seen and c[2] is not False:
-            yield c
-        seen = seen or c[0] == cfg
-
-
 def run(args):
+    from hwflow.api import synth
     from hwflow.commands.estimate import print_estimate
-    from hwgen.errors import UserError
+    from hwflow.commands.progress import phases
 
-    if args.target is Target.ASIC:
-        from hwflow.commands.synth_asic import run_asic
-        return run_asic(args)
-    if args.liberty is not None:
-        raise UserError("--liberty applies to --target asic only")
-    if args.board is None:
-        raise UserError("--target fpga needs --board NAME")
-    doc = synthesize(args.qdir, args.board, args.array, args.out, force=args.force)
+    with phases(f"checking {args.qdir} against the estimate") as phase:
+        r = synth(args.qdir, board=args.board, target=args.target, array=args.array,
+                  liberty=args.liberty, force=args.force, out=args.out, progress=phase)
+    doc = r.to_dict()
     if args.json:
         print(json.dumps(doc, sort_keys=True))
+        return 0
+    if args.target is Target.ASIC:
+        from hwflow.commands.synth_asic import print_asic
+        print_asic(doc)
         return 0
     avail = doc["available"]
 
@@ -208,10 +106,9 @@ def run(args):
     for name, m in _grouped(doc["modules"]).items():
         print(f"  {name:12s} {m['lut']:6d} {m['ff']:6d} {m['bram']:4d} {m['spram']:5d}"
               f" {m['dsp']:4d}")
-    if doc["estimate"] is not None:
+    if r.estimate is not None:
         _print_components(doc)
-    if doc["estimate"] is not None:
-        print_estimate(doc["estimate"])
+        print_estimate(r.estimate)
     print(f"  bitstream {doc['bitstream']} ({'cached, ' if doc['cached'] else ''}"
           f"{doc['wall_seconds']} s)")
     return 0

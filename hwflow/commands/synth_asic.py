@@ -1,46 +1,13 @@
-"""``hwgen synth --target asic``: Yosys's generic synthesis, gates and transistors per module.
+"""``hwgen synth --target asic``'s screen: Yosys's generic gates and transistors per module.
 
-Not a command of its own (``hwflow.cli`` lists it nowhere): the ``asic`` half of ``synth``,
-kept apart so that ``synth`` stays one screen per target.
+Not a command of its own (``hwflow.cli`` lists it nowhere): the ``asic`` half of ``synth``'s
+output (the work is :func:`hwflow.api.synth` with ``target="asic"``), kept apart so that
+``synth`` stays one screen per target.
 """
 
-import json
 from pathlib import Path
 
-__all__ = ["run_asic", "print_asic"]
-
-
-def run_asic(args):
-    """Run :func:`boards.asic.asic_report` for ``args`` (``synth``'s namespace) and print it."""
-    from boards.asic import asic_report
-    from hwgen.errors import ConfigError, UserError
-    from quantflow.serialize import atomic_dir, load
-
-    if args.board is not None:
-        raise UserError("--target asic takes no --board")
-    if args.liberty is not None and not Path(args.liberty).is_file():
-        raise UserError(f"{args.liberty}: no such Liberty file")
-    out = Path(args.out) if args.out is not None else None
-    if out is not None and out.exists() and not (out.is_dir() and (
-            not any(out.iterdir()) or (out / "report.json").exists())):
-        raise UserError(f"{out}: refusing to replace it, it is not an hwgen synth folder")
-    model = load(args.qdir)
-    try:
-        doc = asic_report(model, args.array, liberty=args.liberty)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from None
-    if out is not None:
-        import shutil
-
-        with atomic_dir(out) as tmp:
-            for name in ("top.v", "asic.ys", "stat.json", "yosys.log"):
-                shutil.copy2(Path(doc["folder"]) / name, tmp / name)
-            (tmp / "report.json").write_text(json.dumps(doc, indent=1) + "\n")
-    if args.json:
-        print(json.dumps(doc, sort_keys=True))
-    else:
-        print_asic(doc)
-    return 0
+__all__ = ["print_asic"]
 
 
 def print_asic(doc):
