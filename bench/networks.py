@@ -119,7 +119,7 @@ def synth_board(model, start):
     import tempfile
 
     from boards import Board
-    from hwflow.commands.synth import synthesize
+    from hwflow.api import synth
     from quantflow import serialize
     from quantflow.errors import UserError
 
@@ -130,7 +130,7 @@ def synth_board(model, start):
         qdir = serialize.save(model, Path(tmp) / "q")
         for board in boards[names.index(start):]:
             try:
-                r = synthesize(qdir, board)
+                r = synth(qdir, board=board).to_dict()
             except UserError as e:
                 tried.append({"board": board.value.name, "error": str(e)})
                 continue
