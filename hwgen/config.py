@@ -176,6 +176,14 @@ class AccelConfig:
         unit compares signed. False (the default, and what :meth:`for_model` picks for a
         network without signed tensors) builds the unsigned datapath, one partial product
         smaller per multiplier.
+    drain_lanes : int
+        Requantizers side by side in the drain (a power of two, at most ``rows``): a MAC
+        layer's results drain ``drain_group`` (:func:`quantflow.schedule.drain_group`, up to
+        ``drain_lanes``) channels per cycle, so a pixel of few steps (a 1x1 convolution over
+        few channels, a first layer with its taps across the lanes) takes ``max(steps,
+        ceil(rows / group))`` cycles instead of ``max(steps, rows)``. The bias and
+        requantization memories are that many entries wide; each requantizer is one more
+        ``acc x M`` multiplier. Pooling, adds and logits drain one element per cycle.
     lut_multipliers : bool
         Build the ``b_a x b_w`` PE multipliers as shift-and-add logic (True), which Yosys keeps
         in LUTs, or as ``*`` (False), which it maps to DSP blocks where it can: low-bit
@@ -201,6 +209,7 @@ class AccelConfig:
     signed_acts: bool = False
     layer_weight_bits: int = 0
     layer_act_bits: int = 0
+    drain_lanes: int = 1
 
     def __post_init__(self):
         _int("Weight bits", self.weight_bits, MIN_BITS, MAX_BITS)
@@ -236,6 +245,12 @@ class AccelConfig:
             _int("Layer activation bits", self.layer_act_bits, self.act_bits, MAX_BITS)
         if not isinstance(self.signed_acts, bool):
             raise TypeError(f"Signed activations must be a bool, not {self.signed_acts!r}")
+        _int("Drain lanes", self.drain_lanes, 1, self.rows)
+        if self.drain_lanes & (self.drain_lanes - 1):
+            raise ValueError(f"Drain lanes must be a power of two, not {self.drain_lanes!r}")
+        if self.param_depth % self.drain_lanes:
+            raise ValueError(f"Parameter depth must be a multiple of the {self.drain_lanes}"
+                             f" drain lanes, not {self.param_depth!r}")
         if self.cols < self.digits_max:
             what = (f"{self.input_bits}-bit input"
                     if input_digits(self.input_bits, self.act_bits) == self.digits_max

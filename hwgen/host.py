@@ -114,13 +114,22 @@ def program_images(program, cfg):
     n = len(program.weights)
     rq = [int(mu) | (int(s) << cfg.mult_bits)
           for mu, s in zip(program.mult, program.shift, strict=True)]
+    bias = [int(b) & ((1 << cfg.acc_bits) - 1) for b in program.bias]
     return {
         Mem.PROG: [w for d in program.descs for w in encode_desc(cfg, d)],
         Mem.WEIGHT: pack_lanes(program.weights.reshape(n, cfg.rows * cfg.cols),
                                cfg.weight_bits),
-        Mem.BIAS: [int(b) & ((1 << cfg.acc_bits) - 1) for b in program.bias],
-        Mem.RQ: rq,
+        Mem.BIAS: _param_words(bias, cfg.acc_bits, cfg.drain_lanes),
+        Mem.RQ: _param_words(rq, cfg.mult_bits + cfg.shift_bits, cfg.drain_lanes),
     }
+
+
+def _param_words(entries, bits, lanes):
+    """Parameter entries as memory words of ``lanes`` entries each (entry ``k`` of a word in
+    bits ``k * bits``..; the compiler starts each layer's block at a word)."""
+    entries = list(entries) + [0] * (-len(entries) % lanes)
+    return [sum(e << (k * bits) for k, e in enumerate(entries[i:i + lanes]))
+            for i in range(0, len(entries), lanes)]
 
 
 @dataclass

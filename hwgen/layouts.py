@@ -168,11 +168,17 @@ class Command(enum.IntEnum):
     RUN = 3
 
 
+def _param_word(cfg, entry):
+    """A parameter memory word: ``drain_lanes`` entries, one per requantizer."""
+    return entry if cfg.drain_lanes == 1 else data.ArrayLayout(entry, cfg.drain_lanes)
+
+
 def mem_shape(cfg, mem):
     return {
         Mem.PROG: unsigned(PROG_WORD_BITS), Mem.WEIGHT: weight_layout(cfg),
-        Mem.BIAS: acc_shape(cfg),
-        Mem.RQ: rq_layout(cfg), Mem.ACT0: act_layout(cfg), Mem.ACT1: act_layout(cfg),
+        Mem.BIAS: _param_word(cfg, acc_shape(cfg)),
+        Mem.RQ: _param_word(cfg, rq_layout(cfg)),
+        Mem.ACT0: act_layout(cfg), Mem.ACT1: act_layout(cfg),
         Mem.ACC: acc_shape(cfg), Mem.CYCLES: unsigned(cfg.counter_bits),
     }[mem]
 
@@ -180,8 +186,9 @@ def mem_shape(cfg, mem):
 def mem_depth(cfg, mem):
     return {
         Mem.PROG: cfg.max_layers * cfg.desc_words, Mem.WEIGHT: cfg.weight_depth,
-        Mem.BIAS: cfg.param_depth,
-        Mem.RQ: cfg.param_depth, Mem.ACT0: cfg.act_depth, Mem.ACT1: cfg.act_depth,
+        Mem.BIAS: cfg.param_depth // cfg.drain_lanes,
+        Mem.RQ: cfg.param_depth // cfg.drain_lanes,
+        Mem.ACT0: cfg.act_depth, Mem.ACT1: cfg.act_depth,
         Mem.ACC: cfg.acc_depth, Mem.CYCLES: cfg.max_layers,
     }[mem]
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from .numerics import weight_digits
 from .qmodel import LayerKind
+from .schedule import drain_group
 
 __all__ = ["InputPatches", "choose"]
 
@@ -103,13 +104,15 @@ class InputPatches:
 
 def _cost(cfg, layer, digits, wdigits, patches):
     """(cycles, input words) of the reader by the cycle model's pixel rule, ``max(steps,
-    rows)`` per output pixel and tile (:func:`quantflow.schedule._mac_layer`)."""
+    rows / drain group)`` per output pixel and tile (:func:`quantflow.schedule._mac_layer`)."""
     lyr = patches.layer(layer) if patches else layer
     c, h, w = lyr.in_shape
     o, ho, wo = lyr.out_shape
     words = _ceil(c, cfg.cols // digits)
     steps = lyr.kernel[0] * lyr.kernel[1] * words * wdigits
-    return ho * wo * _ceil(o, cfg.rows) * max(steps, cfg.rows), h * w * words
+    group = drain_group(cfg, max(1, _ceil(lyr.out_fmt.bits, cfg.act_bits))) \
+        if lyr.requant else 1
+    return ho * wo * _ceil(o, cfg.rows) * max(steps, _ceil(cfg.rows, group)), h * w * words
 
 
 def choose(model, cfg):

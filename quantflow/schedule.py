@@ -11,7 +11,7 @@ from .numerics import split_digits, weight_digits
 from .program import LayerDesc, Op, _ceil, add_slots
 from .qmodel import LayerKind
 
-__all__ = ["out_position"]
+__all__ = ["out_position", "drain_group"]
 
 
 def _canonical_shift(mult, shift, cfg):
@@ -32,6 +32,12 @@ class _Builder:
         self.descs, self.macs = [], []
 
     def params(self, bias, mult, shift):
+        lanes = self.cfg.drain_lanes  # a block starts at a parameter word (drain_lanes entries)
+        if self.n_params % lanes:
+            pad = lanes - self.n_params % lanes
+            for lst in (self.bias, self.mult, self.shift):
+                lst.append(np.zeros(pad, dtype=np.int64))
+            self.n_params += pad
         base = self.n_params
         self.bias.append(np.asarray(bias, dtype=np.int64))
         m, s = _canonical_shift(mult, shift, self.cfg)
@@ -111,6 +117,17 @@ def out_position(cfg, per_tile, digits):
     per_word = cfg.cols // digits
     return dict(word_inc=per_tile // per_word, lane_inc=(per_tile % per_word) * digits,
                 lane_wrap=per_word * digits, lane_last=(per_word - 1) * digits)
+
+
+def drain_group(cfg, digits):
+    """Results a MAC layer with ``digits``-digit outputs drains per cycle: the largest power
+    of two up to ``cfg.drain_lanes`` that divides ``rows`` (a tile's channels split into whole
+    groups) and ``cols // digits`` (a group never straddles two words). Pooling, adds and
+    logits drain one element per cycle. The gateware builds the same table at elaboration."""
+    g = cfg.drain_lanes
+    while g > 1 and (cfg.rows % g or (cfg.cols // digits) % g):
+        g //= 2
+    return g
 
 
 def _odigits(dst):
@@ -213,7 +230,9 @@ def _mac_layer(b, i, layer, src, dst):
            a_signed=src.signed, in_h=h, in_w=w, in_g=window[0], px_words=src.stride,
            out_h=ho, out_w=wo, out_g=dst.stride if layer.requant else 0,
            kh=kernel[0], kw=kernel[1], sy=stride[0], sx=stride[1], py=pad[0], px=pad[1],
-           tiles=_ceil(o, cfg.rows), steps=steps, slots=max(steps, cfg.rows), out_ch=o,
+           tiles=_ceil(o, cfg.rows), steps=steps,
+           slots=max(steps, _ceil(cfg.rows, drain_group(cfg, _odigits(dst))
+                                  if layer.requant else 1)), out_ch=o,
            digits=src.digits, wdigits=wdigits, tdiv=window[1], ginc=window[2], w_base=w_base,
            p_base=p_base, src_base=src.base,
            dst_base=dst.base, lo=int(layer.lo) if layer.requant else 0,
