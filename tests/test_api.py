@@ -74,6 +74,19 @@ def test_generate_equals_the_cli_json(q4, tmp_path, capsys):
     assert doc == g.to_dict() and doc["array"] == [4, 4] and "estimate" not in doc
 
 
+def test_generate_with_drain_lanes(q4, tmp_path, capsys):
+    """--drain-lanes builds the generic overlay with that many requantizers: its own
+    configuration, and fewer cycles where pixels have fewer steps than rows."""
+    one = api.generate(q4, out=tmp_path / "one", array="8x8")
+    four = api.generate(q4, out=tmp_path / "four", array="8x8", drain_lanes=4)
+    assert four.config.drain_lanes == 4 and one.config.drain_lanes == 1
+    assert four.digest != one.digest
+    assert four.cycles_per_inference <= one.cycles_per_inference
+    doc = _cli_json(capsys, ["generate", str(q4.out), "--out", str(tmp_path / "four"),
+                             "--drain-lanes", "4", "--json"])
+    assert doc == four.to_dict()
+
+
 def test_generate_with_a_board_nests_its_estimate(q4, tmp_path, capsys):
     g = api.generate(q4, out=tmp_path / "gen", board="icebreaker")
     assert isinstance(g.estimate, api.EstimateResult) and g.estimate.board == "icebreaker"
@@ -133,6 +146,14 @@ def test_simulate_is_bit_exact_and_equals_the_cli_json(q4, tmp_path, capsys):
     (lambda q: api.synth(q, board="icebreaker", liberty="cells.lib"),
      r"--liberty applies to --target asic only"),
     (lambda q: api.load("no-such-folder"), r"not a QuantizedModel folder"),
+    (lambda q: api.generate(q, out="never", drain_lanes=3),
+     r"^Drain lanes must be a power of two, not 3$"),
+    (lambda q: api.generate(q, out="never", array="2x8", drain_lanes=4),
+     r"^Drain lanes must be an integer in 1\.\.2, not 4$"),
+    (lambda q: api.generate(q, out="never", board="icebreaker", drain_lanes=2),
+     r"^--drain-lanes applies to the generic overlay"),
+    (lambda q: api.simulate(q, board="icebreaker", drain_lanes=2),
+     r"^--drain-lanes applies to the generic overlay"),
 ])
 def test_user_errors_are_one_line(q4, call, message):
     with pytest.raises(UserError) as exc:

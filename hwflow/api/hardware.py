@@ -64,21 +64,38 @@ def check_fits(est):
                               " anyway)")
 
 
-def _design(model, board, array):
+def _design(model, board, array, drain_lanes=1):
     """The configuration, or with ``board`` the :class:`hwgen.emit.Design` synth builds."""
     from hwgen.config import DEFAULT_ARRAY, AccelConfig
 
     if board is None:
-        return values.configured(AccelConfig.for_model, model, array=array or DEFAULT_ARRAY)
+        return values.configured(AccelConfig.for_model, model, array=array or DEFAULT_ARRAY,
+                                 **_lanes(drain_lanes))
+    _no_board_lanes(drain_lanes)
     from boards.overlay import board_design
     return values.configured(board_design, board.value, model, array)
 
 
-def generate(qdir, *, out, board=None, array=None):
+def _lanes(drain_lanes):
+    """The configuration override for ``drain_lanes`` (none for the default, one lane)."""
+    n = values.positive("--drain-lanes", drain_lanes)
+    return {} if n == 1 else {"drain_lanes": n}
+
+
+def _no_board_lanes(drain_lanes):
+    from quantflow.errors import UserError
+
+    if _lanes(drain_lanes):
+        raise UserError("--drain-lanes applies to the generic overlay; a board's overlay is"
+                        " the board's decision (one drain lane)")
+
+
+def generate(qdir, *, out, board=None, array=None, drain_lanes=1):
     """Write the overlay's Verilog and ``manifest.json`` for ``qdir`` into the folder ``out``
     (``hwgen generate``; replaced atomically).
 
-    Without ``board`` the generic overlay of ``array`` (default 8x8); with one, the design
+    Without ``board`` the generic overlay of ``array`` (default 8x8) with ``drain_lanes``
+    requantizers in its drain (``AccelConfig.drain_lanes``); with one, the design
     :func:`synth` builds for it (its array, multipliers, memories and UART bridge: the same
     files), and its estimate.
 
@@ -101,7 +118,7 @@ def generate(qdir, *, out, board=None, array=None):
     out = values.path("--out", out)
     check_emittable(out)
     model = load(qdir)
-    design = _design(model, board, array)
+    design = _design(model, board, array, drain_lanes)
     cfg = getattr(design, "cfg", design)
     program = compile_program(model, cfg)  # raises DoesNotFitError / UnsupportedOpError
     est = None if board is None else model_estimate(model, board, array)
@@ -113,7 +130,8 @@ def generate(qdir, *, out, board=None, array=None):
 
 
 def simulate(qdir, *, sim="verilator", images=0, board=None, array=None, uart=False,
-             data=None, seed=0, jobs=None, waves=None, out=None, quiet=True, progress=None):
+             data=None, seed=0, jobs=None, waves=None, out=None, quiet=True, progress=None,
+             drain_lanes=1):
     """Run ``qdir`` on the overlay's Verilog in a simulator through cocotb and compare every
     layer's output with the integer reference (``hwgen simulate``).
 
@@ -127,6 +145,9 @@ def simulate(qdir, *, sim="verilator", images=0, board=None, array=None, uart=Fa
         Simulate the design :func:`synth` builds for this board instead of the generic one.
     array : str or (int, int), optional
         The MAC-array shape (default: the board's, else 8x8).
+    drain_lanes : int
+        Requantizers side by side in the generic overlay's drain (a power of two up to the
+        array's rows; ``AccelConfig.drain_lanes``).
     uart : bool
         With ``board``: drive the board's top through its UART pins (slower).
     data : str or os.PathLike, optional
@@ -159,6 +180,9 @@ def simulate(qdir, *, sim="verilator", images=0, board=None, array=None, uart=Fa
     waves, out = values.path("--waves", waves), values.path("--out", out)
     if uart and board is None:
         raise UserError("--uart simulates a board's top: it needs --board NAME")
+    overrides = _lanes(drain_lanes) or None
+    if board is not None:
+        _no_board_lanes(drain_lanes)
     if out is not None:
         check_out_file(out, what="--out file")
     progress = progress or _quiet
@@ -172,7 +196,7 @@ def simulate(qdir, *, sim="verilator", images=0, board=None, array=None, uart=Fa
     report = run_simulation(values.qdir(qdir), sim, images=images,
                             array=array or DEFAULT_ARRAY, waves=waves is not None, seed=seed,
                             data=data, test_dir=waves, quiet=quiet, design=design, uart=uart,
-                            jobs=jobs, progress=progress)
+                            jobs=jobs, progress=progress, overrides=overrides)
     result = SimulateResult.from_dict(report.summary(), out=out)
     if out is not None:
         _write_json(out, result.to_dict())

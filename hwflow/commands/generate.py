@@ -6,7 +6,7 @@ import json
 NAME = "generate"
 HELP = "generate the overlay's Verilog and manifest.json for a QuantizedModel folder"
 
-__all__ = ["NAME", "HELP", "add_arguments", "run", "array_shape"]
+__all__ = ["NAME", "HELP", "add_arguments", "run", "array_shape", "add_drain_argument"]
 
 
 def array_shape(value):
@@ -33,13 +33,21 @@ def add_arguments(p):
         array_help="MAC-array shape: output-channel PEs x input SIMD lanes (default: the"
                    " board's with --board, else 8x8)")
     p.add_argument("--out", metavar="DIR", required=True, help="folder to write (replaced)")
+    add_drain_argument(p)
     p.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
+
+
+def add_drain_argument(p):
+    p.add_argument("--drain-lanes", metavar="N", type=int, default=1,
+                   help="requantizers side by side in the drain, a power of two up to the"
+                        " array's rows (the generic overlay only; default 1)")
 
 
 def run(args):
     from hwflow.api import generate
 
-    r = generate(args.qdir, out=args.out, board=args.board, array=args.array)
+    r = generate(args.qdir, out=args.out, board=args.board, array=args.array,
+                 drain_lanes=args.drain_lanes)
     if args.json:
         print(json.dumps(r.to_dict(), sort_keys=True))
         return 0

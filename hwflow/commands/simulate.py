@@ -11,6 +11,7 @@ __all__ = ["NAME", "HELP", "add_arguments", "run"]
 
 
 def add_arguments(p):
+    from hwflow.commands.generate import add_drain_argument
     from hwgen.config import DEFAULT_ARRAY
     from rtl_tests.runner import Sim
 
@@ -34,6 +35,7 @@ def add_arguments(p):
     p.add_argument("--data", metavar="FILE.npz", default=None,
                    help="test images from this file (x_test, y_test) instead of digits")
     p.add_argument("--seed", metavar="N", type=int, default=0, help="random seed")
+    add_drain_argument(p)
     p.add_argument("--jobs", metavar="N", type=int, default=None,
                    help="simulator processes sharing the images (default: one per CPU core,"
                         " at least 25 images each)")
@@ -92,7 +94,8 @@ def run(args):
     with phases("checking the options") as phase:
         r = simulate(args.qdir, sim=args.sim, images=args.images, board=args.board,
                      array=args.array, uart=args.uart, data=args.data, seed=args.seed,
-                     jobs=args.jobs, waves=args.waves, out=args.out, progress=phase)
+                     jobs=args.jobs, waves=args.waves, out=args.out, progress=phase,
+                     drain_lanes=args.drain_lanes)
     if args.json:
         json.dump(r.to_dict(), sys.stdout)
         sys.stdout.write("\n")
