@@ -5,7 +5,8 @@ Each element gets its channel's bias (MAC layers), goes through a requantizer (a
 pooling, logits), and is written to its lanes of an activation word or to the logits memory.
 A requantized MAC layer drains ``drain_group`` elements per cycle through ``drain_lanes``
 requantizers side by side (a group's parameters are one word of the bias and requantization
-memories, its lanes adjacent in one activation word); everything else, one per cycle.
+memories, its lanes adjacent in one activation word), max pooling as many lanes past them;
+average pooling, adds and logits one element per cycle.
 
 For an add (``pair``) the vector of input A arrives one cycle before the vector of input B
 (elements of a tensor wider than the lanes arrive joined, one value per lane);
@@ -42,9 +43,10 @@ class Drain(wiring.Component):
         add); odigits : In(digit_bits) — each element fills ``odigits`` adjacent lanes (its
         digits, low first: a tensor wider than the lanes), ``cols // odigits`` elements per
         word (:func:`quantflow.schedule.out_position`).
-    group : In(1), with ``drain_lanes > 1`` only — the layer drains
-        :func:`quantflow.schedule.drain_group` elements per cycle (a requantized MAC layer),
-        through that many requantizers side by side; otherwise one.
+    group, group_max : In(1), with ``drain_lanes > 1`` only — the layer drains
+        :func:`quantflow.schedule.drain_group` elements per cycle: a requantized MAC layer
+        through that many requantizers side by side, max pooling's lanes past them;
+        otherwise one.
     p_addr : Out — parameter word address (``drain_lanes`` entries a word); bias, rq : In —
         the words.
     act_addr, act_en (one per lane), act_data : Out — activation write (dst buffer chosen
@@ -72,6 +74,7 @@ class Drain(wiring.Component):
         }
         if n > 1:
             ports["group"] = In(1)
+            ports["group_max"] = In(1)
         super().__init__(ports)
 
     @property
@@ -83,6 +86,7 @@ class Drain(wiring.Component):
         cfg = self._cfg
         dmax, n = cfg.act_digits_max, cfg.drain_lanes
         table = {d: drain_group(cfg, d) for d in range(1, dmax + 1)}
+        self._g_max = drain_group(cfg, 1, cfg.cols)
         g = Signal(range(n + 1))
         if n == 1:
             m.d.comb += g.eq(1)
@@ -94,7 +98,7 @@ class Drain(wiring.Component):
                     m.d.comb += g_mac.eq(table[d])
             with m.Default():
                 m.d.comb += g_mac.eq(table[1])
-        m.d.comb += g.eq(Mux(self.group, g_mac, 1))
+        m.d.comb += g.eq(Mux(self.group, g_mac, Mux(self.group_max, self._g_max, 1)))
         return g, table
 
     def elaborate(self, platform):  # one pipeline, kept in one place
@@ -115,7 +119,7 @@ class Drain(wiring.Component):
         lane = Signal(lane_bits(cfg))
         acc_addr = Signal(abits)
         g, table = self._group(m)
-        powers = sorted({1, *table.values()})  # 1: pooling, adds and logits
+        powers = sorted({1, self._g_max, *table.values()})  # 1: adds, logits, averages
 
         # The group leaving this cycle: straight from an arriving vector, or from a register.
         # ``e_left`` elements remain including it; lane k of the group is valid if k < e_left.
@@ -187,6 +191,10 @@ class Drain(wiring.Component):
                         with m.If(self.group):
                             m.d.comb += [lane_last.eq(last - (table[d] - 1) * d),
                                          lane_step.eq(table[d] * d)]
+                    if d == 1 and self._g_max > 1:  # max pooling writes one lane an element
+                        with m.If(self.group_max):
+                            m.d.comb += [lane_last.eq(last - (self._g_max - 1)),
+                                         lane_step.eq(self._g_max)]
         last_lane = e_lane == lane_last
         m.d.sync += [
             ch.eq(e_ch + Mux(advance, g, 0)),
@@ -242,19 +250,24 @@ class Drain(wiring.Component):
             rqs_out.append(rq)
 
         # Bypass path delayed alongside the requantizer.
-        pipe = [(Mux(~self.pair | s2_second, s2_mask, 0), s2_sum[0], s2_word, s2_lane, s2_acc)]
+        # (lanes past the first carry max pooling's lane values only: act_bits wide)
+        byp = Cat(*[s2_sum[k][:cfg.act_bits] for k in range(1, nd)])
+        pipe = [(Mux(~self.pair | s2_second, s2_mask, 0), s2_sum[0], s2_word, s2_lane, s2_acc,
+                 byp)]
         for n in range(rqs_out[0].latency):
             prev = pipe[-1]
             nxt = tuple(Signal.like(s, name=f"d{n}_{i}") for i, s in enumerate(prev))
             m.d.sync += [a.eq(b) for a, b in zip(nxt, prev, strict=True)]
             pipe.append(nxt)
-        w_mask, w_sum, w_word, w_lane, w_acc = pipe[-1]
+        w_mask, w_sum, w_word, w_lane, w_acc, w_byp = pipe[-1]
         b, dmax = cfg.act_bits, cfg.act_digits_max
         # The values written, sign-extended over every digit they may need (a bypassed
         # element, max pooling's, is one lane: odigits is 1 then).
         values = [Signal(signed(b * dmax), name=f"value{k}") for k in range(nd)]
         m.d.comb += values[0].eq(Mux(self.requant_en, rqs_out[0].o.payload, w_sum[:b]))
-        m.d.comb += [values[k].eq(rqs_out[k].o.payload) for k in range(1, nd)]
+        b_ = cfg.act_bits
+        m.d.comb += [values[k].eq(Mux(self.requant_en, rqs_out[k].o.payload,
+                                      w_byp[b_ * (k - 1):b_ * k])) for k in range(1, nd)]
         mask = Signal(cfg.cols)  # the group's lanes, from lane 0
         m.d.comb += self.act_addr.eq(w_word)
 
@@ -269,9 +282,16 @@ class Drain(wiring.Component):
         with m.Switch(self.odigits):
             for d in [*range(2, dmax + 1), 1]:
                 with m.Case(d) if d > 1 else m.Default():
-                    if table[d] > 1:
-                        with m.If(self.group):
-                            write(d, table[d])
+                    sizes = []
+                    if nd > 1:
+                        sizes = [(self.group, table[d])]
+                        if d == 1:
+                            sizes.append((self.group_max, self._g_max))
+                    sizes = [(cond, size) for cond, size in sizes if size > 1]
+                    for n_, (cond, size) in enumerate(sizes):
+                        with m.If(cond) if n_ == 0 else m.Elif(cond):
+                            write(d, size)
+                    if sizes:
                         with m.Else():
                             write(d, 1)
                     else:

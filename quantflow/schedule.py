@@ -119,13 +119,15 @@ def out_position(cfg, per_tile, digits):
                 lane_wrap=per_word * digits, lane_last=(per_word - 1) * digits)
 
 
-def drain_group(cfg, digits):
-    """Results a MAC layer with ``digits``-digit outputs drains per cycle: the largest power
-    of two up to ``cfg.drain_lanes`` that divides ``rows`` (a tile's channels split into whole
-    groups) and ``cols // digits`` (a group never straddles two words). Pooling, adds and
-    logits drain one element per cycle. The gateware builds the same table at elaboration."""
-    g = cfg.drain_lanes
-    while g > 1 and (cfg.rows % g or (cfg.cols // digits) % g):
+def drain_group(cfg, digits, per_vector=None):
+    """Results drained per cycle from a vector of ``per_vector`` elements (a MAC layer's
+    ``rows``, the default; max pooling's ``cols`` lanes) with ``digits``-digit outputs: the
+    largest power of two up to ``cfg.drain_lanes`` that divides ``per_vector`` (a vector
+    splits into whole groups) and ``cols // digits`` (a group never straddles two words).
+    Average pooling, adds and logits drain one element per cycle. The gateware builds the
+    same table at elaboration."""
+    g, n = cfg.drain_lanes, cfg.rows if per_vector is None else per_vector
+    while g > 1 and (n % g or (cfg.cols // digits) % g):
         g //= 2
     return g
 
@@ -286,7 +288,8 @@ def _pool_layer(b, i, layer, src, dst):
            out_h=ho, out_w=wo, out_g=dst.stride,
            kh=kernel[0], kw=kernel[1], sy=stride[0], sx=stride[1], py=pad[0], px=pad[1],
            tiles=src.groups, steps=steps,
-           slots=max(steps, cfg.cols // src.digits if avg else cfg.cols), out_ch=n_ch,
+           slots=max(steps, cfg.cols // src.digits if avg
+                     else _ceil(cfg.cols, drain_group(cfg, 1, cfg.cols))), out_ch=n_ch,
            digits=src.digits, w_base=0, p_base=p_base, src_base=src.base, dst_base=dst.base,
            lo=int(layer.lo) if avg else 0, hi=int(layer.hi) if avg else 0,
            odigits=_odigits(dst) if avg else 1)
