@@ -247,3 +247,22 @@ def test_a_killed_runs_write_probe_is_litter_not_a_user_file(tmp_path):
     with atomic_dir(tmp_path / "out") as tmp:
         (tmp / "a.txt").write_text("2")
     assert (tmp_path / "out" / "a.txt").read_text() == "2" and not probe.exists()
+
+
+def test_a_replace_drops_only_the_files_named_replaceable(tmp_path):
+    """A build replaces its own output folder by one with other files (a board's design has
+    a UART top, the generic one not): the files it names go, any other is still refused."""
+    from quantflow.errors import UserError
+    from quantflow.fsutil import atomic_dir
+
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a.v").write_text("1")
+        (tmp / "uart.v").write_text("1")
+    (tmp_path / "out" / "mine.txt").write_text("user")
+    with pytest.raises(UserError, match=r"holds mine\.txt that this run does not write"):
+        with atomic_dir(tmp_path / "out", replaceable={"uart.v"}) as tmp:
+            (tmp / "a.v").write_text("2")
+    assert (tmp_path / "out" / "uart.v").exists()
+    with atomic_dir(tmp_path / "out", replaceable={"uart.v", "mine.txt"}) as tmp:
+        (tmp / "a.v").write_text("2")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.v"]
