@@ -217,6 +217,8 @@ def write_bytes(path, data):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
     try:
+        # mkstemp makes it 0600 (private scratch); an output file gets what open() gives
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -229,6 +229,22 @@ def test_output_folder_mode_follows_the_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
 
 
+def test_output_file_mode_follows_the_umask(tmp_path):
+    """Not mkstemp's private 0600: a file write_bytes replaces is made as open() would make
+    it (simulate --out, a build's estimate.json and report)."""
+    import os
+    import stat
+
+    from quantflow.fsutil import write_bytes
+
+    old = os.umask(0o022)
+    try:
+        write_bytes(tmp_path / "f.json", b"{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.json").stat().st_mode) == 0o644
+
+
 def test_a_killed_runs_write_probe_is_litter_not_a_user_file(tmp_path):
     """A SIGKILL between the write probe's create and unlink leaves `.hwgen-probe-PID-*` in
     the output folder; the next replace removes it instead of refusing it as a user's file

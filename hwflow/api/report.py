@@ -67,7 +67,9 @@ def layer_rows(doc):
                "w_scale": _range(layer.w_scale), "out_scale": _range(layer.out_scale),
                "out_range": "-", "desc": d, "macs": None, "cycles": None,
                "analytical": None, "util": None, "note": ""}
-        if layer.requant:
+        if layer.weight is None and layer.mult is None:  # a pool, flatten or concat
+            row["out_scale"] = "as its input"
+        elif layer.requant:
             row["out_range"] = _range([layer.lo * min(layer.out_scale),
                                        layer.hi * max(layer.out_scale)])
         else:
