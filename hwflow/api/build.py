@@ -108,7 +108,7 @@ class _Build:
     def __init__(self, flow, out, synth, progress, stage):
         self.flow, self.out, self.synth = flow, out, synth
         self.progress, self.stage = progress, stage
-        self.record = _read_record(out)
+        self.record = None  # read under the build's lock
         self.digests = {}  # stage -> digest of its outputs (None: skipped)
         self.results = []
 
