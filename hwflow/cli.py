@@ -19,8 +19,8 @@ from quantflow.errors import UserError
 __all__ = ["main", "COMMANDS"]
 
 #: Subcommand modules, in the order `hwgen --help` lists them.
-COMMANDS = ["quantize", "generate", "simulate", "estimate", "synth", "explore", "program", "run",
-            "demo", "doctor"]
+COMMANDS = ["quantize", "generate", "simulate", "estimate", "synth", "build", "explore", "program",
+            "run", "demo", "doctor"]
 
 
 def _load(name):

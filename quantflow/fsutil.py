@@ -156,11 +156,14 @@ class atomic_dir:
     """Context manager yielding a temporary folder that replaces ``path`` on success.
 
     On an exception the temporary folder is removed and ``path`` is left as it was. A file in
-    the old folder that the new one does not hold is never deleted: the replace is refused.
+    the old folder that the new one does not hold is never deleted: the replace is refused,
+    unless its name is in ``replaceable`` (files the caller knows it wrote there itself: a
+    build's record of its own outputs).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, replaceable=()):
         self.path = Path(path)
+        self.replaceable = frozenset(replaceable)
 
     def __enter__(self):
         check_out(self.path)
@@ -194,7 +197,8 @@ class atomic_dir:
             raise UserError(f"{path}: exists and is not a folder (refusing to replace it)")
         # a write probe (ours or a killed run's) is never a user's file
         lost = sorted(p.name for p in path.iterdir()
-                      if not (tmp / p.name).exists() and not re.fullmatch(_PROBE, p.name))
+                      if not (tmp / p.name).exists() and p.name not in self.replaceable
+                      and not re.fullmatch(_PROBE, p.name))
         if lost:
             raise UserError(f"{path}: holds {', '.join(lost[:3])}{', ...' if len(lost) > 3 else ''}"
                             " that this run does not write (refusing to delete it: move it"
@@ -213,6 +217,8 @@ def write_bytes(path, data):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
     try:
+        # mkstemp makes it 0600 (private scratch); an output file gets what open() gives
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

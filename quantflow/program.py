@@ -79,8 +79,10 @@ class Op(enum.Enum):
 
 
 #: The ops whose inputs' digit lanes the pool unit joins into values (:attr:`Op.joins_digits`;
-#: the sequencer, the core and the software model read this one place).
-JOINING_OPS = frozenset({Op.SUM, Op.ADD})
+#: the sequencer, the core and the software model read this one place). A tuple, not a set:
+#: the gateware iterates it, and a set of enums iterates in an order that changes with
+#: PYTHONHASHSEED (the emitted Verilog differed between processes).
+JOINING_OPS = (Op.SUM, Op.ADD)
 
 
 class Buffer(enum.Enum):

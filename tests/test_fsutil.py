@@ -229,6 +229,22 @@ def test_output_folder_mode_follows_the_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
 
 
+def test_output_file_mode_follows_the_umask(tmp_path):
+    """Not mkstemp's private 0600: a file write_bytes replaces is made as open() would make
+    it (simulate --out, a build's estimate.json and report)."""
+    import os
+    import stat
+
+    from quantflow.fsutil import write_bytes
+
+    old = os.umask(0o022)
+    try:
+        write_bytes(tmp_path / "f.json", b"{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.json").stat().st_mode) == 0o644
+
+
 def test_a_killed_runs_write_probe_is_litter_not_a_user_file(tmp_path):
     """A SIGKILL between the write probe's create and unlink leaves `.hwgen-probe-PID-*` in
     the output folder; the next replace removes it instead of refusing it as a user's file
@@ -247,3 +263,22 @@ def test_a_killed_runs_write_probe_is_litter_not_a_user_file(tmp_path):
     with atomic_dir(tmp_path / "out") as tmp:
         (tmp / "a.txt").write_text("2")
     assert (tmp_path / "out" / "a.txt").read_text() == "2" and not probe.exists()
+
+
+def test_a_replace_drops_only_the_files_named_replaceable(tmp_path):
+    """A build replaces its own output folder by one with other files (a board's design has
+    a UART top, the generic one not): the files it names go, any other is still refused."""
+    from quantflow.errors import UserError
+    from quantflow.fsutil import atomic_dir
+
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a.v").write_text("1")
+        (tmp / "uart.v").write_text("1")
+    (tmp_path / "out" / "mine.txt").write_text("user")
+    with pytest.raises(UserError, match=r"holds mine\.txt that this run does not write"):
+        with atomic_dir(tmp_path / "out", replaceable={"uart.v"}) as tmp:
+            (tmp / "a.v").write_text("2")
+    assert (tmp_path / "out" / "uart.v").exists()
+    with atomic_dir(tmp_path / "out", replaceable={"uart.v", "mine.txt"}) as tmp:
+        (tmp / "a.v").write_text("2")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.v"]

@@ -24,16 +24,20 @@ log files.
 
 Modules: :mod:`~hwflow.api.quantize` (``quantize``, ``load``),
 :mod:`~hwflow.api.hardware` (``generate``, ``simulate``, ``estimate``),
-:mod:`~hwflow.api.board` (``synth``, ``run``), :mod:`~hwflow.api.results` (the results),
+:mod:`~hwflow.api.board` (``synth``, ``run``), :mod:`~hwflow.api.build` (``build``: a flow
+file, :mod:`~hwflow.api.flowfile`, through every stage with a report,
+:mod:`~hwflow.api.report`), :mod:`~hwflow.api.results` (the results),
 :mod:`~hwflow.api.values` (the conversion of the keywords' values).
 """
 
 from .board import Target, run, synth
+from .build import build
 from .hardware import estimate, generate, simulate
 from .quantize import load, quantize
-from .results import (AsicResult, EstimateResult, GenerateResult, QuantizeResult, Result,
-                      RunResult, SimulateResult, SynthResult)
+from .results import (AsicResult, BuildResult, EstimateResult, GenerateResult, QuantizeResult,
+                      Result, RunResult, SimulateResult, StageResult, Status, SynthResult)
 
-__all__ = ["quantize", "load", "generate", "simulate", "estimate", "synth", "run", "Target",
-           "Result", "QuantizeResult", "GenerateResult", "SimulateResult", "EstimateResult",
-           "SynthResult", "AsicResult", "RunResult"]
+__all__ = ["quantize", "load", "generate", "simulate", "estimate", "synth", "run", "build",
+           "Target", "Result", "QuantizeResult", "GenerateResult", "SimulateResult",
+           "EstimateResult", "SynthResult", "AsicResult", "RunResult", "Status", "StageResult",
+           "BuildResult"]

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 __all__ = ["Result", "OverlayResult", "QuantizeResult", "GenerateResult", "SimulateResult",
-           "EstimateResult", "SynthResult", "RunResult", "AsicResult"]
+           "EstimateResult", "SynthResult", "RunResult", "AsicResult", "Status", "StageResult",
+           "BuildResult"]
 
 
 def _extra(default=None):
@@ -269,3 +270,43 @@ class RunResult(Result):
     accuracy: float
     cycles: list
     seconds_per_image_at_clock: float
+
+
+class Status(enum.Enum):
+    """What :func:`hwflow.api.build` did with a stage."""
+
+    BUILT = "built"
+    UP_TO_DATE = "up to date"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class StageResult(Result):
+    """One stage of :func:`hwflow.api.build`: ``status``, the ``seconds`` it ran (0 when
+    reused), the digest of its ``inputs`` and its ``outputs`` (``{path in the build folder:
+    SHA-256}``, as ``build.json`` records them); ``reason`` why a stage was skipped."""
+
+    name: str
+    status: Status
+    seconds: float
+    inputs: str | None
+    outputs: dict
+    reason: str | None = _optional()
+
+
+@dataclass(frozen=True)
+class BuildResult(Result):
+    """:func:`hwflow.api.build`: a flow file's stages in one build folder ``out``.
+
+    ``stages`` in order (quantize, generate, simulate, estimate, synth, report), ``rebuilt``
+    the names of those that ran (empty when the folder was up to date), ``bit_exact`` the
+    simulation's verdict, ``report`` the Markdown report and ``html`` its HTML twin.
+    """
+
+    flow: Path
+    out: Path
+    stages: list
+    rebuilt: list
+    bit_exact: bool
+    report: Path
+    html: Path

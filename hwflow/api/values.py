@@ -145,10 +145,12 @@ def weight_grid(value):
 
 
 def layer_bits(value):
-    """``None`` or ``{layer name: (w_bits, a_bits)}`` (names are checked against the model
-    when it is captured; an int name is its text)."""
+    """``None``, ``{layer name: (w_bits, a_bits)}`` or the flag's text ``"NAME=W/A,..."``
+    (names are checked against the model when it is captured; an int name is its text)."""
     if value is None:
         return {}
+    if isinstance(value, str):
+        value = _layer_bits_text(value)
     if not isinstance(value, dict):
         raise UserError(f"--layer-bits must be a dict {{name: (w_bits, a_bits)}}, not {value!r}")
     out = {}
@@ -159,6 +161,18 @@ def layer_bits(value):
             raise UserError(f"--layer-bits must map each name to (w_bits, a_bits), not"
                             f" {name!r}: {wa!r}") from None
         out[str(name)] = (bits(f"--layer-bits {name}", w), bits(f"--layer-bits {name}", a))
+    return out
+
+
+def _layer_bits_text(text):
+    """``"0=8/8,10=8/8"`` -> ``{"0": ("8", "8"), "10": ("8", "8")}`` (checked by the caller)."""
+    out = {}
+    for item in text.split(","):
+        name, sep, wa = item.strip().partition("=")
+        w, slash, a = wa.partition("/")
+        if not (sep and slash and name):
+            raise UserError(f"--layer-bits must be NAME=W/A,... (e.g. 0=8/8), not {item!r}")
+        out[name] = (w, a)
     return out
 
 
