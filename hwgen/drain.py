@@ -251,15 +251,15 @@ class Drain(wiring.Component):
 
         # Bypass path delayed alongside the requantizer.
         # (lanes past the first carry max pooling's lane values only: act_bits wide)
-        byp = Cat(*[s2_sum[k][:cfg.act_bits] for k in range(1, nd)])
+        byp = [Cat(*[s2_sum[k][:cfg.act_bits] for k in range(1, nd)])] if nd > 1 else []
         pipe = [(Mux(~self.pair | s2_second, s2_mask, 0), s2_sum[0], s2_word, s2_lane, s2_acc,
-                 byp)]
+                 *byp)]
         for n in range(rqs_out[0].latency):
             prev = pipe[-1]
             nxt = tuple(Signal.like(s, name=f"d{n}_{i}") for i, s in enumerate(prev))
             m.d.sync += [a.eq(b) for a, b in zip(nxt, prev, strict=True)]
             pipe.append(nxt)
-        w_mask, w_sum, w_word, w_lane, w_acc, w_byp = pipe[-1]
+        w_mask, w_sum, w_word, w_lane, w_acc, *w_byp = pipe[-1]
         b, dmax = cfg.act_bits, cfg.act_digits_max
         # The values written, sign-extended over every digit they may need (a bypassed
         # element, max pooling's, is one lane: odigits is 1 then).
@@ -267,7 +267,7 @@ class Drain(wiring.Component):
         m.d.comb += values[0].eq(Mux(self.requant_en, rqs_out[0].o.payload, w_sum[:b]))
         b_ = cfg.act_bits
         m.d.comb += [values[k].eq(Mux(self.requant_en, rqs_out[k].o.payload,
-                                      w_byp[b_ * (k - 1):b_ * k])) for k in range(1, nd)]
+                                      w_byp[0][b_ * (k - 1):b_ * k])) for k in range(1, nd)]
         mask = Signal(cfg.cols)  # the group's lanes, from lane 0
         m.d.comb += self.act_addr.eq(w_word)
 
