@@ -14,7 +14,8 @@ from rtl_tests.simulate import simulate
 
 
 @pytest.mark.parametrize("sim,name,bits,ends,lanes,images", [
-    pytest.param(Sim.VERILATOR, "digits-cnn", 4, None, 4, 30, marks=pytest.mark.verilator),
+    pytest.param(Sim.VERILATOR, "digits-cnn", 4, None, 4, 30,
+                 marks=[pytest.mark.verilator, pytest.mark.slow]),
     pytest.param(Sim.VERILATOR, "digits-dsconv", 2, 8, 8, 20, marks=pytest.mark.verilator),
     pytest.param(Sim.ICARUS, "digits-cnn", 4, None, 2, 2, marks=pytest.mark.icarus)])
 def test_parallel_drain_on_the_zoo(quantized_zoo, sim, name, bits, ends, lanes, images, seed):
