@@ -23,20 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-
-def _model(name, bits):
-    import torch
-
-    from quantflow import importers, ptq, zoo
-
-    which = zoo.ZooModel(name)
-    torch.manual_seed(0)
-    net = zoo.build(which).eval()
-    ds = zoo.default_data(which)
-    layers = importers.capture(net, ds.input_shape)
-    return ptq.quantize(layers, name, ds.input_shape, ds.x_train[:128],
-                        ptq.PTQConfig(bits, bits)).export()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def point(target, model, cfg):
@@ -75,7 +62,9 @@ def main(argv=None):
     p.add_argument("--bits", type=int, default=4)
     p.add_argument("--out", default="bench/results")
     args = p.parse_args(argv)
-    model = _model(args.model, args.bits)
+    from networks import _quantized  # the same seeded zoo network, quantized
+
+    model = _quantized(args.model, args.bits, None)
     rows = []
     print(f"{'board':12s} {'array':>5s} {'D':>2s} {'LUT':>6s} {'FF':>6s} {'DSP':>3s} {'BRAM':>4s}"
           f" {'Fmax':>6s} {'drain LUT/FF/DSP':>17s} {'cycles':>8s} {'MAC/c/kLUT':>10s}"

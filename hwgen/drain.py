@@ -57,6 +57,7 @@ class Drain(wiring.Component):
     def __init__(self, cfg):
         self._cfg = cfg
         n = cfg.drain_lanes
+        self._g_max = drain_group(cfg, 1, cfg.cols)  # max pooling's lanes per cycle
         pbits = cfg.addr_bits(cfg.param_depth // n)
         ports = {
             "i": In(stream.Signature(drain_in_layout(cfg), always_ready=True)),
@@ -86,7 +87,6 @@ class Drain(wiring.Component):
         cfg = self._cfg
         dmax, n = cfg.act_digits_max, cfg.drain_lanes
         table = {d: drain_group(cfg, d) for d in range(1, dmax + 1)}
-        self._g_max = drain_group(cfg, 1, cfg.cols)
         g = Signal(range(n + 1))
         if n == 1:
             m.d.comb += g.eq(1)

@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = ["node_rng", "digits", "trained", "captured", "quantized", "calib_set", "tiny_model",
            "assert_export_bit_exact", "dag_trained", "dag_captured", "dag_quantized", "standardize",
-           "layer_errors"]
+           "layer_errors", "needs_verilator"]
 
 
 def node_rng(request):
@@ -192,3 +192,14 @@ def layer_errors(net, layers, x, start, relu):
         learned = fq.int_weight().detach().numpy().reshape(o, -1) * s
         out[i] = err(learned), err(np.clip(np.rint(w / s), fq.w_lo, fq.w_hi) * s)
     return out
+
+
+def needs_verilator():
+    """Skip with the reason when Verilator is missing (``make setup`` installs it)."""
+    import pytest
+
+    from rtl_tests.runner import Sim, available
+
+    reason = available(Sim.VERILATOR)
+    if reason:
+        pytest.skip(reason)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import hwflow
+from flowkit import needs_verilator
 from hwflow import api
 from hwflow.cli import main
 from quantflow.errors import UserError
@@ -28,14 +29,6 @@ def _cli_json(capsys, argv, code=0):
     out = capsys.readouterr().out
     assert len(out.splitlines()) == 1, out
     return json.loads(out)
-
-
-def _needs_verilator():
-    from rtl_tests.runner import Sim, available
-
-    reason = available(Sim.VERILATOR)
-    if reason:
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +100,7 @@ def test_estimate_equals_the_cli_json(q4, capsys):
 
 @pytest.mark.verilator
 def test_simulate_is_bit_exact_and_equals_the_cli_json(q4, tmp_path, capsys):
-    _needs_verilator()
+    needs_verilator()
     seen = []
     s = api.simulate(q4, sim="verilator", images=3, jobs=1, out=tmp_path / "sim.json",
                      progress=lambda text, done=None, total=None: seen.append(text))
@@ -185,7 +178,7 @@ def _readme_example():
 
 @pytest.mark.verilator
 def test_readme_example_runs(tmp_path, monkeypatch, capsys):
-    _needs_verilator()
+    needs_verilator()
     monkeypatch.chdir(tmp_path)
     exec(compile(_readme_example(), "README.md (Python API)", "exec"), {})
     out = capsys.readouterr().out

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flowkit import needs_verilator
 from hwflow import api
 from hwflow.api import flowfile
 from hwflow.api.build import STAGES
@@ -34,14 +35,6 @@ images = {images}
 """
 
 
-def _needs_verilator():
-    from rtl_tests.runner import Sim, available
-
-    reason = available(Sim.VERILATOR)
-    if reason:
-        pytest.skip(reason)
-
-
 def _statuses(result):
     return {s.name: s.status for s in result.stages}
 
@@ -54,7 +47,7 @@ def _mtimes(folder):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """One real --no-synth build of the digits-cnn flow (3 images)."""
-    _needs_verilator()
+    needs_verilator()
     root = tmp_path_factory.mktemp("build")
     flow = root / "cnn.toml"
     flow.write_text(FLOW.format(images=3))
@@ -215,7 +208,7 @@ def test_a_flow_ships_for_every_zoo_network():
 @pytest.mark.slow
 def test_a_build_with_synth_for_the_icebreaker(tmp_path):
     """The whole flow, Yosys and nextpnr included (1-2 minutes on a cold build cache)."""
-    _needs_verilator()
+    needs_verilator()
     flow = tmp_path / "cnn.toml"
     flow.write_text(FLOW.format(images=2))
     r = api.build(flow, out=tmp_path / "out")

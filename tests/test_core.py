@@ -28,15 +28,20 @@ def _layer_case(seed):
     return rng, model, cfg
 
 
-@pytest.mark.parametrize("seed", range(18))
-def test_random_layers(seed):
-    rng, model, cfg = _layer_case(seed)
+def _exact_one_input(seed, rng, model, cfg):
+    """One random input through the Top: every layer bit-exact, cycles equal to the model."""
     xs = random_input(rng, model, 1)
     program, results = run_top(cfg, model, xs)
     mismatch = first_mismatch(model, xs, results)
     assert mismatch is None, f"seed {seed} {cfg}: (input, layer, index, expected, got)" \
                              f" = {mismatch}"
     assert results[0].layer_cycles == program.cycles, f"seed {seed}: cycle model"
+    return program
+
+
+@pytest.mark.parametrize("seed", range(18))
+def test_random_layers(seed):
+    _exact_one_input(seed, *_layer_case(seed))
 
 
 @pytest.mark.parametrize("bits,host_bits", [(2, 32), (4, 16),
@@ -217,13 +222,9 @@ def test_parallel_drain(seed):
     and fewer cycles than one drain lane where a pixel has fewer steps than rows."""
     from quantflow.program import compile_program
 
-    rng, model, cfg = _drain_case(seed)
-    xs = random_input(rng, model, 1)
-    program, results = run_top(cfg, model, xs)
-    mismatch = first_mismatch(model, xs, results)
-    assert mismatch is None, f"seed {seed} {cfg}: (input, layer, index, expected, got)" \
-                             f" = {mismatch}"
-    assert results[0].layer_cycles == program.cycles, f"seed {seed}: cycle model"
     import dataclasses
+
+    rng, model, cfg = _drain_case(seed)
+    program = _exact_one_input(seed, rng, model, cfg)
     one = compile_program(model, dataclasses.replace(cfg, drain_lanes=1))
     assert sum(program.cycles) < sum(one.cycles), (seed, program.cycles, one.cycles)
