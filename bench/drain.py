@@ -76,6 +76,8 @@ def main(argv=None):
         while lanes <= base.rows:
             cfg = dataclasses.replace(base, drain_lanes=lanes,
                                       param_depth=max(base.param_depth, lanes))
+            print(f"{name:12s} {cfg.rows}x{cfg.cols} {lanes:2d} building (Yosys and nextpnr, cached"
+                  " by digest; one to three minutes)...", flush=True)
             r = point(target, model, cfg) | {"model": args.model, "bits": args.bits}
             rows.append(r)
             a = f"{cfg.rows}x{cfg.cols}"
