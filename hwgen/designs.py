@@ -75,12 +75,23 @@ def _design_complete(folder):
 
 def images_for(model, images=0, data=None):
     """(integer inputs, labels): the first ``images`` (0: all) test images of ``data`` (a .npz
-    path) or of the embedded digits set, quantized as the model's input."""
+    path) or, without one, of the embedded data set the model was quantized on (the digits or
+    a zoo network's proxy, :func:`quantflow.zoo.embedded_data`), quantized as the model's
+    input."""
     import numpy as np
 
     from quantflow import data as data_mod
 
-    ds = data_mod.load_npz(data) if data is not None else data_mod.digits()
+    if data is not None:
+        ds = data_mod.load_npz(data)
+    else:
+        from quantflow.zoo import embedded_data
+
+        named = model.meta.get("dataset")
+        ds = embedded_data(model.name, named)
+        if ds is None:
+            raise DataError(f"the model was quantized on the data {named!r}, which is not"
+                            " embedded: give its .npz with --data")
     if tuple(ds.input_shape) != tuple(model.input_shape):
         raise ConfigError(f"test images have shape {ds.input_shape}, the model expects"
                           f" {tuple(model.input_shape)}")

@@ -112,6 +112,20 @@ def default_data(which):
     return _NETS[which][1]() if which in _NETS else digits()
 
 
+def embedded_data(model_name, dataset_name):
+    """The embedded data set a QuantizedModel named ``model_name`` was quantized on, from its
+    ``meta["dataset"]``: the digits, or the zoo network's own proxy; ``None`` for any other
+    (a user's ``.npz``: only the user has it)."""
+    if dataset_name in (None, "digits"):  # None: a folder older than the dataset record
+        return digits()
+    try:
+        which = ZooModel(model_name)
+    except ValueError:
+        return None
+    ds = default_data(which)
+    return ds if ds.name == dataset_name else None
+
+
 def check_data(which, net, ds):
     """Raise :class:`DataError` unless ``ds`` fits zoo network ``net``: its input shape, and
     class labels below the network's outputs (classifiers) or targets of the output's shape

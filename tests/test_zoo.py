@@ -324,6 +324,31 @@ def test_default_data():
     assert flow_load_data("digits-cnn").name == flow_load_data(None).name == "digits"
 
 
+def test_simulation_images_come_from_the_data_the_model_was_quantized_on():
+    """``hwgen simulate``/``build`` without ``--data``: a zoo proxy model runs on its proxy's
+    test images (they were digits, whatever the model: every MLPerf flow file failed)."""
+    from types import SimpleNamespace
+
+    from hwgen.designs import images_for
+    from hwgen.errors import DataError as HwDataError
+
+    assert zoo.embedded_data("dscnn-kws", "kws-proxy").name == "kws-proxy"
+    assert zoo.embedded_data("digits-cnn", "digits").name == "digits"
+    assert zoo.embedded_data("mine", None).name == "digits"  # folders before the record
+    assert zoo.embedded_data("dscnn-kws", "my-keywords") is None
+    assert zoo.embedded_data("file.py:net", "kws-proxy") is None
+    ds = zoo.default_data(zoo.ZooModel.DSCNN_KWS)
+    model = SimpleNamespace(name="dscnn-kws", meta={"dataset": "kws-proxy"},
+                            input_shape=ds.input_shape,
+                            layers=[SimpleNamespace(out_shape=(12,))],
+                            quantize_input=lambda x: np.rint(x * 10).astype(np.int64))
+    xs, ys = images_for(model, 3)
+    assert xs.shape == (3, *ds.input_shape) and np.array_equal(ys, ds.y_test[:3])
+    user = SimpleNamespace(**(vars(model) | {"meta": {"dataset": "my-keywords"}}))
+    with pytest.raises(HwDataError, match=r"quantized on the data 'my-keywords'.*--data"):
+        images_for(user, 3)
+
+
 def flow_load_data(model):
     from quantflow import flow
 
