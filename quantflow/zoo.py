@@ -115,15 +115,16 @@ def default_data(which):
 def embedded_data(model_name, dataset_name):
     """The embedded data set a QuantizedModel named ``model_name`` was quantized on, from its
     ``meta["dataset"]``: the digits, or the zoo network's own proxy; ``None`` for any other
-    (a user's ``.npz``: only the user has it)."""
-    if dataset_name in (None, "digits"):  # None: a folder older than the dataset record
+    (a user's ``.npz``: only the user has it). Without a record (a folder older than it, or
+    a model built in Python) the zoo network's own data set, else the digits."""
+    if dataset_name == "digits":
         return digits()
     try:
         which = ZooModel(model_name)
     except ValueError:
-        return None
+        return digits() if dataset_name is None else None
     ds = default_data(which)
-    return ds if ds.name == dataset_name else None
+    return ds if dataset_name in (None, ds.name) else None
 
 
 def check_data(which, net, ds):

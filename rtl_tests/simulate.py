@@ -51,7 +51,7 @@ class SimReport:
             "images": r.get("images", 0), "mismatches": r.get("mismatches"),
             "bit_exact": bool(r.get("bit_exact")) and self.failed == 0,
             "first_mismatches": r.get("first_mismatches", []),
-            "accuracy": r.get("accuracy"),
+            "accuracy": r.get("accuracy"), "mse": r.get("mse"),
             "cycles_per_inference": total,
             "analytical_cycles_per_inference": sum(r.get("analytical_cycles", [])),
             "mac_utilization": (sum(macs) / (total * array)) if total else 0.0,
@@ -189,8 +189,9 @@ def _merge(results, bounds, wall):
     out["first_mismatches"] = [{**m, "image": m["image"] + start} for r, start
                                in zip(results, bounds, strict=False)
                                for m in r["first_mismatches"]][:20]
-    if first.get("accuracy") is not None:
-        out["accuracy"] = sum(r["accuracy"] * r["images"] for r in results) / images
+    for key in ("accuracy", "mse"):  # both are means over the images
+        if first.get(key) is not None:
+            out[key] = sum(r[key] * r["images"] for r in results) / images
     cycles = np.array([c for r in results for c in r["image_layer_cycles"]], dtype=np.int64)
     if len(cycles):
         out["layer_cycles"] = [int(c) for c in np.median(cycles, axis=0)]

@@ -66,6 +66,21 @@ def test_mlperf_w8a8_verilator(name, seed, tmp_path):
     _check(Sim.VERILATOR, name, 8, 8, 1, seed, tmp_path)
 
 
+@pytest.mark.verilator
+def test_autoencoder_reports_its_mse_from_its_own_data(tmp_path):
+    """Without --data a zoo model runs its own proxy's test images (the autoencoder's 640
+    targets: a mean squared error, no top-1), as ``hwgen build`` of its flow file does."""
+    from quantflow import metrics
+
+    qm, _ = _quantize("fc-autoencoder", 8, 8)
+    folder = serialize.save(qm, tmp_path / "ae")
+    s = simulate(folder, Sim.VERILATOR, images=2, quiet=True, overrides=SHARED).summary()
+    assert s["bit_exact"] and s["images"] == 2 and s["accuracy"] is None
+    ds = zoo.default_data(zoo.ZooModel.FC_AUTOENCODER)
+    want = metrics.quant_mse(qm, ds.x_test[:2], ds.y_test[:2])
+    assert s["mse"] == pytest.approx(want, rel=1e-12), (s["mse"], want)
+
+
 @pytest.mark.slow
 @pytest.mark.verilator
 @pytest.mark.parametrize("name", MLPERF)

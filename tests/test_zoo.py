@@ -335,6 +335,7 @@ def test_simulation_images_come_from_the_data_the_model_was_quantized_on():
     assert zoo.embedded_data("dscnn-kws", "kws-proxy").name == "kws-proxy"
     assert zoo.embedded_data("digits-cnn", "digits").name == "digits"
     assert zoo.embedded_data("mine", None).name == "digits"  # folders before the record
+    assert zoo.embedded_data("resnet8-ic", None).name == "ic-proxy"
     assert zoo.embedded_data("dscnn-kws", "my-keywords") is None
     assert zoo.embedded_data("file.py:net", "kws-proxy") is None
     ds = zoo.default_data(zoo.ZooModel.DSCNN_KWS)

@@ -163,7 +163,8 @@ def blocks(doc, rows):
         ["float network (test split)", _metric(meta.get("float_accuracy"), metric)],
         ["quantized, integer reference (test split)",
          _metric(meta.get("quant_accuracy"), metric)],
-        [f"hardware ({sim['images']} simulated images)", _metric(sim.get("accuracy"), metric)]])]
+        [f"hardware ({sim['images']} simulated images)",
+         _metric(sim.get("mse" if metric == "mse" else "accuracy"), metric)]])]
     out += _performance(sim, est, syn, cfg)
     if est is not None or syn is not None:
         out += _resources(est, syn)

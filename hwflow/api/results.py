@@ -172,7 +172,9 @@ class SimulateResult(Result):
     every layer's output compared with the integer reference.
 
     ``bit_exact`` when no element differed (``mismatches`` counts them, ``first_mismatches``
-    lists image, layer, name, index, expected, got); ``cycles_per_inference`` measured (median
+    lists image, layer, name, index, expected, got); ``accuracy`` top-1 of a classifier, or
+    ``mse`` (mean squared error of the dequantized outputs) of a regression model such as the
+    autoencoder, the other one ``None``; ``cycles_per_inference`` measured (median
     over the images) beside ``analytical_cycles_per_inference``; ``mac_utilization`` useful
     MACs over cycles times array MACs; ``layers`` the same per descriptor; ``design`` the
     simulated design (board, array, lanes, multipliers, memories, top, Verilog SHA-256s).
@@ -186,6 +188,7 @@ class SimulateResult(Result):
     bit_exact: bool
     first_mismatches: list
     accuracy: float | None
+    mse: float | None
     cycles_per_inference: int
     analytical_cycles_per_inference: int
     mac_utilization: float

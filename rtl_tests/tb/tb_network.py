@@ -29,6 +29,7 @@ from cocotb.utils import get_sim_time
 from hwgen.config import AccelConfig
 from hwgen.host import Driver, RecordingLink, ReplayLink
 from quantflow import reference
+from quantflow.metrics import is_regression, squared_error
 from quantflow.program import compile_program
 from quantflow.serialize import load
 from rtl_tests.runner import PLAYER_DEPTH
@@ -110,7 +111,8 @@ async def _play(dut, clk, words, expected, budget):
 
 def _images():
     with np.load(os.environ["HWGEN_INPUTS"], allow_pickle=False) as f:
-        return f["x"].astype(np.int64), f["y"].astype(np.int64)
+        y = f["y"]  # class labels (int64), or a regression model's float targets
+        return f["x"].astype(np.int64), y if is_regression(y) else y.astype(np.int64)
 
 
 def _compare(model, xs, results):
@@ -185,12 +187,16 @@ def report(model, cfg, program, xs, ys, results, seed, **extra):
     ref_dir = os.environ.get("HWGEN_REFERENCE")
     count, mismatches, ref = _compare(load(ref_dir) if ref_dir else model, xs, results)
     scale = np.asarray(model.output_scale, dtype=np.float64).reshape(1, -1)
-    pred = np.argmax(ref[-1] * scale, axis=1)
+    out = ref[-1].reshape(len(ref[-1]), -1) * scale
+    regression = len(ys) and is_regression(ys)  # an autoencoder: targets, not labels
+    pred = None if regression else np.argmax(out, axis=1)
     cycles = np.array([r.layer_cycles for r in results], dtype=np.int64)  # (images, descs)
     write_result({
         "images": len(xs), "mismatches": count, "first_mismatches": mismatches,
         "bit_exact": count == 0,
-        "accuracy": float(np.mean(pred == ys)) if len(ys) and ys.min() >= 0 else None,
+        "accuracy": float(np.mean(pred == ys)) if pred is not None and len(ys)
+        and ys.min() >= 0 else None,
+        "mse": squared_error(out, ys) / np.asarray(ys).size if regression else None,
         "layer_cycles": [int(c) for c in np.median(cycles, axis=0)] if len(cycles) else [],
         "cycles_per_inference": int(np.median(cycles.sum(axis=1))) if len(cycles) else 0,
         "image_layer_cycles": cycles.tolist(),
