@@ -81,12 +81,14 @@ def lane_pairs(qmodel, array=None):
     the cycles come from compiling
     the model for that pair). A network at one width gets that width; 8-bit first/last layers
     around a 2-bit body get 2-bit lanes when the body holds most of the work, 8-bit lanes when
-    the wide layers do (a 640-input autoencoder)."""
+    the wide layers do (a 640-input autoencoder). Bipolar 1-bit weight lanes hold 1-bit layers
+    only, and no grouped convolution (it needs zero weights between groups), so a binary
+    network also tries 2-bit lanes."""
     from quantflow.program import compile_program
 
     wwidths = sorted({layer.w_fmt.bits for layer in qmodel.mac_layers})
     awidths = sorted(act_widths(qmodel))
-    if len(wwidths) == 1 and len(awidths) == 1:
+    if len(wwidths) == 1 and len(awidths) == 1 and wwidths[0] > 1:
         return [(wwidths[0], awidths[0])]
     rows, cols = array or DEFAULT_ARRAY
     a_wide = max(awidths)
@@ -104,7 +106,9 @@ def lane_pairs(qmodel, array=None):
         except (UserError, ValueError):  # this pair cannot run the model: never chosen
             return float("inf")
 
-    pairs = [(wb, ab) for wb in wwidths for ab in awidths]
+    # bipolar 1-bit lanes run 1-bit layers only: beside wider layers, 2-bit lanes are a candidate
+    lanes_w = sorted(set(wwidths) | ({2} if wwidths[0] == 1 else set()))
+    pairs = [(wb, ab) for wb in lanes_w for ab in awidths]
     costs = {p: cost(p) for p in pairs}
     ranked = sorted(pairs, key=lambda p: (costs[p], -p[0], -p[1]))
     return [p for p in ranked if costs[p] != float("inf")] or ranked[:1]
@@ -132,9 +136,10 @@ class AccelConfig:
     Parameters
     ----------
     weight_bits : int
-        ``b_w``, signed weights, 2..8.
+        ``b_w``, signed weights, 1..8; 1-bit lanes are bipolar (``+-1``, a select between the
+        activation and its negation instead of a multiplier) and run 1-bit layers only.
     act_bits : int
-        ``b_a``, unsigned activations between layers, 2..8; also the SIMD lane width.
+        ``b_a``, unsigned activations between layers, 1..8; also the SIMD lane width.
     input_bits : int
         Width of the unsigned network input (default 8). When it exceeds ``act_bits`` the
         first layer reads the input as ``digits`` digits of ``act_bits`` each, packed in
@@ -241,6 +246,10 @@ class AccelConfig:
             raise TypeError(f"LUT multipliers must be a bool, not {self.lut_multipliers!r}")
         if self.layer_weight_bits != 0:
             _int("Layer weight bits", self.layer_weight_bits, self.weight_bits, MAX_BITS)
+            if self.bipolar_weights and self.layer_weight_bits > 1:
+                raise ValueError(f"Layer weight bits must be 1 on bipolar 1-bit weight lanes"
+                                 f" (they hold +-1 only), not {self.layer_weight_bits!r}: wider"
+                                 " layers need weight lanes of 2+ bits")
         if self.layer_act_bits != 0:
             _int("Layer activation bits", self.layer_act_bits, self.act_bits, MAX_BITS)
         if not isinstance(self.signed_acts, bool):
@@ -304,6 +313,11 @@ class AccelConfig:
     @property
     def w_fmt(self):
         return QFormat(self.weight_bits, True)
+
+    @property
+    def bipolar_weights(self):
+        """1-bit weight lanes: bipolar, ``+-1`` (:func:`quantflow.numerics.weight_lane_codes`)."""
+        return self.weight_bits == 1
 
     @property
     def wide_w_fmt(self):

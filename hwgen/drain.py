@@ -270,14 +270,24 @@ class Drain(wiring.Component):
                                       w_byp[0][b_ * (k - 1):b_ * k])) for k in range(1, nd)]
         mask = Signal(cfg.cols)  # the group's lanes, from lane 0
         m.d.comb += self.act_addr.eq(w_word)
+        # On bipolar weight lanes (no zero weight) the lanes past a tensor's last element must
+        # hold zeros, not what an earlier tensor left there: a write that starts a word (lane
+        # 0) writes zeros over the lanes above its elements (later writes to the word come in
+        # lane order; a concat's parts start at word boundaries).
+        zfill = None
+        if cfg.bipolar_weights:
+            zfill = Signal()
+            m.d.comb += zfill.eq((w_lane == 0) & w_mask[0])  # a write (its first element valid)
 
         def write(d, size):
             """``size`` elements of ``d`` digits from lane 0: lane j holds digit j % d of
             element (j // d) % size (a group starts at a multiple of size * d lanes)."""
             m.d.comb += mask.eq(Cat(*[Mux(w_mask[k], Const((1 << d) - 1, d), Const(0, d))
                                       for k in range(size)]))
-            m.d.comb += [self.act_data[j].eq(values[(j // d) % size][b * (j % d):b * (j % d + 1)])
-                         for j in range(cfg.cols)]
+            for j in range(cfg.cols):
+                v = values[(j // d) % size][b * (j % d):b * (j % d + 1)]
+                m.d.comb += self.act_data[j].eq(Mux(zfill & ~mask[j], 0, v) if zfill is not None
+                                                else v)
 
         with m.Switch(self.odigits):
             for d in [*range(2, dmax + 1), 1]:
@@ -297,7 +307,8 @@ class Drain(wiring.Component):
                     else:
                         write(d, 1)
         m.d.comb += [
-            self.act_en.eq(Mux(~self.to_acc, mask << w_lane, 0)),
+            self.act_en.eq(Mux(~self.to_acc, mask << w_lane if zfill is None
+                               else Mux(zfill, (1 << cfg.cols) - 1, mask << w_lane), 0)),
             self.acc_addr.eq(w_acc), self.acc_data.eq(w_sum),
             self.acc_en.eq(w_mask[0] & self.to_acc),
         ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from quantflow.numerics import weight_lane_codes
 from quantflow.packing import from_chunks, pack_lanes, sign_extend, to_chunks, unpack_lanes
 from quantflow.program import Buffer, pack_input, read_loc
 
@@ -117,8 +118,8 @@ def program_images(program, cfg):
     bias = [int(b) & ((1 << cfg.acc_bits) - 1) for b in program.bias]
     return {
         Mem.PROG: [w for d in program.descs for w in encode_desc(cfg, d)],
-        Mem.WEIGHT: pack_lanes(program.weights.reshape(n, cfg.rows * cfg.cols),
-                               cfg.weight_bits),
+        Mem.WEIGHT: pack_lanes(weight_lane_codes(program.weights.reshape(
+            n, cfg.rows * cfg.cols), cfg.weight_bits), cfg.weight_bits),
         Mem.BIAS: _param_words(bias, cfg.acc_bits, cfg.drain_lanes),
         Mem.RQ: _param_words(rq, cfg.mult_bits + cfg.shift_bits, cfg.drain_lanes),
     }

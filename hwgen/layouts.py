@@ -27,11 +27,15 @@ def act_layout(cfg):
 
 
 def weight_row_layout(cfg):
-    return data.ArrayLayout(signed(cfg.weight_bits), cfg.cols)
+    """One PE's weights: ``cols`` lanes of signed ``weight_bits``; 1-bit lanes are bipolar, an
+    unsigned bit ``c`` standing for ``2c - 1``
+    (:func:`quantflow.numerics.weight_lane_codes`)."""
+    lane = unsigned(1) if cfg.bipolar_weights else signed(cfg.weight_bits)
+    return data.ArrayLayout(lane, cfg.cols)
 
 
 def weight_layout(cfg):
-    """One weight word: ``rows`` PEs x ``cols`` lanes of signed ``weight_bits``."""
+    """One weight word: ``rows`` PEs x ``cols`` lanes (:func:`weight_row_layout`)."""
     return data.ArrayLayout(weight_row_layout(cfg), cfg.rows)
 
 

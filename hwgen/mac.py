@@ -14,7 +14,8 @@ __all__ = ["Multiplier", "PE"]
 
 
 class Multiplier(wiring.Component):
-    """One ``act_bits`` x signed ``weight_bits`` product, registered. Latency 1.
+    """One ``act_bits`` x signed ``weight_bits`` product, registered. Latency 1. A bipolar
+    1-bit weight lane (``weight_bits == 1``) holds the bit ``c`` of the weight ``2c - 1``.
 
     The activation operand is unsigned, or with ``signed_acts`` a signed ``act_bits + 1``
     operand (the lane sign-extended when the layer reads a signed tensor, zero-extended
@@ -32,7 +33,7 @@ class Multiplier(wiring.Component):
         a_shape = signed(cfg.a_operand_bits) if cfg.signed_acts else unsigned(cfg.act_bits)
         super().__init__({
             "a": In(a_shape),
-            "w": In(signed(cfg.weight_bits)),
+            "w": In(unsigned(1) if cfg.bipolar_weights else signed(cfg.weight_bits)),
             "p": Out(signed(cfg.a_operand_bits + cfg.weight_bits + 1)),
         })
 
@@ -42,7 +43,11 @@ class Multiplier(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if self._cfg.lut_multipliers:
+        if self._cfg.bipolar_weights:
+            # a 1-bit lane is bipolar: the bit c stands for 2c - 1, so the product is a select
+            # between the activation and its negation, and no multiplier at all
+            m.d.sync += self.p.eq(Mux(self.w, self.a, -self.a))
+        elif self._cfg.lut_multipliers:
             # a * w as the sum of w << i over the set bits of a: Yosys sees adders (LUTs and
             # carry chains) instead of a $mul it would spend a DSP block on.
             terms = [Mux(self.a[i], self.w << i, 0) for i in range(len(self.a))]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import UserError
 from .importers import Act, group_slices, run_float, sources
 from .qmodel import MAC_KINDS, LayerKind
 from .reference import _windows
@@ -102,6 +103,11 @@ class AdaRound:
             raise ValueError(f"AdaRound warmup must be a fraction in [0, 1), not {self.warmup!r}")
 
     def apply(self, net, layers, x_calib, progress=None):
+        binary = [fq.name for fq in net.layers if fq.kind in MAC_KINDS and fq.w_fmt.bipolar]
+        if binary:
+            raise UserError(f"AdaRound chooses between two neighbouring codes, and 1-bit weights"
+                            f" (layer {binary[0]!r}) have no neighbours to round between: use"
+                            " gptq-bc or QAT at 1 bit")
         adaround(net, layers, x_calib, self, progress)
 
 

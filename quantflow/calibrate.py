@@ -2,8 +2,8 @@
 
 Activations are unsigned (``[0, t]`` with ``2**b - 1`` steps); weights are per output channel on
 a :class:`~quantflow.numerics.WeightGrid`: narrow (``[-t, t]`` with ``2**(b-1) - 1`` steps each
-side) or full (``2**(b-1)`` steps from ``-t`` to 0, one fewer above). Each function returns the
-scale (real value of one LSB). Pure numpy on float64.
+side) or full (``2**(b-1)`` steps from ``-t`` to 0, one fewer above); at 1 bit both are the
+bipolar ``±s``. Each function returns the scale (real value of one LSB). Pure numpy on float64.
 """
 
 import enum
@@ -73,20 +73,26 @@ def weight_scales(weight, bits, method, inputs=None, grid=WeightGrid.NARROW):
     The threshold ``t`` (min-max: ``max |w|``) becomes the scale ``t / grid.steps(bits)``; the
     MSE searches measure the error with the grid's own clamp. ``inputs``: calibration inputs
     of the layer as rows ``(N, K)`` in the weight's flattened order; needed by MSE_OUTPUT only.
+
+    At 1 bit (bipolar ``±s``) min-max and percentile give ``mean |w|`` per channel, the scale
+    that minimises ``||w - s sign(w)||^2`` (XNOR-Net, Rastegari et al. 2016): ``max |w|``
+    would put every weight at the extreme. The MSE searches measure the sign's error as usual.
     """
     if not isinstance(grid, WeightGrid):
         raise TypeError(f"Weight grid must be a WeightGrid, not {grid!r}")
     w = np.asarray(weight, dtype=np.float64).reshape(len(weight), -1)
-    qmax, lo, hi = grid.steps(bits), grid.lo(bits), grid.hi(bits)
+    qmax = grid.steps(bits)
     top = np.abs(w).max(axis=1)
-    if method is RangeMethod.MINMAX:
+    if bits == 1 and method in (RangeMethod.MINMAX, RangeMethod.PERCENTILE):
+        t = np.abs(w).mean(axis=1)
+    elif method is RangeMethod.MINMAX:
         t = top
     elif method is RangeMethod.PERCENTILE:
         t = np.maximum(np.percentile(np.abs(w), PERCENTILE, axis=1), top * MSE_GRID[0])
     elif method in (RangeMethod.MSE, RangeMethod.MSE_OUTPUT):
         cands = top[:, None] * MSE_GRID[None, :]  # (O, G)
         s = np.maximum(cands / qmax, _TINY)[:, :, None]
-        d = w[:, None, :] - np.clip(np.rint(w[:, None, :] / s), lo, hi) * s
+        d = w[:, None, :] - grid.codes(w[:, None, :] / s, bits) * s
         if method is RangeMethod.MSE:
             errs = np.mean(d ** 2, axis=2)
         else:

@@ -82,9 +82,19 @@ class _FQLayer(nn.Module):
 
     # -- integers shared by forward and export -------------------------------------------------
     def int_weight(self):
+        """The integer weights: nearest code on the grid, straight-through gradient (zero
+        outside the clamp, as LSQ). At 1 bit the sign, with BinaryNet's clipped identity
+        gradient (``|w / s| <= 1``)."""
         shape = (-1,) + (1,) * (self.weight.dim() - 1)
-        return torch.clamp(round_ste(self.weight / self.w_scale.reshape(shape)), self.w_lo,
-                           self.w_hi)
+        u = self.weight / self.w_scale.reshape(shape)
+        if self.w_fmt.bipolar:
+            inside = torch.clamp(u, -1.0, 1.0)
+            return inside + (torch.where(u >= 0, 1.0, -1.0).to(u.dtype) - inside).detach()
+        return torch.clamp(round_ste(u), self.w_lo, self.w_hi)
+
+    def codes(self, x):
+        """numpy: the nearest weight code of this layer's grid to each real ``x``."""
+        return self.w_grid.codes(x, self.w_fmt.bits)
 
     def int_bias(self):
         bound = product_bound(self.w_fmt, self.in_fmt, self._reduction())

@@ -39,8 +39,9 @@ class ErrorFeedbackRounding:
         gptq(net, layers, x_calib, self.damp)
 
 
-def _quantize_columns(w, s, lo, hi, h):
-    """Integers ``(O, K)`` for weights ``w`` with per-row scales ``s`` given Hessian ``h``."""
+def _quantize_columns(w, s, codes, h):
+    """Integers ``(O, K)`` for weights ``w`` with per-row scales ``s`` given Hessian ``h``;
+    ``codes`` maps reals to the nearest code of the layer's grid."""
     w, s = w.copy(), s.reshape(-1)
     k = w.shape[1]
     dead = np.diag(h) <= 0
@@ -50,7 +51,7 @@ def _quantize_columns(w, s, lo, hi, h):
     q = np.zeros_like(w)
     for j in range(k):
         col = w[:, j]
-        qi = np.clip(np.rint(col / s), lo, hi)
+        qi = codes(col / s)
         q[:, j] = qi
         err = (col - qi * s) / hinv[j, j]
         w[:, j + 1:] -= np.outer(err, hinv[j, j + 1:])
@@ -79,9 +80,9 @@ def gptq(net, layers, x_calib, damp=0.01):
             s = fq.w_scale.detach().numpy().reshape(o, 1)
             q = np.zeros_like(w)
             for outs, cols in row_groups(layers[i]):
-                q[outs] = _quantize_columns(w[outs], s[outs], fq.w_lo, fq.w_hi,
+                q[outs] = _quantize_columns(w[outs], s[outs], fq.codes,
                                             _hessian(rows[:, cols], damp))
-            nearest = np.clip(np.rint(w / s), fq.w_lo, fq.w_hi)
+            nearest = fq.codes(w / s)
             fq.weight.copy_(torch.from_numpy(q * s).reshape(fq.weight.shape))
             got = fq.int_weight().reshape(o, -1).numpy()
             assert np.array_equal(got, q), "baked rounding drifted"

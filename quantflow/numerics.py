@@ -8,8 +8,11 @@ Contract (DESIGN.md section 3):
 
 - weights: signed two's complement, ``b_w`` in 2..8, zero point 0, per output channel, on one of
   two grids (:class:`WeightGrid`): the narrow symmetric ``±(2**(b-1) - 1)`` or the full code
-  range ``-2**(b-1) .. 2**(b-1) - 1`` (at 2 bits: ternary, or all four codes);
-- activations: ``b_a`` in 2..8, zero point 0; unsigned after a ReLU, signed two's complement
+  range ``-2**(b-1) .. 2**(b-1) - 1`` (at 2 bits: ternary, or all four codes); at ``b_w = 1``
+  binary: the bipolar codes ``-1`` and ``+1`` (a stored bit ``c`` means ``2c - 1``; there is no
+  zero code), times the per-channel scale;
+- activations: ``b_a`` in 1..8, zero point 0; unsigned after a ReLU (at 1 bit: 0 or 1, a step
+  at half the scale), signed two's complement (2..8 bits)
   (symmetric scale, full code range) where the graph needs negative values: a Conv2d/Linear
   without ReLU that is not the last layer (a linear bottleneck, a projection shortcut), an add
   of signed branches, a network input with negative values;
@@ -41,11 +44,12 @@ __all__ = [
     "MIN_BITS", "MAX_BITS", "QFormat", "check_bits", "acc_bits", "product_bound",
     "round_term", "requantize", "Requant", "derive_multiplier", "max_shift",
     "DEFAULT_MULT_BITS", "rescale", "add_requantize", "weight_digits", "split_digits",
-    "digit_reach", "WeightGrid",
+    "digit_reach", "WeightGrid", "weight_lane_codes", "weight_lane_values",
 ]
 
-#: Supported word lengths for weights and activations (inclusive).
-MIN_BITS = 2
+#: Supported word lengths for weights and activations (inclusive). One bit is binary: bipolar
+#: (+-1) weights, unsigned (0/1) activations.
+MIN_BITS = 1
 MAX_BITS = 8
 #: Default width of the unsigned requantization multiplier ``M``.
 DEFAULT_MULT_BITS = 16
@@ -70,6 +74,9 @@ class WeightGrid(enum.Enum):
     grid Brevitas' min-max uses. At 2 bits it restores the fourth code (-2) and halves the
     step. Both are the same integer format (:meth:`QFormat.weight`); only the quantizer
     differs, so the reference and the hardware take either.
+
+    At 1 bit both grids are the bipolar codes ``-1, +1`` (:meth:`codes` is the sign, zero going
+    to ``+1``); a threshold ``t`` is the scale itself.
     """
 
     NARROW = "narrow"
@@ -77,20 +84,33 @@ class WeightGrid(enum.Enum):
 
     def lo(self, bits):
         """The most negative code."""
+        if bits == 1:
+            return -1
         return -(1 << (bits - 1)) + (1 if self is WeightGrid.NARROW else 0)
 
     def hi(self, bits):
         """The most positive code."""
-        return (1 << (bits - 1)) - 1
+        return 1 if bits == 1 else (1 << (bits - 1)) - 1
 
     def steps(self, bits):
         """Steps between 0 and a threshold ``t``: the scale is ``t / steps``."""
         return -self.lo(bits)
 
+    def codes(self, x, bits):
+        """The nearest code to each real ``x`` (weights divided by their scale): round half to
+        even and clamp to ``lo..hi``; at 1 bit the sign, ``x >= 0`` giving ``+1``."""
+        x = np.asarray(x, dtype=np.float64)
+        if bits == 1:
+            return np.where(x >= 0, 1.0, -1.0)
+        return np.clip(np.rint(x), self.lo(bits), self.hi(bits))
+
 
 @dataclass(frozen=True)
 class QFormat:
     """An integer format: ``bits`` wide, two's complement when ``signed``.
+
+    A signed 1-bit format is *bipolar*: the codes ``-1`` and ``+1`` (no zero), the binary
+    weights of the contract; its bit ``c`` stands for ``2c - 1``.
 
     Parameters
     ----------
@@ -112,11 +132,18 @@ class QFormat:
             raise TypeError(f"QFormat signed must be a bool, not {self.signed!r}")
 
     @property
+    def bipolar(self):
+        """The binary weight format: signed, 1 bit, codes -1 and +1."""
+        return self.signed and self.bits == 1
+
+    @property
     def min(self):
         return -(1 << (self.bits - 1)) if self.signed else 0
 
     @property
     def max(self):
+        if self.bipolar:
+            return 1
         return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
 
     @property
@@ -126,6 +153,8 @@ class QFormat:
     def contains(self, array):
         """True when every element of ``array`` is representable."""
         a = np.asarray(array)
+        if self.bipolar:
+            return bool(np.all(np.abs(a) == 1))
         return a.size == 0 or (int(a.min()) >= self.min and int(a.max()) <= self.max)
 
     @classmethod
@@ -134,8 +163,13 @@ class QFormat:
 
     @classmethod
     def activation(cls, bits, signed=False):
-        """An activation format: unsigned after a ReLU, signed two's complement otherwise."""
-        return cls(check_bits("activation bits", bits), bool(signed))
+        """An activation format: unsigned after a ReLU, signed two's complement otherwise (2+
+        bits: a 1-bit activation is unsigned, 0 or 1)."""
+        bits = check_bits("activation bits", bits)
+        if signed and bits < 2:
+            raise ValueError("A signed activation must have 2..8 bits, not 1 (a 1-bit"
+                             " activation is unsigned: 0 or 1)")
+        return cls(bits, bool(signed))
 
     def to_json(self):
         return {"bits": self.bits, "signed": self.signed}
@@ -159,7 +193,9 @@ def acc_bits(w_fmt, a_fmt, k):
 
     ``b_w + b_a + (k - 1).bit_length() + 1``: the products alone stay below
     ``2**(b_w + b_a - 1 + clog2(k))`` in magnitude; the bias (clamped to the same bound when it
-    is quantized) adds one bit. Integer arithmetic only (never ``log2``).
+    is quantized) adds one bit. Integer arithmetic only (never ``log2``). With a 1-bit operand
+    (bipolar weights, 0/1 activations) it is one bit generous: the closed form counts a
+    magnitude of ``2**(b-1)`` where the operand's is 1.
     """
     bound = 2 * product_bound(w_fmt, a_fmt, k)
     width = w_fmt.bits + a_fmt.bits + (k - 1).bit_length() + 1
@@ -270,9 +306,13 @@ def weight_digits(w_fmt, lane_bits):
     lane): the smallest ``D`` with ``w_fmt``'s range inside what ``D`` signed digits reach,
     ``(2**(bD) - 1) / (2**b - 1)`` times the digit's range. A wider layer runs on narrow
     weight lanes as ``D`` passes over the same activations, pass ``e`` weighted
-    ``2**(b * e)`` (:func:`split_digits`)."""
+    ``2**(b * e)`` (:func:`split_digits`). A 1-bit lane is bipolar and holds only 1-bit
+    weights; bipolar weights fit any two's complement lane of 2+ bits."""
     if w_fmt.bits <= lane_bits:
         return 1
+    if lane_bits == 1:
+        raise ValueError(f"A 1-bit (bipolar, +-1) weight lane cannot hold {w_fmt.bits}-bit"
+                         " weights: they need weight lanes of 2+ bits")
     d = 1
     while digit_reach(lane_bits, d) < -w_fmt.min or digit_reach(lane_bits, d, True) < w_fmt.max:
         d += 1
@@ -302,3 +342,20 @@ def split_digits(w, lane_bits, digits):
     if np.any(rest < -half) or np.any(rest >= half):
         raise ValueError(f"Weights must fit {digits} signed digits of {lane_bits} bits")
     return np.stack(out)
+
+
+def weight_lane_codes(w, lane_bits):
+    """Integer weights as a weight lane of ``lane_bits`` stores them: the two's complement
+    value itself, or on a bipolar 1-bit lane the bit ``w > 0`` (``+1`` -> 1, ``-1`` -> 0)."""
+    w = np.asarray(w, dtype=np.int64)
+    return (w > 0).astype(np.int64) if lane_bits == 1 else w
+
+
+def weight_lane_values(w, lane_bits):
+    """What a ``lane_bits`` weight lane multiplies by when it holds ``w``: ``w``, or on a
+    bipolar lane ``+1`` for a positive weight and ``-1`` otherwise. A bipolar lane has no
+    zero: the compiler's zero weights (array rows past a layer's outputs, lanes past its input
+    channels) read as ``-1``, harmless only where the activation they meet is zero; the
+    software model multiplies by these values, so any other case is a mismatch it reports."""
+    w = np.asarray(w, dtype=np.int64)
+    return np.where(w > 0, 1, -1) if lane_bits == 1 else w

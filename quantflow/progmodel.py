@@ -8,7 +8,7 @@ compiler's schedule is checked against the reference without a simulator.
 
 import numpy as np
 
-from .numerics import add_requantize, requantize
+from .numerics import add_requantize, requantize, weight_lane_values
 from .schedule import out_position
 
 __all__ = ["execute", "pack_input", "read_loc"]
@@ -161,7 +161,8 @@ def _run_desc(d, cfg, act, acc, program):
         n = min(nfull, d.out_ch - t * nfull)
         ch = t * nfull + np.arange(n)
         if d.op.name == "MAC":
-            w = program.weights[d.w_base + t * d.steps + np.arange(d.steps)]  # (S, rows, cols)
+            w = weight_lane_values(program.weights[d.w_base + t * d.steps
+                                                   + np.arange(d.steps)], cfg.weight_bits)
             w = w.reshape(len(k), wd, cfg.rows, cfg.cols)
             w = w << (cfg.weight_bits * np.arange(wd))[None, :, None, None]  # digit e: 2**(b*e)
             vec = np.einsum("psc,serc->pr", a << lane_shift, w)
@@ -187,6 +188,9 @@ def _run_desc(d, cfg, act, acc, program):
             acc[d.dst_base + pix * d.out_ch + ch[None, :]] = v
         else:
             word, lane = _positions(pos, d.odigits, n, start)
+            if cfg.weight_bits == 1:  # bipolar lanes: a write at lane 0 zeroes the word first
+                fresh = word[lane == 0]
+                dst[(d.dst_base + pix * d.out_g + fresh[None, :]) % wrap] = 0
             for e in range(d.odigits):  # digit e of each element, low digit first
                 dst[(d.dst_base + pix * d.out_g + word[None, :]) % wrap, (lane + e)[None, :]] = \
                     (v >> (cfg.act_bits * e)) & ((1 << cfg.act_bits) - 1)

@@ -75,8 +75,12 @@ GRIDS = (WeightGrid.NARROW, WeightGrid.FULL)
 
 
 def grids(cfg):
-    """The weight grids to try for ``cfg``: its own, or both when it leaves the grid open."""
-    return GRIDS if cfg.w_grid is None else (cfg.w_grid,)
+    """The weight grids to try for ``cfg``: its own, or both when it leaves the grid open
+    (one when every weight is 1 bit: both grids are then the bipolar +-1)."""
+    if cfg.w_grid is not None:
+        return (cfg.w_grid,)
+    widths = {cfg.wbits} | {w for w, _ in cfg.layer_bits.values()}
+    return GRIDS[:1] if widths == {1} else GRIDS
 
 
 def check_chain(layers):
@@ -133,10 +137,10 @@ def plan_formats(layers, cfg, input_fmt):
             if i in forced:
                 fmts[i] = forced[i]
             elif fl.kind in MAC_KINDS:
-                fmts[i] = None if i == logits else QFormat.activation(ab, fl.act is Act.NONE)
+                fmts[i] = None if i == logits else _act_fmt(fl, ab, fl.act is Act.NONE)
             elif fl.kind is LayerKind.ADD:
-                fmts[i] = QFormat.activation(ab, fl.act is Act.NONE
-                                             and any(fmts[j].signed for j in src))
+                fmts[i] = _act_fmt(fl, ab, fl.act is Act.NONE
+                                   and any(fmts[j].signed for j in src))
             elif fl.kind is LayerKind.CONCAT:
                 fmts[i] = QFormat(max(fmts[j].bits for j in src),
                                   any(fmts[j].signed for j in src))
@@ -158,6 +162,15 @@ def plan_formats(layers, cfg, input_fmt):
         if not changed:
             return fmts
     raise AssertionError("concat formats did not settle")  # each pass only widens formats
+
+
+def _act_fmt(fl, bits, signed):
+    """The output format of a requantizing layer; a signed one needs 2+ bits."""
+    if signed and bits < 2:
+        raise UserError(f"layer {fl.name!r} has no ReLU after it, so its output is signed, and a"
+                        " 1-bit activation is unsigned (0 or 1): give that layer 2..8"
+                        " activation bits (per-layer bits)")
+    return QFormat.activation(bits, signed)
 
 
 def _requantizes(layers, j, logits):
@@ -222,7 +235,11 @@ def input_format(x_calib, bits):
     """The network input's format: signed when the calibration data has negative values (the
     format is chosen to hold the data, never clipped to zero)."""
     x = np.asarray(x_calib)
-    return QFormat(bits, bool(x.size and float(x.min()) < 0))
+    signed = bool(x.size and float(x.min()) < 0)
+    if signed and bits < 2:
+        raise UserError("The network input has negative values, so it is signed, and a signed"
+                        " input must have 2..8 bits, not 1")
+    return QFormat(bits, signed)
 
 
 def quantize(layers, name, input_shape, x_calib, cfg):

@@ -52,7 +52,10 @@ def _mac(rng, name, kind, shape_in, shape_out, in_fmt, w_fmt, a_fmt, weight, fin
 
 
 def _weights(rng, w_fmt, shape):
-    w = rng.integers(w_fmt.min, w_fmt.max + 1, size=shape).astype(np.int64)
+    if w_fmt.bipolar:  # binary weights: -1 or +1, never 0
+        w = rng.choice(np.array([-1, 1], dtype=np.int64), size=shape)
+    else:
+        w = rng.integers(w_fmt.min, w_fmt.max + 1, size=shape).astype(np.int64)
     flat = w.reshape(-1)
     if flat.size >= 2:
         flat[0], flat[-1] = w_fmt.min, w_fmt.max

@@ -121,9 +121,9 @@ def test_simulate_is_bit_exact_and_equals_the_cli_json(q4, tmp_path, capsys):
 
 @pytest.mark.parametrize(("call", "message"), [
     (lambda q: api.quantize("digits-mlp", wbits=9, out="never"),
-     r"--wbits must be a bit width in 2\.\.8, not 9"),
+     r"--wbits must be a bit width in 1\.\.8, not 9"),
     (lambda q: api.quantize("digits-mlp", abits="four", out="never"),
-     r"--abits must be a bit width in 2\.\.8, not 'four'"),
+     r"--abits must be a bit width in 1\.\.8, not 'four'"),
     (lambda q: api.quantize("digits-mlp", recipe="best", out="never"),
      r"--recipe must be one of auto, .*, not 'best'"),
     (lambda q: api.quantize("digits-mlp", data_free=True, qat=True, out="never"),

@@ -150,7 +150,7 @@ def test_a_folder_that_is_not_a_build_is_refused(tmp_path, capsys):
     ('model = "digits-cnn"\n[simulate]\nimages = true\n',
      r"simulate\.images must be an integer, not True"),
     ('model = "digits-cnn"\n[quantize]\nwbits = 9\n',
-     r"quantize\.wbits must be a bit width in 2\.\.8, not 9"),
+     r"quantize\.wbits must be a bit width in 1\.\.8, not 9"),
     ('model = "digits-cnn"\n[hardware]\nboard = "de10"\n',
      r"hardware\.board must be one of icebreaker, .*, not 'de10'"),
     ('model = "digits-cnn"\n[hardware]\narray = "8by8"\n',

@@ -36,10 +36,10 @@ def _zoo_trained():
 # -- argument errors (argparse: exit 2, usage + one error line) ---------------------------------
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--wbits", "9"], r"argument --wbits: '9' is not a bit width in 2\.\.8"),
-    (["--wbits", "1"], r"argument --wbits: '1' is not a bit width in 2\.\.8"),
+    (["--wbits", "9"], r"argument --wbits: '9' is not a bit width in 1\.\.8"),
+    (["--wbits", "0"], r"argument --wbits: '0' is not a bit width in 1\.\.8"),
     (["--abits", "four"], r"argument --abits: 'four' is not an integer bit width"),
-    (["--input-bits", "12"], r"argument --input-bits: '12' is not a bit width in 2\.\.8"),
+    (["--input-bits", "12"], r"argument --input-bits: '12' is not a bit width in 1\.\.8"),
     (["--method", "best"], r"argument --method: 'best' is not a method \(auto, minmax, "),
 ])
 def test_quantize_bad_arguments(capsys, tmp_path, argv, message):
@@ -278,7 +278,7 @@ def test_console_script_exit_codes(tmp_path):
     assert bad.returncode == 2, bad
     assert bad.stdout == "" and "Traceback" not in bad.stderr
     assert bad.stderr.splitlines()[-1] == ("hwgen quantize: error: argument --wbits: '9' is not a "
-                                           "bit width in 2..8")
+                                           "bit width in 1..8")
     assert not (tmp_path / "q").exists()
 
 

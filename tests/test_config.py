@@ -12,11 +12,14 @@ from quantflow.numerics import QFormat, acc_bits
 
 
 @pytest.mark.parametrize("kwargs,exc,message", [
-    ({"weight_bits": 1}, ValueError, "Weight bits must be an integer in 2..8, not 1"),
-    ({"weight_bits": 9}, ValueError, "Weight bits must be an integer in 2..8, not 9"),
+    ({"weight_bits": 0}, ValueError, "Weight bits must be an integer in 1..8, not 0"),
+    ({"weight_bits": 9}, ValueError, "Weight bits must be an integer in 1..8, not 9"),
+    ({"weight_bits": 1, "layer_weight_bits": 2}, ValueError,
+     "Layer weight bits must be 1 on bipolar 1-bit weight lanes (they hold +-1 only), not 2:"
+     " wider layers need weight lanes of 2+ bits"),
     ({"weight_bits": 4.0}, TypeError, "Weight bits must be an integer, not 4.0"),
     ({"act_bits": True}, TypeError, "Activation bits must be an integer, not True"),
-    ({"act_bits": 0}, ValueError, "Activation bits must be an integer in 2..8, not 0"),
+    ({"act_bits": 0}, ValueError, "Activation bits must be an integer in 1..8, not 0"),
     ({"input_bits": 17}, ValueError, "Input bits must be an integer in 1..16, not 17"),
     ({"mult_bits": 1}, ValueError, "Multiplier bits must be an integer in 2..31, not 1"),
     ({"rows": 0}, ValueError, "Array rows must be an integer in 1..64, not 0"),

@@ -11,9 +11,10 @@ from simtop import first_mismatch, run_top
 SMALL = dict(max_dim=16)  # buffer depths: for_model sizes them to the model
 
 
-def _layer_case(seed):
+def _layer_case(seed, bits=None):
     rng = np.random.default_rng(seed)
     wb, ab = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+    wb, ab = bits or (wb, ab)
     inb = int(rng.choice([ab, 8]))
     k = [1, 3, 5][seed % 3]
     stride = 1 + (seed // 3) % 2
@@ -42,6 +43,16 @@ def _exact_one_input(seed, rng, model, cfg):
 @pytest.mark.parametrize("seed", range(18))
 def test_random_layers(seed):
     _exact_one_input(seed, *_layer_case(seed))
+
+
+@pytest.mark.parametrize("seed,bits", [(s, (1, [1, 2, 8][s % 3])) for s in range(6)]
+                         + [(6, (4, 1)), (7, (8, 1))])
+def test_binary_layers(seed, bits):
+    """Bipolar 1-bit weight lanes (a select between a and -a) and 1-bit activation lanes
+    (an 8-bit input as 8 one-bit digits): bit-exact, cycles equal to the model."""
+    rng, model, cfg = _layer_case(seed, bits)
+    assert (cfg.weight_bits, cfg.act_bits) == bits and cfg.bipolar_weights == (bits[0] == 1)
+    _exact_one_input(seed, rng, model, cfg)
 
 
 @pytest.mark.parametrize("bits,host_bits", [(2, 32), (4, 16),
@@ -106,7 +117,7 @@ def test_random_layers_sweep(seed):
     test_random_layers(seed)
 
 
-def _dag_case(name, signed):
+def _dag_case(name, signed, bits=(4, 4)):
     import dagnets
 
     from quantflow import importers, ptq
@@ -117,7 +128,7 @@ def _dag_case(name, signed):
     if signed:  # standardized features: a signed network input
         x, xt = (x - 0.3) / 0.4, (xt - 0.3) / 0.4
     layers = importers.capture(dagnets.build(name), ds.input_shape)
-    qm = ptq.quantize(layers, name, ds.input_shape, x, ptq.PTQConfig(4, 4)).export()
+    qm = ptq.quantize(layers, name, ds.input_shape, x, ptq.PTQConfig(*bits)).export()
     return qm, qm.quantize_input(xt)
 
 
@@ -133,6 +144,19 @@ def test_dag_networks(name, signed):
     cfg = AccelConfig.for_model(qm, array=(4, 4), **SMALL)
     assert cfg.signed_acts == (signed or any(lyr.out_fmt.signed and lyr.requant
                                               for lyr in qm.layers))
+    program, results = run_top(cfg, qm, xs)
+    assert first_mismatch(qm, xs, results) is None
+    assert results[0].layer_cycles == program.cycles
+
+
+@pytest.mark.parametrize("name,signed", [("mlp-residual", True), ("concat", False),
+                                         ("resnet", True)])
+def test_binary_weights_in_dag_networks(name, signed):
+    """1-bit weights with 4-bit (signed where the graph needs it) activations on bipolar lanes:
+    residual adds, a concat whose parts start at word boundaries, projection shortcuts."""
+    qm, xs = _dag_case(name, signed, (1, 4))
+    cfg = AccelConfig.for_model(qm, array=(4, 4), **SMALL)
+    assert cfg.bipolar_weights, cfg
     program, results = run_top(cfg, qm, xs)
     assert first_mismatch(qm, xs, results) is None
     assert results[0].layer_cycles == program.cycles

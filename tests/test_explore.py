@@ -173,8 +173,8 @@ def test_explore_argument_types(capsys):
         main(["explore", "--out", "o", "--board", "nope"])
     assert "Board must be one of" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["explore", "--out", "o", "--bits", "1"])
-    assert "'1' is not a bit width in 2..8" in capsys.readouterr().err
+        main(["explore", "--out", "o", "--bits", "0"])
+    assert "'0' is not a bit width in 1..8" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -1,9 +1,10 @@
 """The torch fake-quant twin reproduces every integer of the integer reference.
 
 Over the whole digits test set (450 images, plus an all-zero and a saturating image) at every
-bit width 2..8 and mixed widths, on both weight grids (narrow and full, whose -2^(b-1) code
-must appear), for both zoo networks: each layer's float64 output is
-integer-valued and equal, element for element, to :func:`quantflow.reference.run`.
+bit width 1..8 (1 bit: bipolar weights, 0/1 activations) and mixed widths, on both weight
+grids (narrow and full, whose -2^(b-1) code must appear), for both zoo networks: each layer's
+float64 output is integer-valued and equal, element for element, to
+:func:`quantflow.reference.run`.
 """
 
 import numpy as np
@@ -15,7 +16,7 @@ from torch import nn
 from quantflow import reference
 from quantflow.fakequant import floor_ste, round_ste
 
-BITS = [(b, b) for b in range(2, 9)] + [(2, 8), (8, 2), (3, 6)]
+BITS = [(b, b) for b in range(1, 9)] + [(2, 8), (8, 2), (3, 6), (1, 8), (8, 1)]
 MODELS = ["digits-cnn", "digits-mlp"]
 
 
@@ -42,7 +43,10 @@ def test_fakequant_equals_reference_on_every_integer(zoo_inputs, name, wbits, ab
     # quantized net saturate, which the full grid's smaller W2 activations do not under min-max)
     net, qm = quantized(name, wbits, abits, "minmax" if grid == "narrow" else "mse", grid)
     lows = [int(lyr.weight.min()) for lyr in qm.layers if lyr.weight is not None]
-    if grid == "full":  # some channel's largest |w| is negative: it lands on -2^(b-1)
+    if wbits == 1:  # binary: both grids are the bipolar +-1, and no weight is zero
+        assert all(np.all(np.abs(lyr.weight) == 1) for lyr in qm.mac_layers)
+        assert min(lows) == -1
+    elif grid == "full":  # some channel's largest |w| is negative: it lands on -2^(b-1)
         assert min(lows) == -(1 << (wbits - 1)), lows
     else:
         assert min(lows) >= -((1 << (wbits - 1)) - 1), lows

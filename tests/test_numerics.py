@@ -23,8 +23,10 @@ from quantflow.numerics import (
     derive_multiplier,
     max_shift,
     product_bound,
+    WeightGrid,
     requantize,
     round_term,
+    weight_digits,
 )
 
 
@@ -259,9 +261,10 @@ def test_acc_bits_holds_worst_case_operands(bw, ba):
         assert int(out[0, 0]) == lowest == -2 * bound
         assert int(out[0, 1]) == highest
         assert acc.contains(out), f"bw={bw} ba={ba} K={k}: {out} outside {acc}"
-        # The closed form is tight for power-of-two K; otherwise at most one bit generous.
+        # The closed form is tight for power-of-two K; otherwise at most one bit generous, and
+        # with a 1-bit operand too (its magnitude is 1, where the form counts 2**(b-1)).
         need = naive_min_width(lowest, highest)
-        if k & (k - 1) == 0:
+        if k & (k - 1) == 0 and min(bw, ba) > 1:
             assert need == width, f"bw={bw} ba={ba} K={k}: needs {need}, acc_bits {width}"
         else:
             assert need in (width - 1, width), f"bw={bw} ba={ba} K={k}: needs {need}"
@@ -299,12 +302,15 @@ def test_product_bound_rejects_empty_reduction():
 
 @pytest.mark.parametrize(("bits", "signed", "lo", "hi"), [
     (2, True, -2, 1), (2, False, 0, 3), (8, True, -128, 127), (8, False, 0, 255),
-    (1, True, -1, 0), (1, False, 0, 1), (64, True, -(1 << 63), (1 << 63) - 1),
+    (1, True, -1, 1), (1, False, 0, 1), (64, True, -(1 << 63), (1 << 63) - 1),
 ])
 def test_qformat_range(bits, signed, lo, hi):
     f = QFormat(bits, signed)
     assert (f.min, f.max, f.levels) == (lo, hi, 1 << bits)
     assert f.contains([lo, hi]) and f.contains(np.zeros(0))
+    assert f.bipolar == (bits == 1 and signed)
+    if f.bipolar:  # the binary weights: -1 and +1, no zero
+        assert not f.contains([0]) and not f.contains([1, 0, -1])
     if bits < 64:
         assert not f.contains([lo - 1]) and not f.contains([hi + 1])
     assert QFormat.from_json(f.to_json()) == f
@@ -323,9 +329,9 @@ def test_qformat_messages(args, exc, message):
 
 
 @pytest.mark.parametrize(("value", "exc", "message"), [
-    (1, ValueError, r"^weight bits must be an integer in 2\.\.8, not 1$"),
-    (9, ValueError, r"^weight bits must be an integer in 2\.\.8, not 9$"),
-    (-4, ValueError, r"^weight bits must be an integer in 2\.\.8, not -4$"),
+    (0, ValueError, r"^weight bits must be an integer in 1\.\.8, not 0$"),
+    (9, ValueError, r"^weight bits must be an integer in 1\.\.8, not 9$"),
+    (-4, ValueError, r"^weight bits must be an integer in 1\.\.8, not -4$"),
     (4.0, TypeError, r"^weight bits must be an integer, not 4\.0$"),
     ("4", TypeError, r"^weight bits must be an integer, not '4'$"),
     (True, TypeError, r"^weight bits must be an integer, not True$"),
@@ -349,11 +355,37 @@ def test_check_bits_accepts_range_and_numpy_ints():
 def test_qformat_weight_and_activation_constructors():
     assert QFormat.weight(2) == QFormat(2, True)
     assert QFormat.activation(8) == QFormat(8, False)
-    with pytest.raises(ValueError, match=r"^weight bits must be an integer in 2\.\.8, not 9$"):
+    assert QFormat.weight(1).bipolar and QFormat.activation(1) == QFormat(1, False)
+    with pytest.raises(ValueError, match=r"^weight bits must be an integer in 1\.\.8, not 9$"):
         QFormat.weight(9)
     with pytest.raises(ValueError,
-                       match=r"^activation bits must be an integer in 2\.\.8, not 1$"):
-        QFormat.activation(1)
+                       match=r"^activation bits must be an integer in 1\.\.8, not 0$"):
+        QFormat.activation(0)
+    with pytest.raises(ValueError, match=r"^A signed activation must have 2\.\.8 bits, not 1"):
+        QFormat.activation(1, signed=True)
+
+
+def test_binary_weight_codes_and_lanes():
+    """1-bit weights are the sign (zero -> +1) on both grids; a bipolar lane stores w > 0 and
+    multiplies by +-1; wider weights never fit a bipolar lane; +-1 fits every wider lane."""
+    from quantflow.numerics import weight_lane_codes, weight_lane_values
+
+    x = np.array([-2.5, -0.01, 0.0, 0.3, 7.0])
+    for grid in WeightGrid:
+        assert (grid.lo(1), grid.hi(1), grid.steps(1)) == (-1, 1, 1)
+        assert grid.codes(x, 1).tolist() == [-1, -1, 1, 1, 1]
+    assert WeightGrid.NARROW.codes(x, 2).tolist() == [-1, 0, 0, 0, 1]
+    assert WeightGrid.FULL.codes(x, 2).tolist() == [-2, 0, 0, 0, 1]
+    w = np.array([1, -1, 1, 0])
+    assert weight_lane_codes(w, 1).tolist() == [1, 0, 1, 0]
+    assert weight_lane_values(w, 1).tolist() == [1, -1, 1, -1]  # no zero on a bipolar lane
+    assert weight_lane_codes(w, 2).tolist() == weight_lane_values(w, 2).tolist() == w.tolist()
+    assert weight_digits(QFormat.weight(1), 1) == weight_digits(QFormat.weight(1), 2) == 1
+    with pytest.raises(ValueError, match="1-bit .bipolar, \\+-1. weight lane cannot hold 2-bit"):
+        weight_digits(QFormat.weight(2), 1)
+    # the accumulator of a binary layer: K products of magnitude <= a_max, plus the bias
+    assert product_bound(QFormat.weight(1), QFormat.activation(1), 9) == 9
+    assert acc_bits(QFormat.weight(1), QFormat.activation(8), 64) == 16
 
 
 @pytest.mark.parametrize(("kwargs", "exc", "message"), [

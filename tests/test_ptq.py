@@ -34,6 +34,37 @@ def test_layers_without_relu_are_signed():
     assert (qm.layers[1].lo, qm.layers[1].hi) == (-8, 7)
 
 
+def test_binary_networks_refuse_what_one_bit_cannot_hold():
+    """A signed tensor or a signed input at 1 bit, AdaRound on 1-bit weights, and a grouped
+    convolution on bipolar weight lanes each get one line naming the fix."""
+    from quantflow.adaround import AdaRound
+    from quantflow.errors import UserError
+    from quantflow.program import compile_program
+
+    from hwgen.config import AccelConfig
+
+    x = np.linspace(0, 1, 64 * 4).reshape(4, 1, 8, 8)
+    layers = _chain(nn.Flatten(), nn.Linear(64, 8), nn.Linear(8, 3))
+    with pytest.raises(UserError, match=r"^layer '1' has no ReLU after it, so its output is"
+                       r" signed, and a 1-bit activation is unsigned \(0 or 1\)"):
+        ptq.quantize(layers, "m", (1, 8, 8), x, ptq.PTQConfig(4, 1))
+    relu = _chain(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 3))
+    with pytest.raises(UserError, match=r"^The network input has negative values, so it is"
+                       r" signed, and a signed input must have 2\.\.8 bits, not 1$"):
+        ptq.quantize(relu, "m", (1, 8, 8), x - 0.5, ptq.PTQConfig(1, 1, input_bits=1))
+    net = ptq.quantize(relu, "m", (1, 8, 8), x, ptq.PTQConfig(1, 1))
+    assert ptq.grids(ptq.PTQConfig(1, 1)) == ptq.GRIDS[:1]  # both grids are +-1 at 1 bit
+    with pytest.raises(UserError, match=r"^AdaRound chooses between two neighbouring codes"):
+        AdaRound().apply(net, relu, x)
+    grouped = _chain(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=4), nn.ReLU(),
+                     nn.Flatten(), nn.Linear(64, 3))
+    qm = ptq.quantize(grouped, "g", (1, 8, 8), x, ptq.PTQConfig(1, 2)).export()
+    with pytest.raises(UnsupportedOpError, match=r"grouped convolution: .* a bipolar 1-bit"
+                       r" weight lane has no zero"):
+        compile_program(qm, AccelConfig(weight_bits=1, act_bits=2, rows=4, cols=4))
+    assert AccelConfig.for_model(qm, array=(4, 4)).weight_bits == 2  # so it gets 2-bit lanes
+
+
 @pytest.mark.parametrize(("modules", "message"), [
     ((nn.Flatten(), nn.Linear(64, 3), nn.ReLU()),
      r"^the last layer '1' must return logits, not pass through a ReLU$"),
@@ -55,12 +86,12 @@ def test_check_chain_messages(modules, message):
 
 
 @pytest.mark.parametrize(("kwargs", "exc", "message"), [
-    ({"wbits": 9}, ValueError, r"^Weight bits must be an integer in 2\.\.8, not 9$"),
-    ({"wbits": 1}, ValueError, r"^Weight bits must be an integer in 2\.\.8, not 1$"),
-    ({"abits": 0}, ValueError, r"^Activation bits must be an integer in 2\.\.8, not 0$"),
+    ({"wbits": 9}, ValueError, r"^Weight bits must be an integer in 1\.\.8, not 9$"),
+    ({"wbits": 0}, ValueError, r"^Weight bits must be an integer in 1\.\.8, not 0$"),
+    ({"abits": 0}, ValueError, r"^Activation bits must be an integer in 1\.\.8, not 0$"),
     ({"abits": 4.5}, TypeError, r"^Activation bits must be an integer, not 4\.5$"),
     ({"wbits": "4"}, TypeError, r"^Weight bits must be an integer, not '4'$"),
-    ({"input_bits": 16}, ValueError, r"^Input bits must be an integer in 2\.\.8, not 16$"),
+    ({"input_bits": 16}, ValueError, r"^Input bits must be an integer in 1\.\.8, not 16$"),
     ({"w_method": "mse"}, TypeError, r"^w_method must be a RangeMethod, not 'mse'$"),
     ({"a_method": None}, TypeError, r"^a_method must be a RangeMethod, not None$"),
     ({"mult_bits": 40}, ValueError, r"^Multiplier bits must be an integer in 2\.\.31, not 40$"),

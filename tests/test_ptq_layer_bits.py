@@ -21,8 +21,8 @@ def test_layer_bits_must_name_a_mac_layer_not_a_pool():
 
 @pytest.mark.parametrize(("value", "exc", "msg"), [
     ((8,), TypeError, r"^Layer bits must be a \(w_bits, a_bits\) tuple, not \(8,\)$"),
-    ((9, 8), ValueError, r"^Weight bits of layer '0' must be an integer in 2\.\.8, not 9$"),
-    ((8, 1), ValueError, r"^Activation bits of layer '0' must be an integer in 2\.\.8, not 1$"),
+    ((9, 8), ValueError, r"^Weight bits of layer '0' must be an integer in 1\.\.8, not 9$"),
+    ((8, 0), ValueError, r"^Activation bits of layer '0' must be an integer in 1\.\.8, not 0$"),
 ])
 def test_layer_bits_values_are_validated(value, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -15,7 +15,7 @@ def test_layer_bits_parses_names_and_widths():
 @pytest.mark.parametrize(("value", "msg"), [
     ("0=8", r"^'0=8' is not NAME=W/A \(e\.g\. 0=8/8\)$"),
     ("=8/8", r"^'=8/8' is not NAME=W/A \(e\.g\. 0=8/8\)$"),
-    ("0=9/8", r"^'0=9/8' is not NAME=W/A with '9' is not a bit width in 2\.\.8$"),
+    ("0=9/8", r"^'0=9/8' is not NAME=W/A with '9' is not a bit width in 1\.\.8$"),
 ])
 def test_layer_bits_errors(value, msg):
     with pytest.raises(argparse.ArgumentTypeError, match=msg):
