@@ -55,17 +55,18 @@ def _skip_missing_simulator(request):
 
 @pytest.fixture(scope="session")
 def quantized_zoo(tmp_path_factory):
-    """``get(model, wbits, abits, ends=None)`` -> a QuantizedModel folder of a zoo network (MSE
-    ranges), quantized once per session; ``ends`` gives the first and last MAC layers
-    ``ends``-bit weights around the ``wbits`` body (the common mixed-precision recipe)."""
+    """``get(model, wbits, abits, ends=None, qat=0)`` -> a QuantizedModel folder of a zoo
+    network (MSE ranges), quantized once per session; ``ends`` gives the first and last MAC
+    layers ``ends``-bit weights around the ``wbits`` body (the common mixed-precision recipe);
+    ``qat`` epochs of QAT follow (a binary network's accuracy needs them)."""
     from quantflow import importers, ptq, serialize
     from quantflow.flow import Method, load_data, load_model, quantize_model
 
     ds = load_data()
     folders = {}
 
-    def get(model, wbits, abits, ends=None):
-        key = (model, wbits, abits, ends)
+    def get(model, wbits, abits, ends=None, qat=0):
+        key = (model, wbits, abits, ends, qat)
         if key not in folders:
             name, net = load_model(model, ds)
             bits = {}
@@ -75,7 +76,12 @@ def quantized_zoo(tmp_path_factory):
                 bits = {macs[0]: (ends, abits), macs[-1]: (ends, abits)}
             cfg = ptq.PTQConfig(wbits, abits, layer_bits=bits)
             result = quantize_model(name, net, ds, cfg, Method.MSE)
-            tag = f"-e{ends}" if ends else ""
+            if qat:
+                from quantflow.flow import finetune
+                from quantflow.qat import QATConfig
+
+                result = finetune(result, net, ds, QATConfig(epochs=qat))
+            tag = (f"-e{ends}" if ends else "") + (f"-qat{qat}" if qat else "")
             folders[key] = serialize.save(
                 result.qmodel, tmp_path_factory.mktemp("q") / f"{model}-w{wbits}a{abits}{tag}")
         return folders[key]
