@@ -139,6 +139,22 @@ def test_a_folder_that_is_not_a_build_is_refused(tmp_path, capsys):
                         r" hwgen build folder .*\n", err)
 
 
+def test_a_build_killed_in_its_first_stage_resumes(tmp_path):
+    """Killed before the first stage ended, a build folder holds only its lock and a stage's
+    scratch (no record yet): the next build takes it and sweeps the scratch."""
+    from quantflow.errors import UserError
+    from hwflow.api.build import _check_out
+
+    out = tmp_path / "b"
+    (out / ".stage-quantize-1825-wnmht71z").mkdir(parents=True)
+    (out / ".stage-quantize-1825-wnmht71z" / "model.json").write_text("{")
+    (out / "build.lock").write_text("")
+    _check_out(out)  # no error: it is this tool's own folder
+    (out / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match="not an hwgen build folder"):
+        _check_out(out)
+
+
 @pytest.mark.parametrize("text, message", [
     ('model = "digits-cnn"\nspeed = 3\n',
      r"unknown key 'speed' \(known in the top level: model, data; sections: .*\)"),

@@ -25,6 +25,7 @@ names the outputs it made, and an output that no longer matches it is rebuilt.
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -192,12 +193,16 @@ def _write_record(out, record):
 
 
 def _check_out(out):
-    """``out`` as a folder a build may write: missing, empty or an earlier build folder."""
+    """``out`` as a folder a build may write: missing, empty or an earlier build folder (one
+    with a record, or a build killed before its first stage ended: only its lock and stage
+    scratch)."""
     from quantflow.errors import UserError
     from quantflow.fsutil import check_out
 
     check_out(out, what="build folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / RECORD).exists():
+    own = re.compile(r"build\.lock|\.stage-[a-z]+-\d+-.*")
+    if out.is_dir() and any(not own.fullmatch(p.name) for p in out.iterdir()) \
+            and not (out / RECORD).exists():
         raise UserError(f"{out}: refusing to build into it, it is not an hwgen build folder"
                         f" (no {RECORD}; choose another --out)")
 
