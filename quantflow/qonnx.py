@@ -15,7 +15,7 @@ Mapping onto the numerics contract (DESIGN.md section 3; the layers in
 - the graph input goes through one ``Quant`` with zero point 0 (signed or unsigned): its scale
   and bit width are the model's ``input_scale`` / ``input_fmt``;
 - weights become their integers ``Quant(w) / scale`` (per-tensor or per-output-channel
-  scale); bipolar weights are ``+-1`` in a 2-bit format;
+  scale); bipolar weights (``BipolarQuant``) are the contract's 1-bit weights, ``+-1``;
 - a bias (float, or quantized by a ``Quant``) becomes ``round(b / (s_w * s_in))``: exact when
   the bias already lies on that grid (Brevitas ``Int32Bias``);
 - the activation ``Quant`` after a MAC layer (or average pooling, or a residual ``Add``)
@@ -186,7 +186,8 @@ class _Walker:
             return b.passthrough(node, v, LayerKind.FLATTEN, (int(np.prod(v.shape)),), out)
         if op == "Identity":
             return v  # the same value under a new name
-        return unsupported(node, "BipolarQuant on activations (only on weights)")
+        return unsupported(node, "BipolarQuant on activations (+-1 values; the contract's 1-bit"
+                           " activations are unsigned 0/1: a Quant of bit width 1, signed=0)")
 
     def _quant(self, node, a, v):
         x, consts = node.input, self.consts
@@ -201,14 +202,12 @@ class _Walker:
         bits, signed = int(consts[x[3]]), bool(a.get("signed", 1))
         narrow, mode = bool(a.get("narrow", 0)), rounding_mode(a.get("rounding_mode", "ROUND"))
         if v is None:
-            if not 2 <= bits <= 16:
-                unsupported(node, f"{bits}-bit input")
+            if not (2 if signed else 1) <= bits <= 16:
+                unsupported(node, f"{bits}-bit {'signed ' if signed else ''}input")
             self.input_fmt, self.input_scale = QFormat(bits, signed), float(scale[0])
             fmt = self.input_fmt
             return QTensor(-1, fmt, self.input_scale, self.dims, fmt.min, fmt.max)
-        if not 2 <= bits <= 8:
-            unsupported(node, f"{bits}-bit activations (the contract allows 2..8)")
-        fmt = QFormat.activation(bits, signed)
+        fmt = _act_fmt(node, bits, signed)
         if isinstance(v, QTensor):
             return self.b.requantize(node, v, float(scale[0]), fmt, narrow, mode, node.output[0])
         return self.b.close(node, v, float(scale[0]), fmt, narrow, mode, node.output[0])
@@ -230,9 +229,7 @@ class _Walker:
         if ratio.numerator & (ratio.numerator - 1) or ratio.denominator & (ratio.denominator - 1):
             self.b.approx.append(f"{where(node)}: output/input scale ratio {float(ratio)!r} is"
                                  " not a power of two (QONNX rounds it to one)")
-        if not 2 <= bits <= 8:
-            unsupported(node, f"{bits}-bit activations (the contract allows 2..8)")
-        fmt = QFormat.activation(bits, bool(a.get("signed", 0)))
+        fmt = _act_fmt(node, bits, bool(a.get("signed", 0)))
         return self.b.close(node, v, out_scale, fmt, bool(a.get("narrow", 0)),
                             rounding_mode(a.get("rounding_mode", "FLOOR")), node.output[0])
 
@@ -246,6 +243,14 @@ class _Walker:
             raise UnsupportedOpError("the network must end with a Conv/Gemm/MatMul returning"
                                      " logits (a Quant on the output is not supported)")
         return self.b.finish(v, graph.output[0].name)
+
+
+def _act_fmt(node, bits, signed):
+    """The format of a quantized activation: 1..8 bits unsigned, 2..8 signed."""
+    if not (2 if signed else 1) <= bits <= 8:
+        unsupported(node, f"{bits}-bit {'signed' if signed else 'unsigned'} activations (the"
+                    " contract allows 1..8 unsigned, 2..8 signed)")
+    return QFormat.activation(bits, signed)
 
 
 def load_qonnx(source, name=None, mult_bits=DEFAULT_MULT_BITS):

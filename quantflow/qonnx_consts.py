@@ -66,7 +66,7 @@ def _quant_const(node, consts):
     scale = consts[node.input[1]].astype(np.float32)
     if node.op_type == "BipolarQuant":
         ints = np.where(x / scale >= 0, 1.0, -1.0)
-        return QConst(ints.astype(np.int64), scale.astype(np.float64), QFormat(2, True))
+        return QConst(ints.astype(np.int64), scale.astype(np.float64), QFormat.weight(1))
     zp = consts[node.input[2]]
     bits = int(consts[node.input[3]])
     if np.any(zp != 0):

@@ -85,9 +85,10 @@ class LayerBuilder:
         if s.size not in (1, o):
             unsupported(node, f"a weight scale of {s.size} entries for {o} channels")
         w_scale = np.full(o, float(s[0])) if s.size == 1 else s
-        if not (2 <= wq.fmt.bits <= 8 and wq.fmt.signed):
+        if not (1 <= wq.fmt.bits <= 8 and wq.fmt.signed):
             unsupported(node, f"{wq.fmt.bits}-bit {'signed' if wq.fmt.signed else 'unsigned'}"
-                        " weights (the contract has signed 2..8-bit weights)")
+                        " weights (the contract has signed 1..8-bit weights; 1 bit is a"
+                        " BipolarQuant)")
         if kind is LayerKind.CONV2D:
             c, h, w = src.shape
             if c % groups or o % groups or w_ints.shape[1] * groups != c:

@@ -39,6 +39,7 @@ with warnings.catch_warnings():
         Int8WeightPerTensorFixedPoint,
         Int8WeightPerTensorFloat,
         Int32Bias,
+        SignedBinaryWeightPerTensorConst,
         Uint8ActPerTensorFixedPoint,
         Uint8ActPerTensorFloat,
     )
@@ -53,15 +54,22 @@ from quantflow.qonnx import load_qonnx  # noqa: E402
 def _net(bits, pow2):
     w_q = Int8WeightPerTensorFixedPoint if pow2 else Int8WeightPerTensorFloat
     a_q = Uint8ActPerTensorFixedPoint if pow2 else Uint8ActPerTensorFloat
+    a_bits, w_kw = bits, {}
+    if bits == 1:  # binary weights: BipolarQuant, a constant scale (a power of two here);
+        # 2-bit activations: Brevitas exports a 1-bit unsigned activation as BipolarQuant too
+        w_q, a_bits = SignedBinaryWeightPerTensorConst, 2
+        w_kw = {"weight_scaling_const": 0.125 if pow2 else 0.1}
+
     bias = {"bias_quant": Int32Bias}
     return torch.nn.Sequential(
         qnn.QuantIdentity(bit_width=8, act_quant=a_q, return_quant_tensor=True),
-        qnn.QuantConv2d(1, 8, 3, padding=1, weight_bit_width=bits, weight_quant=w_q, **bias),
+        qnn.QuantConv2d(1, 8, 3, padding=1, weight_bit_width=bits, weight_quant=w_q, **bias,
+                        **w_kw),
         torch.nn.ReLU(),
-        qnn.QuantIdentity(bit_width=bits, act_quant=a_q, return_quant_tensor=True),
+        qnn.QuantIdentity(bit_width=a_bits, act_quant=a_q, return_quant_tensor=True),
         torch.nn.MaxPool2d(2),
         torch.nn.Flatten(),
-        qnn.QuantLinear(8 * 16, 10, weight_bit_width=bits, weight_quant=w_q, **bias),
+        qnn.QuantLinear(8 * 16, 10, weight_bit_width=bits, weight_quant=w_q, **bias, **w_kw),
     )
 
 
@@ -134,7 +142,7 @@ def test_float_scales_give_qonnx_top1_on_every_test_image(tmp, bits):
     assert bad.size == 0, f"W{bits}: top-1 differs on images {bad[:10]}"
 
 
-@pytest.mark.parametrize("bits", [4, 2])
+@pytest.mark.parametrize("bits", [4, 2, 1])
 def test_power_of_two_scales_give_qonnx_integers_exactly(tmp, bits):
     model = _half_up(_exported(bits, True, tmp))
     x = digits().x_test
@@ -146,6 +154,8 @@ def test_power_of_two_scales_give_qonnx_integers_exactly(tmp, bits):
     acc = reference.run(qm, qm.quantize_input(x))[-1]
     assert np.array_equal(out / scale, acc), (
         f"W{bits}: first mismatch at {np.argwhere(out / scale != acc)[0]}")
+    if bits == 1:  # BipolarQuant weights are the contract's 1-bit (+-1) weights
+        assert all(lyr.w_fmt == QFormat.weight(1) for lyr in qm.mac_layers)
 
 
 def test_unsupported_node_is_named():
@@ -259,6 +269,31 @@ def test_floor_trunc_is_listed_as_approximate_and_trunc_v1_is_refused():
         "node 'trunc' (Trunc): FLOOR rounding vs the contract's round half up"]
     with pytest.raises(UnsupportedOpError, match=r"^node 'trunc' \(Trunc\): Trunc v1"):
         load_qonnx(_handmade(trunc_inputs=5))
+
+
+def test_a_binary_net_imports_as_bipolar_weights_and_one_bit_activations():
+    """BipolarQuant weights become the contract's 1-bit (+-1) weights, a 1-bit unsigned Quant
+    on activations its 0/1 activations; every layer equals QONNX's own execution."""
+    q = "qonnx.custom_op.general"
+    g = Graph((16, 1, 8, 8), seed=3)
+    xq = g.quant("x", "xq", 2.0 ** -6, 8)
+    w1 = g.node("BipolarQuant", [g.const(g.rng.normal(0, 1, (4, 1, 3, 3))),
+                                 g.const(2.0 ** -2)], "w1", q)
+    c1 = g.node("Conv", [xq, w1], "c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    a1 = g.quant(g.node("Relu", [c1], "r1"), "a1", 2.0 ** -1, 1)
+    f = g.node("Flatten", [a1], "f")
+    w2 = g.node("BipolarQuant", [g.const(g.rng.normal(0, 1, (256, 10))), g.const(2.0 ** -3)],
+                "w2", q)
+    model = g.model(g.node("MatMul", [f, w2], "y"), (16, 10))
+    qm = load_qonnx(model)
+    assert [lyr.w_fmt for lyr in qm.mac_layers] == [QFormat.weight(1)] * 2
+    assert qm.layers[0].out_fmt == QFormat(1, False)
+    assert (qm.layers[0].lo, qm.layers[0].hi) == (0, 1)
+    x = np.random.default_rng(4).random((16, 1, 8, 8)).astype(np.float32)
+    errors, whole = layer_errors(qm, model, x)
+    assert whole and max(errors) == 0, errors
+    active = reference.run(qm, qm.quantize_input(x))[0]
+    assert 0 < active.mean() < 1  # both activation values occur
 
 
 # -- DAGs: residual Add, Concat, grouped/depthwise Conv, signed activations, branching ---------
