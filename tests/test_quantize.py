@@ -55,3 +55,26 @@ def test_contradictory_options_are_one_line(tmp_path, capsys, argv, msg):
 
     rc = main(["quantize", *argv, "--out", str(tmp_path / "q")])
     assert rc == 2 and capsys.readouterr().err.strip() == f"hwgen quantize: error: {msg}"
+
+
+def test_binary_qat_from_the_command_line(tmp_path, capsys):
+    """`hwgen quantize --wbits 1 --abits 1 --qat`: QAT starts from MSE ranges (not a PTQ
+    recipe's baked rounding), the learning-rate trials are in model.json, the weights are +-1."""
+    import json
+
+    import numpy as np
+
+    from hwflow.cli import main
+    from quantflow.numerics import QFormat
+    from quantflow.serialize import load
+
+    out = tmp_path / "q"
+    rc = main(["quantize", "--model", "digits-mlp", "--wbits", "1", "--abits", "1", "--qat",
+               "--qat-epochs", "2", "--out", str(out), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0 and doc["method"] == "mse+qat" and (doc["wbits"], doc["abits"]) == (1, 1)
+    qm = load(out)
+    assert [r["lr"] for r in qm.meta["qat_candidates"]] == [1e-3, 3e-3, 1e-2]
+    assert sum(r["chosen"] for r in qm.meta["qat_candidates"]) == 1
+    assert all(np.all(np.abs(lyr.weight) == 1) for lyr in qm.mac_layers)
+    assert all(lyr.out_fmt == QFormat(1, False) for lyr in qm.mac_layers[:-1])
