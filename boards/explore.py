@@ -50,12 +50,25 @@ def float_spec(model, data=None):
     return {"kind": "float", "model": model, "data": data}
 
 
+#: QAT epochs of a binary point (PTQ collapses at 1 bit: see :func:`quant_task`).
+BINARY_QAT_EPOCHS = 30
+
+
 def quant_spec(model, wbits, abits, recipe="auto", layer_bits=None, data=None,
                input_bits=8):
-    """One quantization (``hwgen quantize --recipe``'s inputs)."""
-    return {"kind": "quant", "model": model, "data": data, "wbits": wbits, "abits": abits,
+    """One quantization (``hwgen quantize --recipe``'s inputs; a binary point's adds
+    ``qat``, the epochs of :func:`quant_task`'s QAT)."""
+    spec = {"kind": "quant", "model": model, "data": data, "wbits": wbits, "abits": abits,
             "input_bits": input_bits, "recipe": recipe,
             "layer_bits": {k: list(v) for k, v in sorted((layer_bits or {}).items())}}
+    if _binary(spec):
+        spec["qat"] = BINARY_QAT_EPOCHS
+    return spec
+
+
+def _binary(spec):
+    widths = [spec["wbits"], spec["abits"]] + [b for v in spec["layer_bits"].values() for b in v]
+    return min(widths) == 1
 
 
 def hw_spec(qspec, target, array=None):
@@ -98,13 +111,23 @@ def quant_task(spec, float_result=None):
         name, net = load_model(spec["model"], ds)
         cfg = ptq.PTQConfig(spec["wbits"], spec["abits"], spec["input_bits"],
                             layer_bits={k: tuple(v) for k, v in spec["layer_bits"].items()})
-        result = quantize_recipe(name, net, ds, cfg, recipes.by_name(spec["recipe"]))
+        if spec.get("qat"):
+            # a binary point is trained as `hwgen quantize --qat` does (MSE ranges, then QAT
+            # with its learning rate chosen on the validation split), on the fit split only:
+            # the validation accuracy the Pareto front compares stays unseen data
+            from quantflow.flow import Method, finetune, quantize_model
+            from quantflow.qat import QATConfig
+
+            result = finetune(quantize_model(name, net, ds, cfg, Method.MSE), net, ds,
+                              QATConfig(epochs=spec["qat"]), hold_out=True)
+        else:
+            result = quantize_recipe(name, net, ds, cfg, recipes.by_name(spec["recipe"]))
     except (UserError, ValueError) as e:
         return {**figures, "error": str(e), "seconds": round(time.monotonic() - start, 1)}, None
     x_val, y_val = data_mod.validation_split(ds)
     qm = result.qmodel
     figures.update({
-        "chosen": qm.meta.get("recipe", {}).get("recipe"),
+        "chosen": "mse+qat" if spec.get("qat") else qm.meta.get("recipe", {}).get("recipe"),
         "float_accuracy": result.float_accuracy, "quant_accuracy": result.quant_accuracy,
         "val_accuracy": ptq.accuracy(qm, x_val, y_val),
         "seconds": round(time.monotonic() - start, 1)})

@@ -224,8 +224,11 @@ def is_binary(qmodel):
         or any(layer.out_fmt.bits == 1 for layer in qmodel.layers)
 
 
-def finetune(result, net, ds, qat_cfg, progress=None, trial_progress=None):
+def finetune(result, net, ds, qat_cfg, progress=None, trial_progress=None, hold_out=False):
     """QAT (:mod:`quantflow.qat`) on the training data from a PTQ result; a new result.
+
+    ``hold_out``: train on the fit split only, so the validation split stays unseen and a
+    sweep may score on it (``hwgen explore``); a binary network then keeps its best trial.
 
     A binary network (:func:`is_binary`) first chooses its learning rate among
     :data:`BINARY_QAT_LRS`: each is trained from the same start on the fit split and scored
@@ -238,7 +241,7 @@ def finetune(result, net, ds, qat_cfg, progress=None, trial_progress=None):
     if is_binary(result.qmodel):
         x_fit, y_fit = data_mod.fit_split(ds)
         x_val, y_val = data_mod.validation_split(ds)
-        best = None
+        best = trained = None
         for i, lr in enumerate(BINARY_QAT_LRS):
             if trial_progress is not None:
                 trial_progress(i, len(BINARY_QAT_LRS))
@@ -249,15 +252,21 @@ def finetune(result, net, ds, qat_cfg, progress=None, trial_progress=None):
             rows.append({"lr": lr, "scale_lr": trial_cfg.scale_lr, "val_accuracy": score[0],
                          "val_log_likelihood": score[1], "chosen": False})
             if best is None or score > best[0]:
-                best = (score, len(rows) - 1, trial_cfg)
+                best, trained = (score, len(rows) - 1, trial_cfg), trial
         rows[best[1]]["chosen"] = True
         qat_cfg = best[2]
-        if trial_progress is not None:
+        if trial_progress is not None and not hold_out:
             trial_progress(len(BINARY_QAT_LRS), len(BINARY_QAT_LRS))
-    fq = qat.finetune(result.fakequant, ds.x_train, ds.y_train, qat_cfg, progress)
+    if rows and hold_out:
+        fq = trained
+    elif hold_out:
+        fq = qat.finetune(result.fakequant, *data_mod.fit_split(ds), qat_cfg, progress)
+    else:
+        fq = qat.finetune(result.fakequant, ds.x_train, ds.y_train, qat_cfg, progress)
     meta = dict(result.qmodel.meta)
     qm = fq.export({"recipe": dict(meta.get("recipe", {})) | {
-        "qat_epochs": qat_cfg.epochs, "qat_lr": qat_cfg.lr}})
+        "qat_epochs": qat_cfg.epochs, "qat_lr": qat_cfg.lr, "qat_data": "fit split" if hold_out
+        else "training data"}})
     if rows:
         qm.meta["qat_candidates"] = rows
     return _finish(qm, fq, net, ds, result.choices, "qat")

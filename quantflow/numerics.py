@@ -6,7 +6,7 @@ functions here. Pure numpy and integer arithmetic; no torch, no Amaranth.
 
 Contract (DESIGN.md section 3):
 
-- weights: signed two's complement, ``b_w`` in 2..8, zero point 0, per output channel, on one of
+- weights: signed two's complement, ``b_w`` in 1..8, zero point 0, per output channel, on one of
   two grids (:class:`WeightGrid`): the narrow symmetric ``±(2**(b-1) - 1)`` or the full code
   range ``-2**(b-1) .. 2**(b-1) - 1`` (at 2 bits: ternary, or all four codes); at ``b_w = 1``
   binary: the bipolar codes ``-1`` and ``+1`` (a stored bit ``c`` means ``2c - 1``; there is no

@@ -152,6 +152,21 @@ def test_digests_are_stable_and_distinct():
         ex.hw_spec(q, "icebreaker"))
 
 
+def test_a_binary_point_is_trained_and_scored_on_unseen_validation_data(monkeypatch):
+    """W1A1 in a sweep: QAT (PTQ collapses at 1 bit) on the fit split only, so the validation
+    accuracy the iso-accuracy front compares is on images the training never saw; a point of
+    2+ bits keeps the digest it had before binary points existed (no ``qat`` key)."""
+    q = ex.quant_spec("digits-mlp", 1, 1)
+    assert q["qat"] == ex.BINARY_QAT_EPOCHS and "qat" not in ex.quant_spec("digits-mlp", 2, 2)
+    assert "qat" in ex.quant_spec("digits-mlp", 4, 4, layer_bits={"1": (1, 4)})
+    monkeypatch.setitem(q, "qat", 3)
+    figures, qm = ex.quant_task(q)
+    assert "error" not in figures, figures
+    assert figures["chosen"] == "mse+qat" and qm.meta["recipe"]["qat_data"] == "fit split"
+    assert figures["val_accuracy"] > 0.5 and figures["quant_accuracy"] > 0.5, figures
+    assert len(qm.meta["qat_candidates"]) == 3
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--wbits", "2,4"], r"--wbits and --abits go together$"),
     (["--recipe", "nope"], r"Recipe must be one of .*, not 'nope'$"),

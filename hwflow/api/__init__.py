@@ -16,7 +16,7 @@ defaults, and take the flag's text or the Python value (``array=(8, 8)`` or ``"8
 (:mod:`hwflow.api.results`) whose ``to_dict()`` is exactly the object ``hwgen CMD --json``
 prints: the command calls the function and prints that. Errors a user can cause are raised as
 :class:`quantflow.errors.UserError` with a one-line message naming the option as the command
-spells it (``--wbits must be a bit width in 2..8, not 9``). Nothing is printed: a long step
+spells it (``--wbits must be a bit width in 1..8, not 9``). Nothing is printed: a long step
 reports to the optional ``progress(text, done=None, total=None)`` callback (only the notices
 of unusual events, a healed cache entry or synth's fallback to a smaller array, are ``hwgen:
 notice:`` lines on stderr), and ``simulate(quiet=True)`` keeps the simulator's output in

@@ -24,7 +24,7 @@
 Relative paths (``data``, a model's ``.py`` or ``.onnx``) are read from the flow file's
 folder. Every key, type and value is checked when the file is read, before any work: a
 mistake is one :class:`FlowError` line naming the file and the key
-(``flows/x.toml: quantize.wbits must be a bit width in 2..8, not 9``).
+(``flows/x.toml: quantize.wbits must be a bit width in 1..8, not 9``).
 """
 
 import re

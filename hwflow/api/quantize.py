@@ -36,7 +36,7 @@ def quantize(model="digits-cnn", *, out, data=None, wbits=4, abits=4, input_bits
         An ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (and optionally
         ``x_val``, ``y_val``); default: the model's own data set.
     wbits, abits, input_bits : int
-        Weight, activation and network-input bits (2..8).
+        Weight, activation and network-input bits (1..8; 1 bit: binary, see ``qat``).
     method : str or quantflow.flow.Method, optional
         Range setting only (``"minmax"``, ..., ``"auto"``); overrides ``recipe``.
     recipe : str or quantflow.recipes.Recipe
