@@ -58,22 +58,25 @@ def quantized_zoo(tmp_path_factory):
     """``get(model, wbits, abits, ends=None, qat=0)`` -> a QuantizedModel folder of a zoo
     network (MSE ranges), quantized once per session; ``ends`` gives the first and last MAC
     layers ``ends``-bit weights around the ``wbits`` body (the common mixed-precision recipe);
-    ``qat`` epochs of QAT follow (a binary network's accuracy needs them)."""
+    ``qat`` epochs of QAT follow (a binary network's accuracy needs them); ``head`` widens the
+    tensor that feeds the classifier to ``head`` bits."""
     from quantflow import importers, ptq, serialize
     from quantflow.flow import Method, load_data, load_model, quantize_model
 
     ds = load_data()
     folders = {}
 
-    def get(model, wbits, abits, ends=None, qat=0):
-        key = (model, wbits, abits, ends, qat)
+    def get(model, wbits, abits, ends=None, qat=0, head=None):
+        key = (model, wbits, abits, ends, qat, head)
         if key not in folders:
             name, net = load_model(model, ds)
             bits = {}
+            layers = importers.capture(net, ds.input_shape)
             if ends:
-                macs = [lyr.name for lyr in importers.capture(net, ds.input_shape)
-                        if lyr.kind.value in ("conv2d", "linear")]
+                macs = [lyr.name for lyr in layers if lyr.kind.value in ("conv2d", "linear")]
                 bits = {macs[0]: (ends, abits), macs[-1]: (ends, abits)}
+            if head:  # the tensor feeding the classifier at ``head`` bits (--wide-head's trial)
+                bits[layers[ptq.classifier_input(layers)].name] = (wbits, head)
             cfg = ptq.PTQConfig(wbits, abits, layer_bits=bits)
             result = quantize_model(name, net, ds, cfg, Method.MSE)
             if qat:
@@ -81,7 +84,8 @@ def quantized_zoo(tmp_path_factory):
                 from quantflow.qat import QATConfig
 
                 result = finetune(result, net, ds, QATConfig(epochs=qat))
-            tag = (f"-e{ends}" if ends else "") + (f"-qat{qat}" if qat else "")
+            tag = (f"-e{ends}" if ends else "") + (f"-qat{qat}" if qat else "") + (
+                f"-h{head}" if head else "")
             folders[key] = serialize.save(
                 result.qmodel, tmp_path_factory.mktemp("q") / f"{model}-w{wbits}a{abits}{tag}")
         return folders[key]

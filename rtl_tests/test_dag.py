@@ -194,3 +194,25 @@ def test_digits_dag_zoo_mixed_precision(quantized_zoo, sim, name, images, seed):
     assert s["config_digest"] == cfg.digest
     measured = [row["cycles"] for row in s["layers"]]
     assert measured == [row["analytical_cycles"] for row in s["layers"]]
+
+
+@pytest.mark.parametrize("sim,name,images", [
+    pytest.param(Sim.VERILATOR, "digits-resnet", 20, marks=pytest.mark.verilator),
+    pytest.param(Sim.ICARUS, "digits-mlp", 3, marks=pytest.mark.icarus)])
+def test_wide_head_on_the_overlay(quantized_zoo, sim, name, images, seed):
+    """The classifier's input kept at 8 bits in a W4A4 network (``--wide-head``'s trial): on
+    4-bit lanes that tensor is two digits per element; digits-resnet's global average pool
+    sums and joins them before the classifier. Every layer bit-exact, cycles = model."""
+    from hwgen.config import AccelConfig
+    from quantflow.serialize import load
+
+    folder = quantized_zoo(name, 4, 4, head=8)
+    qm = load(folder)
+    assert {lyr.out_fmt.bits for lyr in qm.mac_layers[:-1]} == {4, 8}
+    cfg = AccelConfig.for_model(qm)
+    assert (cfg.act_bits, cfg.layer_act_bits) == (4, 8), cfg
+    s = simulate(folder, sim, images=images, seed=seed, quiet=True).summary()
+    assert s["bit_exact"] and s["mismatches"] == 0 and s["images"] == images, (
+        f"seed {seed}, {name} W4A4 head A8 on {sim.value}: {s['first_mismatches'][:3]}")
+    measured = [row["cycles"] for row in s["layers"]]
+    assert measured == [row["analytical_cycles"] for row in s["layers"]]
