@@ -208,7 +208,8 @@ def test_wide_head_on_the_overlay(quantized_zoo, sim, name, images, seed):
 
     folder = quantized_zoo(name, 4, 4, head=8)
     qm = load(folder)
-    assert {lyr.out_fmt.bits for lyr in qm.mac_layers[:-1]} == {4, 8}
+    kinds = ("conv2d", "linear", "add")  # the head is the last hidden layer or the final add
+    assert {lyr.out_fmt.bits for lyr in qm.layers[:-1] if lyr.kind.value in kinds} == {4, 8}
     cfg = AccelConfig.for_model(qm)
     assert (cfg.act_bits, cfg.layer_act_bits) == (4, 8), cfg
     s = simulate(folder, sim, images=images, seed=seed, quiet=True).summary()
