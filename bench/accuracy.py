@@ -137,7 +137,16 @@ def targets_table(keyed):
     return table
 
 
+#: Line styles of the series, so that two series with equal values both stay visible.
+_STYLES = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--"),
+           ("X", "-."), ("*", ":")]
+
+
 def plot(rows, series, path):
+    """One panel per model: test accuracy per W/A point for each series. Every point sits at
+    its own W/A tick (a series that lacks a point has a gap, not a shift), the y axis spans
+    every value (nothing is clipped), and the series differ in marker and line style and are
+    nudged apart along x, so equal series do not hide one another."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,17 +157,28 @@ def plot(rows, series, path):
     for ax, model in zip(axes[0], models, strict=True):
         mine = [r for r in rows if r["model"] == model]
         ticks = list(dict.fromkeys(f"W{r['wbits']}A{r['abits']}" for r in mine))
-        for label in series:
-            ys = [100 * r["quant_accuracy"] for r in mine if r["method"] == label]
-            ax.plot(ticks[:len(ys)], ys, marker="o", label=label)
+        values = []
+        for k, label in enumerate(series):
+            pts = [(ticks.index(f"W{r['wbits']}A{r['abits']}"), 100 * r["quant_accuracy"])
+                   for r in mine if r["method"] == label]
+            if not pts:
+                continue
+            nudge = (k - (len(series) - 1) / 2) * 0.06
+            marker, style = _STYLES[k % len(_STYLES)]
+            ax.plot([x + nudge for x, _ in pts], [y for _, y in pts], marker=marker, ls=style,
+                    label=label, alpha=0.85)
+            values += [y for _, y in pts]
         ax.axhline(100 * mine[0]["float_accuracy"], color="k", ls="--", lw=1, label="float")
+        ax.set_xticks(range(len(ticks)), ticks)
         ax.set_title(model)
         ax.set_ylabel("test accuracy (%)")
-        ax.set_ylim(40, 100)
+        low = min(values + [100 * mine[0]["float_accuracy"]])
+        ax.set_ylim(max(0.0, low - 3), 101)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    return fig
 
 
 def main(argv=None):

@@ -41,7 +41,7 @@ def measure(models, base, low, recipe):
                 rows.append({"model": name, "split": split, "layer": r.layer, "index": r.index,
                              "base": f"W{base[0]}A{base[1]}", "low": f"W{low[0]}A{low[1]}",
                              "accuracy": r.accuracy, "base_accuracy": r.base_accuracy,
-                             "drop": r.drop})
+                             "drop": r.drop, "images": int(len(y))})
     return rows
 
 
@@ -78,6 +78,13 @@ def plot(rows, path):
                                 and r["layer"] == lyr and r["split"] == split) for lyr in layers]
             ax.bar(pos + (k - 0.5) * 0.38, drops, width=0.38, label=split)
         first = next(r for r in rows if r["model"] == model)
+        # one image of each split, in points: a drop of one or two images ranks nothing
+        for split, color in (("validation", "C0"), ("test", "C1")):
+            n = next((r.get("images") for r in rows if r["model"] == model
+                      and r["split"] == split and r.get("images")), None)
+            if n:
+                ax.axhspan(-100 / n, 100 / n, color=color, alpha=0.12,
+                           label=f"+-1 {split} image ({100 / n:.2f} points)")
         ax.set_xticks(pos, [f"layer {lyr}" for lyr in layers])
         ax.set_title(f"{model}: {first['base']} with one layer at {first['low']}")
         ax.set_ylabel("accuracy drop (points)")
