@@ -12,7 +12,8 @@ import numpy as np
 
 from .numerics import WeightGrid
 
-__all__ = ["RangeMethod", "activation_scale", "weight_scales", "PERCENTILE", "MSE_GRID"]
+__all__ = ["RangeMethod", "Method", "activation_scale", "weight_scales", "PERCENTILE",
+           "MSE_GRID", "RECIPE_NAMES"]
 
 #: Percentile (of the values, or of |w| per channel) used by RangeMethod.PERCENTILE.
 PERCENTILE = 99.99
@@ -35,6 +36,26 @@ class RangeMethod(enum.Enum):
     PERCENTILE = "percentile"
     MSE = "mse"
     MSE_OUTPUT = "mse-out"
+
+
+class Method(enum.Enum):
+    """Range-setting recipe: one method for weights and activations, or the default ``auto``
+    (best weight/activation pair on a validation split of the training data). Used by
+    :func:`quantflow.flow.quantize_model`; defined here, with numpy only, so that a command
+    line is checked before torch loads."""
+
+    AUTO = "auto"
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    MSE = "mse"
+    MSE_OUTPUT = "mse-out"
+
+
+#: The names of :mod:`quantflow.recipes`' recipes, ``auto`` first: that module builds them
+#: (and checks it builds exactly these); here a name is checked before torch loads.
+RECIPE_NAMES = ("auto", "minmax", "mse", "mse-out", "cle", "bc", "cle-bc", "adaround",
+                "adaround-bc", "cle-adaround", "cle-adaround-bc", "bc-search",
+                "adaround-bc-search", "gptq-bc", "gptq-bc-search")
 
 
 def _fake_unsigned(x, t, levels):

@@ -8,7 +8,6 @@ digits set (the zoo model's own default data set, :func:`quantflow.zoo.default_d
 
 import copy
 import dataclasses
-import enum
 import itertools
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -17,7 +16,7 @@ import numpy as np
 
 from . import data as data_mod
 from . import importers, ptq, zoo
-from .calibrate import RangeMethod
+from .calibrate import Method, RangeMethod
 from .errors import DataError
 from .metrics import metric_name
 
@@ -27,17 +26,6 @@ __all__ = ["Method", "QuantResult", "load_model", "load_data", "quantize_model",
 
 #: Calibration images drawn (seeded) from the training data outside the validation split.
 CALIB_IMAGES = 512
-
-
-class Method(enum.Enum):
-    """Range-setting recipe: one method for weights and activations, or the default ``auto``
-    (best weight/activation pair on a validation split of the training data)."""
-
-    AUTO = "auto"
-    MINMAX = "minmax"
-    PERCENTILE = "percentile"
-    MSE = "mse"
-    MSE_OUTPUT = "mse-out"
 
 
 @dataclass

@@ -18,7 +18,7 @@ from . import ptq
 from .actsearch import ActivationRangeSearch
 from .adaround import AdaRound
 from .biascorr import BiasCorrection
-from .calibrate import RangeMethod
+from .calibrate import RECIPE_NAMES, RangeMethod
 from .cle import CrossLayerEqualization
 from .gptq import ErrorFeedbackRounding
 
@@ -89,6 +89,10 @@ RECIPES = (
     Recipe("gptq-bc", _OUT, RangeMethod.MSE, (), (_GPTQ, _BC)),
     Recipe("gptq-bc-search", _OUT, RangeMethod.MSE, (), (_GPTQ, _BC, _SEARCH)),
 )
+
+if ("auto",) + tuple(r.name for r in RECIPES) != RECIPE_NAMES:  # the light copy must agree
+    raise AssertionError("calibrate.RECIPE_NAMES must list the recipes built here")
+
 
 @dataclass(frozen=True)
 class AutoRecipe:

@@ -22,11 +22,24 @@ def test_layer_bits_errors(value, msg):
         quantize.layer_bits(value)
 
 
-def test_recipe_names_become_objects():
-    assert quantize.recipe("auto") is recipes.AUTO
-    assert quantize.recipe("cle-bc") is recipes.by_name("cle-bc")
+def test_recipe_names_are_checked_without_torch():
+    """The command line is checked before torch loads (its import takes seconds, and the
+    progress bar must be up within two): a recipe is a checked name until the API builds it."""
+    import subprocess
+    import sys
+
+    assert quantize.recipe("cle-bc") == "cle-bc"
+    assert recipes.by_name(quantize.recipe("auto")) is recipes.AUTO
     with pytest.raises(argparse.ArgumentTypeError, match=r"^'x' is not a recipe \(auto, .*\)$"):
         quantize.recipe("x")
+    code = ("import sys, argparse; from hwflow.commands import quantize as q;"
+            " p = argparse.ArgumentParser(); q.add_arguments(p);"
+            " p.parse_args(['--out', 'o', '--recipe', 'bc', '--method', 'mse']);"
+            " from hwflow.api import flowfile;"
+            " print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_qat_epochs_must_be_positive():

@@ -259,7 +259,7 @@ def _quantize(b):
     settings = {
         "model": f.text[""]["model"], "model_sha256": _file_sha(f.model_file),
         "data_sha256": _file_sha(f.data), **f.text["quantize"],
-        "method": getattr(kw["method"], "value", None), "recipe": kw["recipe"].name,
+        "method": getattr(kw["method"], "value", None), "recipe": kw["recipe"],
         "layer_bits": {k: list(v) for k, v in kw["layer_bits"].items()},
         "quantflow": _sources("quantflow"), "torch": _version("torch")}
 

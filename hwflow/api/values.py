@@ -110,9 +110,20 @@ def method(value):
     """``None`` (the recipe decides), a :class:`quantflow.flow.Method` or its name."""
     if value is None:
         return None
-    from quantflow.flow import Method
+    from quantflow.calibrate import Method
 
     return member("--method", Method, value)
+
+
+def recipe_name(value):
+    """A recipe's name, checked without loading torch (a flow file is read before any work):
+    the name itself, or a Recipe's name."""
+    from quantflow.calibrate import RECIPE_NAMES
+
+    name = getattr(value, "name", value)
+    if name not in RECIPE_NAMES:
+        raise UserError(f"--recipe must be one of {', '.join(RECIPE_NAMES)}, not {value!r}")
+    return name
 
 
 def recipe(value):

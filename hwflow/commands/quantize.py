@@ -26,8 +26,8 @@ def bits(value):
 
 
 def method(value):
-    """argparse type: a range-setting recipe name."""
-    from quantflow.flow import Method
+    """argparse type: a range-setting recipe name (checked without loading torch)."""
+    from quantflow.calibrate import Method
 
     try:
         return Method(value)
@@ -37,14 +37,13 @@ def method(value):
 
 
 def recipe(value):
-    """argparse type: a PTQ recipe name -> the Recipe object (or ``recipes.AUTO``)."""
-    from quantflow import recipes
+    """argparse type: a PTQ recipe name, checked without loading torch (the API turns it into
+    the :class:`quantflow.recipes.Recipe` under the progress bar)."""
+    from quantflow.calibrate import RECIPE_NAMES
 
-    try:
-        return recipes.by_name(value)
-    except ValueError:
-        names = ", ".join([recipes.AUTO.name] + [r.name for r in recipes.RECIPES])
-        raise argparse.ArgumentTypeError(f"{value!r} is not a recipe ({names})") from None
+    if value not in RECIPE_NAMES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a recipe ({', '.join(RECIPE_NAMES)})")
+    return value
 
 
 def weight_grid(value):
@@ -88,7 +87,7 @@ def layer_bits(value):
 
 
 def add_arguments(p):
-    from quantflow.flow import Method
+    from quantflow.calibrate import Method
 
     p.add_argument("--model", metavar="MODEL", default="digits-cnn",
                    help="zoo model (digits-cnn, digits-mlp), path/to/file.py:factory, or a"
