@@ -43,10 +43,6 @@ def run(args):
     from rich.progress import Progress
     from rich.table import Table
 
-    from quantflow import ptq, serialize
-    from quantflow import recipes
-    from quantflow.flow import Method, load_data, load_model, quantize_model, quantize_recipe
-
     from quantflow.errors import UserError
     from quantflow.fsutil import check_out, write_bytes
 
@@ -55,10 +51,15 @@ def run(args):
     out = Path(args.out)
     check_out(out)
     console = Console()
-    ds = load_data()
     rows = []
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"training {args.model}", total=None)
+        # up before torch loads (seconds): the first line within two seconds
+        task = progress.add_task("loading torch and the data", total=None)
+        from quantflow import ptq, recipes, serialize
+        from quantflow.flow import Method, load_data, load_model, quantize_model, quantize_recipe
+
+        ds = load_data()
+        progress.update(task, description=f"training {args.model}")
         name, net = load_model(args.model, ds, lambda e, n: progress.update(
             task, completed=e, total=n))
         progress.update(task, description="quantizing", completed=0, total=len(DEMO_BITS))

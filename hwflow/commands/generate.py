@@ -45,9 +45,11 @@ def add_drain_argument(p):
 
 def run(args):
     from hwflow.api import generate
+    from hwflow.commands.progress import phases
 
-    r = generate(args.qdir, out=args.out, board=args.board, array=args.array,
-                 drain_lanes=args.drain_lanes)
+    with phases("compiling the program and elaborating the Verilog"):
+        r = generate(args.qdir, out=args.out, board=args.board, array=args.array,
+                     drain_lanes=args.drain_lanes)
     if args.json:
         print(json.dumps(r.to_dict(), sort_keys=True))
         return 0
