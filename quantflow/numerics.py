@@ -4,7 +4,7 @@ The integer reference (:mod:`quantflow.reference`), the torch fake-quant model
 (:mod:`quantflow.fakequant`) and every hardware width (``hwgen``) are derived from the
 functions here. Pure numpy and integer arithmetic; no torch, no Amaranth.
 
-Contract (DESIGN.md section 3):
+Contract (the README's "Numerics contract" says the same for users):
 
 - weights: signed two's complement, ``b_w`` in 1..8, zero point 0, per output channel, on one of
   two grids (:class:`WeightGrid`): the narrow symmetric ``±(2**(b-1) - 1)`` or the full code

@@ -9,7 +9,7 @@ channels, ``Relu``, ``MaxPool``, ``AveragePool`` / ``GlobalAveragePool``, ``Flat
 ``Reshape`` to ``(N, -1)`` and ``Identity``. The graph is a DAG: a quantized tensor may be read
 by several nodes. Anything else raises :class:`UnsupportedOpError` naming the node.
 
-Mapping onto the numerics contract (DESIGN.md section 3; the layers in
+Mapping onto the numerics contract (:mod:`quantflow.numerics`; the layers in
 :mod:`quantflow.qonnx_layers`):
 
 - the graph input goes through one ``Quant`` with zero point 0 (signed or unsigned): its scale
