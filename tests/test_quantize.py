@@ -91,3 +91,13 @@ def test_binary_qat_from_the_command_line(tmp_path, capsys):
     assert sum(r["chosen"] for r in qm.meta["qat_candidates"]) == 1
     assert all(np.all(np.abs(lyr.weight) == 1) for lyr in qm.mac_layers)
     assert all(lyr.out_fmt == QFormat(1, False) for lyr in qm.mac_layers[:-1])
+
+
+def test_binary_ptq_says_to_train(tmp_path, capsys):
+    from hwflow.cli import main
+
+    assert main(["quantize", "--model", "digits-mlp", "--wbits", "1", "--abits", "1",
+                 "--method", "mse", "--out", str(tmp_path / "q")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == ("note: post-training quantization collapses at 1 bit (the accuracy"
+                       " above); a binary network is trained: add --qat")

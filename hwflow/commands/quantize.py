@@ -141,6 +141,11 @@ def run(args):
                           progress=show)
     if result.approximate is None:
         _note(result.validation, args.model)
+        binary = min([args.wbits, args.abits] + [b for wa in (args.layer_bits or {}).values()
+                                                 for b in wa]) == 1
+        if binary and not args.qat:
+            print("note: post-training quantization collapses at 1 bit (the accuracy above);"
+                  " a binary network is trained: add --qat", file=sys.stderr)
     if args.json:
         json.dump(result.to_dict(), sys.stdout)
         sys.stdout.write("\n")
