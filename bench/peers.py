@@ -14,9 +14,36 @@ on the *test* set (an oracle); ours never sees the test set.
 
     .venv/bin/python bench/peers.py [--out bench/results] [--models digits-mlp,digits-cnn]
         [--bits 8/8,2/2] [--ours-from bench/results/accuracy.json]
+        [--qat [--only-qat] [--qat-bits 3/3,2/2,1/1] [--qat-epochs 30]]
 
 ``--ours-from`` takes our default recipe's figures from ``bench/accuracy.py``'s JSON (its
 ``recipe`` rows) instead of re-running it (the default recipe is deterministic).
+
+QAT side by side (``--qat``, at ``--qat-bits``, default 3/3, 2/2, 1/1; ``--only-qat`` skips the
+PTQ rows; ``--bits`` then does not apply). Ours is exactly ``hwgen quantize --qat``:
+``hwflow.api.quantize(model, wbits=W, abits=A, qat=True)``, i.e. the default PTQ recipe (chosen
+on validation) fine-tuned by :func:`quantflow.qat.finetune` for 30 epochs (Adam, lr 1e-3 on the
+weights and 1e-4 on the scales, cosine over every step, batch 64, seed 0, one thread, all the
+training data); a binary network starts from MSE ranges instead and first chooses its learning
+rate among ``quantflow.flow.BINARY_QAT_LRS`` (1e-3, 3e-3, 1e-2; scale lr a tenth) trained on the
+fit split and scored on the validation split. Ours uses our fake-quant twin: per-channel weight
+scales (at 1 bit +-s per channel, mean |w| start, BinaryNet's clipped straight-through
+gradient), per-tensor unsigned activation scales, both learned. Brevitas
+(``peers_brevitas.qat``) trains the same float chain, rebuilt in our layout, on the same budget
+and data (Adam, cosine over every step, batch 64, seed 0, one thread, cross-entropy on the
+logits, 30 epochs on ``ds.x_train``; input quantizer fixed as ours) with its learned-scale
+quantizers (``PARAMETER_FROM_STATS``): weights ``Int8WeightPerChannelFloat`` (full range) at
+W bits, at 1 bit ``SignedBinaryClampedConst`` made per-channel with a learned scale initialised
+to mean |w| (``peers_brevitas._WeightBinary``: ``SignedBinaryWeightPerTensorConst`` has one
+constant scale; ``Int8WeightPerChannelFloat`` with ``bit_width=1`` is not bipolar);
+activations ``Uint8ActPerTensorFloat`` at A bits (1 bit included). Brevitas gets at least our
+treatment, every choice on the validation split: its start (max |w| and calibration-maximum
+initialisation, or its MSE quantizers ``Int8WeightPerChannelFloatMSE``/
+``Uint8ActPerTensorFloatMSE``) by the calibrated model's validation score, then its learning
+rate among (1e-3, 3e-3, 1e-2) times a scale learning rate of a tenth or the same, at *every* W/A
+(ours searches only at 1 bit), each trained on the fit split and scored on the validation split,
+the winner retrained on all the training data. Test accuracy of both on the 450 digits test
+images; rows ``quantflow-qat``/``brevitas-qat`` in the same JSON and a second table.
 """
 
 import argparse
@@ -30,6 +57,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BITS = [(8, 8), (6, 6), (4, 8), (4, 4), (3, 3), (2, 8), (2, 2)]
+QAT_BITS = [(3, 3), (2, 2), (1, 1)]
+#: Brevitas' QAT candidates: learning rates (ours at 1 bit: ``quantflow.flow.BINARY_QAT_LRS``)
+#: times the scales' learning rate as a fraction of it (ours: a tenth).
+QAT_LRS = (1e-3, 3e-3, 1e-2)
+QAT_SCALE_LR_FRACTIONS = (0.1, 1.0)
+#: The W1A1 must-hold: digits-cnn at least this accurate with QAT.
+BINARY_CNN_TARGET = 0.95
 MODELS = ["digits-mlp", "digits-cnn"]
 
 
@@ -111,11 +145,138 @@ def measure(models, bits, ours_from, prog, task):
     return rows
 
 
+def _ours_qat(spec, wb, ab, epochs, status):
+    """``hwgen quantize --qat`` (``hwflow.api.quantize``) into a scratch folder."""
+    import tempfile
+
+    from hwflow.api import quantize
+
+    def progress(text, done=None, total=None):
+        status(f"ours: {text}" + ("" if done is None else f" {done}/{total}"))
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="peers-qat-") as tmp:
+        r = quantize(spec, out=Path(tmp) / "q", wbits=wb, abits=ab, qat=True,
+                     qat_epochs=epochs, progress=progress)
+    meta = r.qmodel.meta
+    start = r.recipe or r.method.removesuffix("+qat")  # a binary net: its range method
+    return {"accuracy": r.quant_accuracy, "chosen": f"{start}/{r.w_grid}",
+            "method": r.method, "qat_lr": meta["recipe"].get("qat_lr"),
+            "qat_candidates": meta.get("qat_candidates", []),
+            "seconds": time.perf_counter() - t0}
+
+
+def _brevitas_qat(layers, ds, wb, ab, x_cal, epochs, status):
+    """Brevitas QAT: its start, then (lr, scale lr) chosen on the validation split, the winner
+    retrained on all the training data (``peers_brevitas.qat``)."""
+    import peers_brevitas
+
+    from quantflow import data
+
+    x_fit, y_fit = data.fit_split(ds)
+    x_val, y_val = data.validation_split(ds)
+    t0 = time.perf_counter()
+    starts = []
+    for start in peers_brevitas.QAT_STARTS:
+        model = peers_brevitas.qat_model(start, layers, wb, ab, x_cal)
+        starts.append({"start": start,
+                       "val_score": peers_brevitas.val_score(model, x_val, y_val)})
+    start = max(starts, key=lambda c: c["val_score"])["start"]
+    trials = [(lr, float(f"{lr * f:.3g}")) for lr in QAT_LRS for f in QAT_SCALE_LR_FRACTIONS]
+    candidates = []
+    for i, (lr, scale_lr) in enumerate(trials):
+        def epoch(e, n, loss, i=i, lr=lr, scale_lr=scale_lr):
+            status(f"Brevitas QAT lr {lr:g}/{scale_lr:g} ({i + 1}/{len(trials)}, validation)"
+                   f" epoch {e}/{n} loss {loss:.4f}")
+        model = peers_brevitas.qat_model(start, layers, wb, ab, x_cal)
+        peers_brevitas.qat(model, x_fit, y_fit, lr, scale_lr, epochs, progress=epoch)
+        candidates.append({"lr": lr, "scale_lr": scale_lr,
+                           "val_score": peers_brevitas.val_score(model, x_val, y_val)})
+    best = max(candidates, key=lambda c: c["val_score"])
+    lr, scale_lr = best["lr"], best["scale_lr"]
+
+    def epoch(e, n, loss):
+        status(f"Brevitas QAT lr {lr:g}/{scale_lr:g} (all training data) epoch {e}/{n}"
+               f" loss {loss:.4f}")
+    model = peers_brevitas.qat_model(start, layers, wb, ab, x_cal)
+    peers_brevitas.qat(model, ds.x_train, ds.y_train, lr, scale_lr, epochs, progress=epoch)
+    return {"accuracy": peers_brevitas.accuracy(model, ds.x_test, ds.y_test), "start": start,
+            "lr": lr, "scale_lr": scale_lr, "starts": starts, "candidates": candidates,
+            "seconds": time.perf_counter() - t0}
+
+
+def measure_qat(models, bits, epochs, prog, task):
+    """The QAT rows: ours (``hwgen quantize --qat``) and Brevitas QAT at each W/A."""
+    from quantflow import importers
+    from quantflow.flow import calibration_set, load_data, load_model
+
+    ds = load_data()
+    x_cal = calibration_set(ds)
+    rows = []
+    for spec in models:
+        name, net = load_model(spec, ds)
+        layers = importers.capture(net, ds.input_shape)
+        for wb, ab in bits:
+            def status(text, head=f"{name} W{wb}A{ab} QAT: "):
+                prog.update(task, description=head + text)
+            status("Brevitas")
+            got = _brevitas_qat(layers, ds, wb, ab, x_cal, epochs, status)
+            rows.append({"model": name, "wbits": wb, "abits": ab, "tool": "brevitas-qat",
+                         "recipe": "qat", "epochs": epochs} | got)
+            prog.advance(task)
+            status("ours")
+            got = _ours_qat(spec, wb, ab, epochs, status)
+            rows.append({"model": name, "wbits": wb, "abits": ab, "tool": "quantflow-qat",
+                         "recipe": "default+qat", "epochs": epochs} | got)
+            prog.advance(task)
+    return rows
+
+
+def summarize_qat(rows):
+    """Per (model, W/A) with QAT rows: Brevitas QAT, ours, the margin, whether ours >= it."""
+    out = []
+    for model, wb, ab in dict.fromkeys((r["model"], r["wbits"], r["abits"]) for r in rows
+                                       if r["tool"] == "quantflow-qat"):
+        mine = {r["tool"]: r for r in rows
+                if (r["model"], r["wbits"], r["abits"]) == (model, wb, ab)}
+        ours, brev = mine["quantflow-qat"], mine["brevitas-qat"]
+        out.append({"model": model, "wbits": wb, "abits": ab, "ours": ours["accuracy"],
+                    "ours_chosen": ours["chosen"], "ours_qat_lr": ours["qat_lr"],
+                    "brevitas": brev["accuracy"], "brevitas_start": brev["start"],
+                    "brevitas_lr": brev["lr"], "brevitas_scale_lr": brev["scale_lr"],
+                    "margin": ours["accuracy"] - brev["accuracy"],
+                    "holds": ours["accuracy"] >= brev["accuracy"]})
+    return out
+
+
+def print_qat_table(summary):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="QAT, digits test set, top-1 % (every choice on the validation split)")
+    for col in ["model", "W/A", "Brevitas QAT (start, lr/scale lr)",
+                "ours QAT (recipe, lr)", "ours - Brevitas", "holds"]:
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for s in summary:
+        table.add_row(s["model"], f"{s['wbits']}/{s['abits']}",
+                      f"{100 * s['brevitas']:.2f} ({s['brevitas_start']},"
+                      f" {s['brevitas_lr']:g}/{s['brevitas_scale_lr']:g})",
+                      f"{100 * s['ours']:.2f} ({s['ours_chosen']}, {s['ours_qat_lr']:g})",
+                      f"{100 * s['margin']:+.2f}", "yes" if s["holds"] else "NO")
+    console = Console(width=220)
+    console.print(table)
+    for s in summary:
+        if (s["wbits"], s["abits"]) == (1, 1) and s["model"] == "digits-cnn":
+            ok = s["ours"] >= BINARY_CNN_TARGET
+            console.print(f"W1A1 digits-cnn with QAT: {100 * s['ours']:.2f}%"
+                          f" (>= {100 * BINARY_CNN_TARGET:.0f}%: {'yes' if ok else 'NO'})")
+
+
 def summarize(rows):
     """Per (model, W/A): ours, the best Brevitas recipe on the test set, and the margin."""
     out = []
     for model, wb, ab in dict.fromkeys((r["model"], r["wbits"], r["abits"]) for r in rows
-                                       if r["tool"] != "torch.ao"):
+                                       if r["tool"] == "quantflow"):
         mine = [r for r in rows if (r["model"], r["wbits"], r["abits"]) == (model, wb, ab)]
         ours = next(r for r in mine if r["tool"] == "quantflow")
         brev = max((r for r in mine if r["tool"] == "brevitas"), key=lambda r: r["accuracy"])
@@ -167,28 +328,48 @@ def main(argv=None):
                    help="W/A pairs, e.g. 2/2,3/3")
     p.add_argument("--ours-from", default=None, metavar="ACCURACY.json",
                    help="our default recipe's figures from bench/accuracy.py's JSON")
+    p.add_argument("--qat", action="store_true",
+                   help="also QAT side by side: ours (hwgen quantize --qat) and Brevitas QAT")
+    p.add_argument("--only-qat", action="store_true", help="the QAT rows only (implies --qat)")
+    p.add_argument("--qat-bits", default=",".join(f"{w}/{a}" for w, a in QAT_BITS),
+                   help="W/A pairs of the QAT rows")
+    p.add_argument("--qat-epochs", type=int, default=30, help="QAT epochs, both tools")
     args = p.parse_args(argv)
-    try:
-        bits = [tuple(int(v) for v in wa.split("/")) for wa in args.bits.split(",")]
-    except ValueError:
-        p.error(f"{args.bits!r} is not a list of W/A pairs")
+    bits, qat_bits = _pairs(p, "--bits", args.bits), _pairs(p, "--qat-bits", args.qat_bits)
+    qat = args.qat or args.only_qat
+    if args.only_qat:
+        bits = []
     models = args.models.split(",")
 
     from rich.progress import Progress
 
     with Progress() as prog:  # shown before the heavy imports: progress within 2 s
         task = prog.add_task("loading torch and Brevitas", total=None)
-        prog.update(task, total=len(models) * len(bits) * (len(_recipes()) + 1))
-        rows = measure(models, bits, _load_ours(args.ours_from), prog, task)
-    summary = summarize(rows)
-    print_table(rows, summary)
+        prog.update(task, total=len(models) * (len(bits) * (len(_recipes()) + 1)
+                                               + (2 * len(qat_bits) if qat else 0)))
+        rows = measure(models, bits, _load_ours(args.ours_from), prog, task) if bits else []
+        if qat:
+            rows += measure_qat(models, qat_bits, args.qat_epochs, prog, task)
+    summary, qat_summary = summarize(rows), summarize_qat(rows)
+    if summary:
+        print_table(rows, summary)
+    if qat_summary:
+        print_qat_table(qat_summary)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": "peers", "machine": platform.machine(),
-           "python": platform.python_version(), "rows": rows, "summary": summary}
+           "python": platform.python_version(), "rows": rows, "summary": summary,
+           "qat_summary": qat_summary}
     (out / "peers.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {out / 'peers.json'}")
     return 0
+
+
+def _pairs(parser, option, text):
+    try:
+        return [tuple(int(v) for v in wa.split("/")) for wa in text.split(",")]
+    except ValueError:
+        parser.error(f"{option}: {text!r} is not a list of W/A pairs")
 
 
 def _recipes():

@@ -6,6 +6,9 @@ Brevitas model: an 8-bit unsigned input quantizer, per-output-channel float-scal
 per-tensor unsigned activations after each ReLU, 32-bit biases at accumulator scale, and the
 last layer's output left at accumulator scale (dequantized logits, no output quantizer).
 Each recipe is a function ``(float_modules, wbits, abits, x_calib) -> nn.Module``.
+
+:func:`qat` trains the same chain quantization-aware with Brevitas' learned-scale quantizers
+(:data:`QAT_STARTS`, :func:`qat_model`), on the budget of :mod:`quantflow.qat`.
 """
 
 import copy
@@ -29,14 +32,23 @@ with warnings.catch_warnings():
         Uint8ActPerTensorFloat,
         Uint8ActPerTensorFloatMSE,
     )
+    from brevitas.core.function_wrapper import TensorClampSte
     from brevitas.core.function_wrapper.learned_round import LearnedRoundSte
-    from brevitas.inject.enum import FloatToIntImplType, LearnedRoundImplType, ScalingImplType
-    from brevitas.quant.base import ParamFromRuntimeMinMaxScaling
+    from brevitas.inject.enum import (
+        FloatToIntImplType,
+        LearnedRoundImplType,
+        ScalingImplType,
+        ScalingPerOutputType,
+        StatsOp,
+    )
+    from brevitas.quant.base import ParamFromRuntimeMinMaxScaling, SignedBinaryClampedConst
+    from brevitas.quant.solver import WeightQuantSolver
 
 from quantflow.importers import Act  # noqa: E402
 from quantflow.qmodel import LayerKind  # noqa: E402
 
-__all__ = ["float_modules", "RECIPES", "run", "applies", "accuracy"]
+__all__ = ["float_modules", "RECIPES", "run", "applies", "accuracy", "QAT_STARTS", "qat_model",
+           "qat"]
 
 
 class _WeightMinMax(Int8WeightPerChannelFloat):
@@ -54,6 +66,20 @@ class _WeightFrozen(_WeightMinMax):
     scale recomputed from them on every forward would move under the algorithm)."""
 
     scaling_impl_type = ScalingImplType.PARAMETER_FROM_STATS
+
+
+class _WeightBinary(SignedBinaryClampedConst, WeightQuantSolver):
+    """Binary weights +-s with a learned per-output-channel scale initialised to mean |w| (the
+    scale of least squared error for sign(w)): Brevitas' ``SignedBinaryClampedConst`` (its
+    ``SignedBinaryWeightPerTensorConst`` has one constant scale) with the scale made a
+    parameter per channel through the injector. (``Int8WeightPerChannelFloat`` with
+    ``bit_width=1`` is an integer grid -1..0, or 0..0 narrow: not bipolar.)"""
+
+    tensor_clamp_impl = TensorClampSte
+    scaling_impl_type = ScalingImplType.PARAMETER_FROM_STATS
+    scaling_stats_op = StatsOp.AVE
+    scaling_per_output_type = ScalingPerOutputType.CHANNEL
+    scaling_min_val = 1e-10
 
 
 class _ActMinMax(ParamFromRuntimeMinMaxScaling, Uint8ActPerTensorFloat):
@@ -281,3 +307,89 @@ def accuracy(model, x, y):
         warnings.simplefilter("ignore")
         pred = torch.cat([model(xb).argmax(1) for xb in _loader(x)]).numpy()
     return float(np.mean(pred == np.asarray(y)))
+
+
+#: Brevitas QAT starts: name -> (weight quantizer, activation quantizer), both with learned
+#: scales (``PARAMETER_FROM_STATS``) initialised on the calibration images: ``minmax`` max |w|
+#: per channel (``Int8WeightPerChannelFloat``, full range) and the calibration maximum
+#: (``Uint8ActPerTensorFloat``); ``mse`` Brevitas' MSE initialisations
+#: (``Int8WeightPerChannelFloatMSE``, full range, ``Uint8ActPerTensorFloatMSE``). At 1 weight
+#: bit both use :class:`_WeightBinary`. Which start is trained is chosen on validation data.
+QAT_STARTS = {"minmax": (_WeightFrozen, _ActMinMax), "mse": (_WeightMSE, Uint8ActPerTensorFloatMSE)}
+
+
+def qat_model(start, layers, wbits, abits, x_calib):
+    """Our float chain with the learned-scale quantizers of ``QAT_STARTS[start]``, calibrated:
+    the start of :func:`qat` (and its PTQ model, in eval mode)."""
+    w_quant, a_quant = QAT_STARTS[start]
+    if wbits == 1:
+        w_quant = _WeightBinary
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = _quant_model(float_modules(layers), wbits, abits, w_quant, a_quant)
+        with torch.no_grad():
+            for m in model.modules():  # initialise the weight scale parameters from the weights
+                if isinstance(m, (qnn.QuantConv2d, qnn.QuantLinear)):
+                    m.train()
+                    m.quant_weight()
+                    m.eval()
+        _calibrate(model, x_calib)
+    return model
+
+
+def qat(model, x_train, y_train, lr, scale_lr, epochs=30, batch=64, seed=0, progress=None):
+    """Train ``model`` (from :func:`qat_model`) in place as :func:`quantflow.qat.finetune`
+    trains ours: Adam, ``lr`` on weights and biases and ``scale_lr`` on the learned scales, a
+    cosine schedule over every step of ``epochs``, batches of ``batch`` in a permutation seeded
+    by ``seed``, cross-entropy on the logits, one thread. The input quantizer stays fixed (our
+    contract's 8-bit input format; our QAT freezes its input scale too). ``progress(epoch,
+    epochs, loss)`` after each epoch. Returns ``model`` in eval mode."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed)
+            for p in model[0].parameters():
+                p.requires_grad_(False)
+            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+            scales = [p for n, p in named if "scaling_impl" in n]
+            others = [p for n, p in named if "scaling_impl" not in n]
+            opt = torch.optim.Adam([{"params": others, "lr": lr},
+                                    {"params": scales, "lr": scale_lr}])
+            x = torch.as_tensor(np.asarray(x_train), dtype=torch.float32)
+            y = torch.as_tensor(np.asarray(y_train), dtype=torch.int64)
+            steps = epochs * ((len(x) + batch - 1) // batch)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+            loss_fn = nn.CrossEntropyLoss()
+            model.train()
+            for epoch in range(epochs):
+                perm = torch.randperm(len(x), generator=gen)
+                total = 0.0
+                for i in range(0, len(x), batch):
+                    idx = perm[i:i + batch]
+                    loss = loss_fn(model(x[idx]), y[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    total += float(loss.detach()) * len(idx)
+                if progress is not None:
+                    progress(epoch + 1, epochs, total / len(x))
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+@torch.no_grad()
+def val_score(model, x, y):
+    """(top-1, mean log-likelihood of the labels) on ``x``, ``y``: the key our flow's choices
+    on validation data compare (:func:`quantflow.ptq.val_score`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logits = torch.cat([model(xb) for xb in _loader(x)])
+    y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    ll = torch.log_softmax(logits.double(), 1).gather(1, y[:, None]).mean()
+    return float((logits.argmax(1) == y).double().mean()), float(ll)
