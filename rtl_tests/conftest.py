@@ -91,3 +91,28 @@ def quantized_zoo(tmp_path_factory):
         return folders[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def zoo_bit_exact():
+    """``check(folder, sim, images, seed, lanes=None, where="")`` -> the simulation summary of
+    a zoo QuantizedModel folder on for_model's overlay, asserting every layer of every image
+    bit-exact, the design's digest and measured cycles equal to the model (and, given
+    ``lanes``, the (weight, activation) lanes for_model chose)."""
+    from hwgen.config import AccelConfig
+    from quantflow.serialize import load
+    from rtl_tests.simulate import simulate
+
+    def check(folder, sim, images, seed, lanes=None, where=""):
+        cfg = AccelConfig.for_model(load(folder))
+        if lanes is not None:
+            assert (cfg.weight_bits, cfg.act_bits) == lanes, (cfg.weight_bits, cfg.act_bits)
+        s = simulate(folder, sim, images=images, seed=seed, quiet=True).summary()
+        assert s["bit_exact"] and s["mismatches"] == 0 and s["images"] == images, (
+            f"seed {seed}, {where or folder.name} on {sim.value}: {s['first_mismatches'][:3]}")
+        assert s["config_digest"] == cfg.digest
+        measured = [row["cycles"] for row in s["layers"]]
+        assert measured == [row["analytical_cycles"] for row in s["layers"]]
+        return s
+
+    return check

@@ -9,40 +9,26 @@ weights, sends a binary network to 2-bit weight lanes.
 
 import pytest
 
-from hwgen.config import AccelConfig
-from quantflow.serialize import load
 from rtl_tests.runner import Sim
-from rtl_tests.simulate import simulate
-
-
-def _check(folder, sim, images, seed, lanes):
-    cfg = AccelConfig.for_model(load(folder))
-    assert (cfg.weight_bits, cfg.act_bits) == lanes, (cfg.weight_bits, cfg.act_bits)
-    s = simulate(folder, sim, images=images, seed=seed, quiet=True).summary()
-    assert s["bit_exact"] and s["mismatches"] == 0 and s["images"] == images, (
-        f"seed {seed}, {folder.name} on {sim.value}: {s['first_mismatches'][:3]}")
-    assert s["config_digest"] == cfg.digest
-    measured = [row["cycles"] for row in s["layers"]]
-    assert measured == [row["analytical_cycles"] for row in s["layers"]]
-    return s
 
 
 @pytest.mark.verilator
-def test_binary_digits_cnn_verilator(quantized_zoo, seed):
+def test_binary_digits_cnn_verilator(quantized_zoo, zoo_bit_exact, seed):
     """digits-cnn W1A1 after 10 epochs of QAT on the default 8x8 array: bipolar weight lanes,
     1-bit activation lanes, 30 test images, every layer bit-exact."""
-    s = _check(quantized_zoo("digits-cnn", 1, 1, qat=10), Sim.VERILATOR, 30, seed, (1, 1))
+    s = zoo_bit_exact(quantized_zoo("digits-cnn", 1, 1, qat=10), Sim.VERILATOR, 30, seed,
+                      (1, 1))
     assert s["accuracy"] is not None and s["accuracy"] > 0.85, s["accuracy"]
 
 
 @pytest.mark.icarus
-def test_binary_digits_mlp_icarus(quantized_zoo, seed):
-    _check(quantized_zoo("digits-mlp", 1, 1, qat=10), Sim.ICARUS, 3, seed, (1, 1))
+def test_binary_digits_mlp_icarus(quantized_zoo, zoo_bit_exact, seed):
+    zoo_bit_exact(quantized_zoo("digits-mlp", 1, 1, qat=10), Sim.ICARUS, 3, seed, (1, 1))
 
 
 @pytest.mark.verilator
-def test_binary_depthwise_net_takes_two_bit_weight_lanes(quantized_zoo, seed):
+def test_binary_depthwise_net_takes_two_bit_weight_lanes(quantized_zoo, zoo_bit_exact, seed):
     """digits-dsconv W1A1: its depthwise layers need zero weights between groups, which a
     bipolar lane cannot hold, so the overlay gets 2-bit weight lanes (the +-1 codes on them)
     and 1-bit activation lanes."""
-    _check(quantized_zoo("digits-dsconv", 1, 1), Sim.VERILATOR, 10, seed, (2, 1))
+    zoo_bit_exact(quantized_zoo("digits-dsconv", 1, 1), Sim.VERILATOR, 10, seed, (2, 1))

@@ -177,29 +177,19 @@ def test_digits_dag_zoo_every_image(quantized_zoo, name, bits, seed):
     pytest.param(Sim.VERILATOR, "digits-resnet", 20, marks=pytest.mark.verilator),
     pytest.param(Sim.VERILATOR, "digits-dsconv", 20, marks=pytest.mark.verilator),
     pytest.param(Sim.ICARUS, "digits-dsconv", 2, marks=pytest.mark.icarus)])
-def test_digits_dag_zoo_mixed_precision(quantized_zoo, sim, name, images, seed):
+def test_digits_dag_zoo_mixed_precision(quantized_zoo, zoo_bit_exact, sim, name, images, seed):
     """The zoo's trained digits-sized DAG networks with 8-bit weights in the first and last
     layers around a 2-bit body: the overlay gets 2-bit weight lanes (for_model's choice), the
     ends run as weight digits, and every layer of every image is bit-exact with measured cycles
     equal to the model."""
-    from hwgen.config import AccelConfig
-    from quantflow.serialize import load
-
-    folder = quantized_zoo(name, 2, 2, ends=8)
-    cfg = AccelConfig.for_model(load(folder))
-    assert (cfg.weight_bits, cfg.act_bits) == (2, 2), (cfg.weight_bits, cfg.act_bits)
-    s = simulate(folder, sim, images=images, seed=seed, quiet=True).summary()
-    assert s["bit_exact"] and s["mismatches"] == 0 and s["images"] == images, (
-        f"seed {seed}, {name} 8/2/8 on {sim.value}: {s['first_mismatches'][:3]}")
-    assert s["config_digest"] == cfg.digest
-    measured = [row["cycles"] for row in s["layers"]]
-    assert measured == [row["analytical_cycles"] for row in s["layers"]]
+    zoo_bit_exact(quantized_zoo(name, 2, 2, ends=8), sim, images, seed, (2, 2),
+                  f"{name} 8/2/8")
 
 
 @pytest.mark.parametrize("sim,name,images", [
     pytest.param(Sim.VERILATOR, "digits-resnet", 20, marks=pytest.mark.verilator),
     pytest.param(Sim.ICARUS, "digits-mlp", 3, marks=pytest.mark.icarus)])
-def test_wide_head_on_the_overlay(quantized_zoo, sim, name, images, seed):
+def test_wide_head_on_the_overlay(quantized_zoo, zoo_bit_exact, sim, name, images, seed):
     """The classifier's input kept at 8 bits in a W4A4 network (``--wide-head``'s trial): on
     4-bit lanes that tensor is two digits per element; digits-resnet's global average pool
     sums and joins them before the classifier. Every layer bit-exact, cycles = model."""
@@ -210,10 +200,5 @@ def test_wide_head_on_the_overlay(quantized_zoo, sim, name, images, seed):
     qm = load(folder)
     kinds = ("conv2d", "linear", "add")  # the head is the last hidden layer or the final add
     assert {lyr.out_fmt.bits for lyr in qm.layers[:-1] if lyr.kind.value in kinds} == {4, 8}
-    cfg = AccelConfig.for_model(qm)
-    assert (cfg.act_bits, cfg.layer_act_bits) == (4, 8), cfg
-    s = simulate(folder, sim, images=images, seed=seed, quiet=True).summary()
-    assert s["bit_exact"] and s["mismatches"] == 0 and s["images"] == images, (
-        f"seed {seed}, {name} W4A4 head A8 on {sim.value}: {s['first_mismatches'][:3]}")
-    measured = [row["cycles"] for row in s["layers"]]
-    assert measured == [row["analytical_cycles"] for row in s["layers"]]
+    assert AccelConfig.for_model(qm).layer_act_bits == 8
+    zoo_bit_exact(folder, sim, images, seed, (4, 4), f"{name} W4A4 head A8")
