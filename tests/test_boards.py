@@ -77,7 +77,8 @@ def test_multiplier_style():
     assert multiplier_style(Board.ULX3S_85F.value, 8, 8, 6, 6) == "dsp"
 
 
-@pytest.mark.parametrize("bits,icebreaker", [(2, (2, 4)), (3, (2, 4)), (4, (2, 2)), (8, (2, 2))])
+@pytest.mark.parametrize("bits,icebreaker", [(1, (2, 8)), (2, (2, 4)), (3, (2, 4)), (4, (2, 2)),
+                                            (8, (2, 2))])
 def test_default_array_holds_the_input_digits(bits, icebreaker):
     """Without --array a board's shape is used, columns widened to the 8-bit input's digits;
     the result is a configuration the model compiles to."""
