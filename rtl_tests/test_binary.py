@@ -4,7 +4,8 @@
 select between the activation and its negation) and 1-bit activations on 1-bit lanes (the
 8-bit network input as eight 1-bit digits); the zoo networks after a short QAT, so their
 activations are those of a working binary network. A grouped convolution, which needs zero
-weights, sends a binary network to 2-bit weight lanes.
+weights, sends a binary network to 2-bit weight lanes (behind ``slow``; tests/test_ptq.py
+checks the choice).
 """
 
 import pytest
@@ -26,6 +27,7 @@ def test_binary_digits_mlp_icarus(quantized_zoo, zoo_bit_exact, seed):
     zoo_bit_exact(quantized_zoo("digits-mlp", 1, 1, qat=10), Sim.ICARUS, 3, seed, (1, 1))
 
 
+@pytest.mark.slow  # a design of its own (2-bit weight lanes, 1-bit activations): 1.5 min
 @pytest.mark.verilator
 def test_binary_depthwise_net_takes_two_bit_weight_lanes(quantized_zoo, zoo_bit_exact, seed):
     """digits-dsconv W1A1: its depthwise layers need zero weights between groups, which a
