@@ -456,3 +456,23 @@ def test_demo_hardware_steps(tmp_path, monkeypatch, capsys):
     assert hw["bit_exact"] and hw["images"] == 3 and hw["mismatches"] == 0, hw
     assert hw["cycles_per_inference"] > 0 and 0 < hw["mac_utilization"] <= 1, hw
     assert "bit-exact" in out
+
+
+@pytest.mark.parametrize("port", ["/dev/null", "file"])
+def test_run_of_a_two_bit_model_on_the_icebreaker_is_one_line(tmp_path, capsys, port):
+    """`hwgen run` of a 2-bit model on the iCEBreaker (the board's array widens to 2x4 for the
+    input's digits, as synth's does) with a port that is /dev/null or a regular file: one line
+    naming the port, no traceback, nothing built."""
+    import numpy as np
+
+    from factories import digits_mlp
+    from quantflow import serialize
+
+    folder = serialize.save(digits_mlp(np.random.default_rng(2), 2, 2), tmp_path / "q2")
+    if port == "file":
+        port = str(tmp_path / "ttyFILE")
+        Path(port).write_text("not a serial port")
+    rc = main(["run", str(folder), "--board", "icebreaker", "--port", port])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2 and len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith("hwgen run: error: ") and port in err[0] and "serial" in err[0]
