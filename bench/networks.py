@@ -96,20 +96,11 @@ def row(name, label, model, shape):
 
 
 def smallest_board(model):
-    """The supported board with the fewest LUTs on which ``model`` fits at the board's own
-    array, by the calibrated estimate (boards/estimate.py: resources and Fmax against the
-    board clock), or ``"none"``; a family without calibration is skipped."""
-    from boards import Board
-    from boards.estimate import NotCalibratedError, estimate
+    """:func:`boards.estimate.smallest_board`'s board name, or ``"none"``."""
+    from boards.estimate import smallest_board as pick
 
-    for board in sorted(Board, key=lambda b: b.value.device.lut):
-        try:
-            est = estimate(board.value, model)
-        except (NotCalibratedError, TypeError, ValueError):
-            continue
-        if all(f["ok"] for f in est["fit"].values()) and est["fmax_mhz"] >= est["target_mhz"]:
-            return board.value.name
-    return "none"
+    board, _ = pick(model)
+    return board.value.name if board is not None else "none"
 
 
 def synth_board(model, start):

@@ -36,7 +36,8 @@ from pathlib import Path
 
 from hwgen.errors import UserError
 
-__all__ = ["NotCalibratedError", "COEFFS_PATH", "COMPONENT_TERMS", "COMPONENT_MODULES",
+__all__ = ["NotCalibratedError", "smallest_board", "COEFFS_PATH", "COMPONENT_TERMS",
+           "COMPONENT_MODULES",
            "component_of", "mapped_style", "load_coeffs", "features",
            "component_estimate", "period_features", "memory_blocks",
            "dsp_blocks", "estimate_config", "estimate", "fit_summary"]
@@ -285,3 +286,19 @@ def fit_summary(coeffs=None):
     """Where the coefficients come from: points fitted and the worst errors seen."""
     coeffs = coeffs or load_coeffs()
     return {k: coeffs.get(k) for k in ("points", "worst")}
+
+
+def smallest_board(model):
+    """``(board, estimate)``: the supported board with the fewest LUTs on which ``model`` fits
+    at the board's own array and meets the board's clock, by the calibrated estimate; ``(None,
+    None)`` when none does. A family without calibration is skipped."""
+    from . import Board
+
+    for board in sorted(Board, key=lambda b: b.value.device.lut):
+        try:
+            est = estimate(board.value, model)
+        except (NotCalibratedError, TypeError, ValueError):
+            continue
+        if all(f["ok"] for f in est["fit"].values()) and est["fmax_mhz"] >= est["target_mhz"]:
+            return board, est
+    return None, None

@@ -302,6 +302,16 @@ def test_demo_one_width(capsys, monkeypatch, tmp_path):
         assert 0.9 <= row[key] <= 1.0, row
     qm = serialize.load(row["qmodel"])
     assert Path(row["qmodel"]) == tmp_path / "demo" / "digits-mlp-w8a8" and qm.wbits == 8
+    # the board it fits, by the estimate, and what to run next
+    from boards.estimate import smallest_board
+
+    board, est = smallest_board(qm)
+    assert doc["board"]["board"] == board.value.name and doc["board"]["source"] == "estimate"
+    assert doc["board"]["fit"]["lut"]["need"] == est["fit"]["lut"]["need"]
+    flat = " ".join(out.split())
+    assert f"fits the {board.value.name}" in flat
+    assert f"hwgen synth {row['qmodel']} --board {board.value.name}" in flat
+    assert f"hwgen program --board {board.value.name}" in flat
 
 
 def test_phases_show_on_a_terminal_only(monkeypatch, capsys):

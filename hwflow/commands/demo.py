@@ -91,10 +91,39 @@ def run(args):
         hw = _hardware(console, out, name, row, args, len(ds.y_test))
         doc["hardware"] = hw
         status = 0 if hw["bit_exact"] else 1
+    row = next((r for r in rows if (r["wbits"], r["abits"]) == HW_BITS), rows[-1])
+    doc["board"] = _next_steps(console, row)
     out.mkdir(parents=True, exist_ok=True)
     write_bytes(out / "summary.json", (json.dumps(doc, indent=1) + "\n").encode())
     console.print(f"QuantizedModels, Verilog and summary.json in {out}/")
     return status
+
+
+def _next_steps(console, row):
+    """The smallest board the estimate says the model fits (its resources against the
+    device's, and Fmax against the board clock), and the commands that put it there."""
+    from boards.estimate import smallest_board
+    from quantflow import serialize
+
+    qdir = row["qmodel"]
+    board, est = smallest_board(serialize.load(qdir))
+    tag = f"W{row['wbits']}A{row['abits']}"
+    if board is None:
+        console.print(f"{tag} fits none of the supported boards by the estimate (hwgen estimate"
+                      f" {qdir} --board NAME says what is short)")
+        return None
+    name = board.value.name
+    fit = est["fit"]
+    used = ", ".join(f"{fit[k]['need']:,} of {fit[k]['have']:,} {k.upper()}"
+                     for k in ("lut", "bram", "dsp") if k in fit)
+    console.print(
+        f"{tag} fits the {name} at {est['array'][0]}x{est['array'][1]} (estimate: {used};"
+        f" Fmax {est['fmax_mhz']:.0f} MHz against its {est['target_mhz']:.0f} MHz clock). Next:\n"
+        f"  hwgen synth {qdir} --board {name} --out build/{name}   # the real build\n"
+        f"  hwgen program --board {name} build/{name}              # load it over USB\n"
+        f"  hwgen run {qdir} --board {name}                        # test images on the board")
+    return {"board": name, "array": est["array"], "fit": fit, "fmax_mhz": est["fmax_mhz"],
+            "target_mhz": est["target_mhz"], "source": "estimate"}
 
 
 def _hardware(console, out, name, row, args, n_test):
