@@ -188,7 +188,7 @@ def _run_desc(d, cfg, act, acc, program):
             acc[d.dst_base + pix * d.out_ch + ch[None, :]] = v
         else:
             word, lane = _positions(pos, d.odigits, n, start)
-            if cfg.weight_bits == 1:  # bipolar lanes: a write at lane 0 zeroes the word first
+            if cfg.bipolar_weights:  # a write at lane 0 zeroes the word first
                 fresh = word[lane == 0]
                 dst[(d.dst_base + pix * d.out_g + fresh[None, :]) % wrap] = 0
             for e in range(d.odigits):  # digit e of each element, low digit first

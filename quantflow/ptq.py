@@ -64,6 +64,11 @@ class PTQConfig:
     def bits_for(self, name):
         return self.layer_bits.get(name, (self.wbits, self.abits))
 
+    @property
+    def weight_widths(self):
+        """Every weight width the config names: ``wbits`` and the per-layer ones."""
+        return {self.wbits} | {w for w, _ in self.layer_bits.values()}
+
     def describe(self):
         return {"wbits": self.wbits, "abits": self.abits, "input_bits": self.input_bits,
                 "w_method": self.w_method.value, "a_method": self.a_method.value,
@@ -79,8 +84,7 @@ def grids(cfg):
     (one when every weight is 1 bit: both grids are then the bipolar +-1)."""
     if cfg.w_grid is not None:
         return (cfg.w_grid,)
-    widths = {cfg.wbits} | {w for w, _ in cfg.layer_bits.values()}
-    return GRIDS[:1] if widths == {1} else GRIDS
+    return GRIDS[:1] if cfg.weight_widths == {1} else GRIDS
 
 
 def check_chain(layers):

@@ -137,7 +137,7 @@ def candidates(cfg):
         return [by_name("mse-out"), by_name("bc"), by_name("cle-bc")]
     if cfg.wbits >= 4:  # weight rounding costs little at 4+ bits: no AdaRound (slow)
         return [by_name("bc"), by_name("bc-search"), by_name("cle-bc")]
-    if min([cfg.wbits] + [w for w, _ in cfg.layer_bits.values()]) == 1:
+    if 1 in cfg.weight_widths:
         # 1-bit weights have no neighbouring codes for AdaRound; GPTQ's error feedback works
         return [by_name(n) for n in ("bc", "bc-search", "gptq-bc", "gptq-bc-search")]
     # every rounding (nearest, AdaRound, GPTQ) with bias correction, with and without the

@@ -208,7 +208,7 @@ def _mac_layer(b, i, layer, src, dst):
         kernel, stride, pad = tuple(layer.kernel), tuple(layer.stride), tuple(layer.padding)
     o = w4.shape[0]
     ho, wo = dst.stored[1:]
-    if cfg.weight_bits == 1 and getattr(layer, "groups", 1) > 1:
+    if cfg.bipolar_weights and getattr(layer, "groups", 1) > 1:
         raise UnsupportedOpError(
             f"{where} is a grouped convolution: the array runs it with zero weights between"
             " groups, and a bipolar 1-bit weight lane has no zero (it holds +-1): it needs"

@@ -91,7 +91,7 @@ def quantize(model="digits-cnn", *, out, data=None, wbits=4, abits=4, input_bits
     cfg = ptq.PTQConfig(wbits, abits, input_bits, layer_bits=layer_bits, w_grid=grid)
     if data_free:
         result, label = quantize_data_free(name, net, ds, cfg), "data-free"
-    elif method is not None or (qat and min(wbits, abits) == 1 and recipe is _auto()):
+    elif method is not None or (qat and min(wbits, abits) == 1 and recipe.name == "auto"):
         # QAT of a binary network starts from the float weights (range setting only): a PTQ
         # recipe's rounding bakes them onto +-s, which leaves the straight-through gradient
         # no latent magnitudes (digits-cnn W1A1 QAT: 93.3% after gptq-bc-search, 96.9% after
@@ -110,11 +110,6 @@ def quantize(model="digits-cnn", *, out, data=None, wbits=4, abits=4, input_bits
 def _quiet(text, done=None, total=None):
     pass
 
-
-def _auto():
-    from quantflow.recipes import AUTO
-
-    return AUTO
 
 
 def _result(result, label, model, out, **extra):

@@ -141,9 +141,9 @@ def run(args):
                           progress=show)
     if result.approximate is None:
         _note(result.validation, args.model)
-        binary = min([args.wbits, args.abits] + [b for wa in (args.layer_bits or {}).values()
-                                                 for b in wa]) == 1
-        if binary and not args.qat:
+        from quantflow.flow import is_binary
+
+        if is_binary(result.qmodel) and not args.qat:
             print("note: post-training quantization collapses at 1 bit (the accuracy above);"
                   " a binary network is trained: add --qat", file=sys.stderr)
     if args.json:
