@@ -3,15 +3,19 @@
 Usage::
 
     .venv/bin/python bench/estimate.py [--boards icebreaker,ulx3s-85f,orangecrab-25f,tangnano9k]
-        [--bits 2,3,4,5,6,7,8] [--model digits-cnn] [--no-build] [--build-only]
-        [--cache DIR] [--out bench/results]
+        [--bits 1,2,3,4,5,6,7,8] [--model digits-cnn] [--no-build] [--build-only]
+        [--points bench/data/estimate-points] [--cache DIR] [--out bench/results]
 
 The grid is every board x weight = activation bits x three arrays per board (``_ARRAYS``).
 Each point quantizes the model (MSE ranges; the folders are kept in the cache) and runs
 ``hwgen synth``'s path with ``force`` (the estimate must not veto its own calibration data),
-recording the report or the does-not-fit error as one JSON file per point in ``--cache``
-(default ``$HWGEN_CACHE/estimate-sweep``): an interrupted sweep resumes where it stopped, and
-builds themselves are cached by digest. Points run in an order that covers every board and
+recording the report or the does-not-fit error as one JSON file per point in ``--points``
+(default ``bench/data/estimate-points``, in the repository: the calibration data are hours of
+builds, and a cache folder does not outlive the machine): an interrupted sweep resumes where it
+stopped, and builds themselves are cached by digest. Each record keeps the SHA-256 of the
+Verilog it was built from; a refit leaves out (and lists) the records whose design the current
+generator no longer emits, so a datapath change cannot calibrate the estimate on old builds.
+Points run in an order that covers every board and
 width early (round robin over boards; widths and arrays interleaved), so a partial sweep is
 still a spread. Then the coefficients are refitted by least squares (numpy) over the points
 that finished and written to ``boards/estimate.json``; the script prints and writes
@@ -43,7 +47,9 @@ _ARRAYS = {"icebreaker": ((2, 4), (4, 4), (2, 8)),
            "orangecrab-25f": ((4, 8), (4, 4), (8, 8)),
            "tangnano9k": ((4, 4), (2, 4), (4, 8))}
 #: Widths in the order the sweep visits them: the ends and the middle first.
-_WIDTH_ORDER = (4, 8, 2, 6, 3, 7, 5)
+_WIDTH_ORDER = (4, 8, 2, 1, 6, 3, 7, 5)
+#: The point records, beside this script (committed with the coefficients they fit).
+POINTS = Path(__file__).resolve().parent / "data" / "estimate-points"
 
 
 def _cache_dir(arg):
@@ -82,11 +88,11 @@ def grid(boards, bits):
     return points
 
 
-def _point_file(cache, model, board, bits, array):
-    return cache / "points" / f"{model}-{board}-w{bits}-{array[0]}x{array[1]}.json"
+def _point_file(points, model, board, bits, array):
+    return points / f"{model}-{board}-w{bits}-{array[0]}x{array[1]}.json"
 
 
-def run_point(model, board_name, bits, array, cache):
+def run_point(model, board_name, bits, array, cache, points=POINTS):
     """Build one point (or read its cached record); the record is the synth report plus the
     configuration, or ``fits: false`` with the error."""
     from boards import board_by_name
@@ -95,12 +101,13 @@ def run_point(model, board_name, bits, array, cache):
     from hwgen.errors import UserError
     from quantflow.serialize import load
 
-    path = _point_file(cache, model, board_name, bits, array)
+    path = _point_file(points, model, board_name, bits, array)
     if path.exists():
         return json.loads(path.read_text())
     board = board_by_name(board_name)
     qdir = _qdir(model, bits, cache)
     cfg, style = board_config(board.value, load(qdir), array)
+    design = design_sha(board_name, cfg)
     start = time.monotonic()
     try:
         rec = synth(qdir, board=board, array=array, force=True).to_dict()
@@ -108,6 +115,7 @@ def run_point(model, board_name, bits, array, cache):
         rec = {"board": board_name, "array": list(array), "fits": False, "error": str(e),
                "multipliers": style}
     rec.update(model=model, bits=bits, qdir=str(qdir), config=cfg.to_json(),
+               design_sha256=design,
                sweep_seconds=round(time.monotonic() - start, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -116,11 +124,35 @@ def run_point(model, board_name, bits, array, cache):
     return rec
 
 
-def sweep(points, model, cache):
+def design_sha(board_name, cfg):
+    """``{file name: SHA-256}`` of the Verilog the current generator emits for ``cfg`` on the
+    board (what ``hwgen synth`` would build)."""
+    import hashlib
+
+    from boards import board_by_name
+    from boards.build import design_verilog
+    from boards.overlay import board_design
+
+    files = design_verilog(board_design(board_by_name(board_name).value, None, cfg=cfg))
+    return {n: hashlib.sha256(t.encode()).hexdigest() for n, t in files.items()}
+
+
+def current(records):
+    """``(current, stale)``: the records whose design the generator still emits, and the
+    others (a record without a digest is kept: it predates them)."""
+    fresh, stale = [], []
+    for rec in records:
+        recorded = rec.get("design_sha256") or rec.get("verilog_sha256")
+        ok = recorded is None or recorded == design_sha(rec["board"], cfg_of(rec))
+        (fresh if ok else stale).append(rec)
+    return fresh, stale
+
+
+def sweep(grid_points, model, cache, points=POINTS):
     records = []
-    for board, bits, array in points:
+    for board, bits, array in grid_points:
         t = time.monotonic()
-        rec = run_point(model, board, bits, array, cache)
+        rec = run_point(model, board, bits, array, cache, points)
         records.append(rec)
         a = f"{array[0]}x{array[1]}"
         if "lut" in rec:
@@ -132,12 +164,12 @@ def sweep(points, model, cache):
     return records
 
 
-def cached_records(cache, model):
+def cached_records(folder, model):
     """The finished points, their figures re-read from their build folders with today's
-    :mod:`boards.reports` (a rule changed since the build applies to it)."""
+    :mod:`boards.reports` when the folder is on this machine (a rule changed since the build
+    applies to it), else as recorded."""
     from boards.reports import report
 
-    folder = cache / "points"
     if not folder.exists():
         return []
     records = []
@@ -314,9 +346,10 @@ def fit_and_report(records, out, cache, model, grid_size=None):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--boards", default=",".join(_ARRAYS))
-    p.add_argument("--bits", default="2,3,4,5,6,7,8")
+    p.add_argument("--bits", default="1,2,3,4,5,6,7,8")
     p.add_argument("--model", default="digits-cnn")
-    p.add_argument("--cache", default=None, help="point records and quantized models")
+    p.add_argument("--points", default=str(POINTS), help="the point records (one JSON each)")
+    p.add_argument("--cache", default=None, help="the quantized models")
     p.add_argument("--no-build", action="store_true", help="fit on the cached points only")
     p.add_argument("--build-only", action="store_true", help="sweep, do not refit")
     p.add_argument("--out", default="bench/results")
@@ -324,12 +357,18 @@ def main(argv=None):
     cache = _cache_dir(args.cache)
     points = grid(args.boards.split(","), [int(b) for b in args.bits.split(",")])
     if not args.no_build:
-        print(f"{len(points)} points; records in {cache / 'points'}", flush=True)
-        sweep(points, args.model, cache)
+        print(f"{len(points)} points; records in {args.points}", flush=True)
+        sweep(points, args.model, cache, Path(args.points))
     if args.build_only:
         return 0
-    records = [r for r in cached_records(cache, args.model)
+    records = [r for r in cached_records(Path(args.points), args.model)
                if (r["board"], r["bits"], tuple(r["array"])) in set(points)]
+    print(f"checking {len(records)} records against the generator's current Verilog",
+          flush=True)
+    records, stale = current(records)
+    for r in stale:
+        print(f"left out (its design changed since the build): {r['board']} W{r['bits']}"
+              f" {r['array'][0]}x{r['array'][1]}")
     return fit_and_report(records, Path(args.out), cache, args.model, len(points))
 
 

@@ -141,8 +141,8 @@ def dsp_blocks(target, cfg, style, fixed_dsp):
 #: Estimated component -> the terms its LUTs and flip-flops are linear in.
 COMPONENT_TERMS = {
     "host": ("const",), "sequencer": ("const", "addr"), "core": ("const", "mem_width"),
-    "array": ("mul_lut", "mul_lut_n", "mul_dsp", "tree", "tree_log"),
-    "drain": ("const", "acc"),
+    "array": ("mul_lut", "mul_lut_n", "mul_dsp", "mul_bip", "tree", "tree_log"),
+    "drain": ("const", "acc", "bip_lanes"),
 }
 #: :func:`boards.reports.module_breakdown`'s modules in each estimated component. Coarser than
 #: the breakdown because the families' synthesis attributes cells across a boundary
@@ -168,7 +168,11 @@ def features(cfg, style):
     ``tree`` the PEs' adder-tree bits (``rows*cols*product_bits``; ``tree_log`` the bit each
     of the ``log2(cols)`` levels adds to the partial sums), ``acc`` the accumulator bits
     (``rows*acc_bits``), ``lanes`` the activation word, ``mem_width`` the buffers' word bits
-    (the host read mux and the memories' glue), ``addr`` their address bits."""
+    (the host read mux and the memories' glue), ``addr`` their address bits; on bipolar
+    (1-bit) weight lanes, ``mul_bip`` the PEs (a product is a select of ``a`` or ``-a``: its
+    partial-product bits stay in ``mul_lut``, the negation is this term) and ``bip_lanes`` the
+    activation lanes the drain zero-fills when a word starts. A term no calibration point
+    exercises has no coefficient and costs nothing."""
     from hwgen.layouts import Mem
 
     n = cfg.rows * cfg.cols
@@ -178,6 +182,8 @@ def features(cfg, style):
         "const": 1.0, "macs": float(n),
         "mul_lut": float(n * cfg.weight_bits * cfg.a_operand_bits) if lut else 0.0,
         "mul_lut_n": float(n) if lut else 0.0, "mul_dsp": 0.0 if lut else float(n),
+        "mul_bip": float(n) if cfg.bipolar_weights else 0.0,
+        "bip_lanes": float(cfg.cols * cfg.act_bits) if cfg.bipolar_weights else 0.0,
         "tree": float(n * cfg.product_bits), "acc": float(cfg.rows * cfg.acc_bits),
         "tree_log": n * math.log2(max(2, cfg.cols)),
         "acc_bits": float(cfg.acc_bits), "lanes": float(cfg.cols * cfg.act_bits),
