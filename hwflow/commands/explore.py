@@ -50,8 +50,8 @@ def add_arguments(p):
                         " digits-cnn")
     p.add_argument("--data", metavar="FILE.npz", default=None,
                    help="data for every model; none: each zoo model's own")
-    p.add_argument("--bits", metavar="B,B,...", type=bit_list, default=[2, 3, 4, 6, 8],
-                   help="W = A bit widths")
+    p.add_argument("--bits", metavar="B,B,...", type=bit_list, default=[1, 2, 3, 4, 6, 8],
+                   help="W = A bit widths (1: a binary network, trained with QAT)")
     p.add_argument("--wbits", metavar="B,B,...", type=bit_list, default=None,
                    help="weight bits: with --abits, sweeps every W x A pair instead of --bits")
     p.add_argument("--abits", metavar="B,B,...", type=bit_list, default=None,
