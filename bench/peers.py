@@ -21,12 +21,13 @@ on the *test* set (an oracle); ours never sees the test set.
 
 QAT side by side (``--qat``, at ``--qat-bits``, default 3/3, 2/2, 1/1; ``--only-qat`` skips the
 PTQ rows; ``--bits`` then does not apply). Ours is exactly ``hwgen quantize --qat``:
-``hwflow.api.quantize(model, wbits=W, abits=A, qat=True)``, i.e. the default PTQ recipe (chosen
-on validation) fine-tuned by :func:`quantflow.qat.finetune` for 30 epochs (Adam, lr 1e-3 on the
-weights and 1e-4 on the scales, cosine over every step, batch 64, seed 0, one thread, all the
-training data); a binary network starts from MSE ranges instead and first chooses its learning
-rate among ``quantflow.flow.BINARY_QAT_LRS`` (1e-3, 3e-3, 1e-2; scale lr a tenth) trained on the
-fit split and scored on the validation split. Ours uses our fake-quant twin: per-channel weight
+``hwflow.api.quantize(model, wbits=W, abits=A, qat=True)``: :func:`quantflow.qat.finetune` for 30
+epochs (Adam, cosine over every step, batch 64, seed 0, one thread) from a start and at a
+learning rate chosen by :func:`quantflow.qatsearch.choose`: the starts are the default PTQ
+recipe's result (chosen on validation) and MSE ranges on the float weights (at 1 bit MSE ranges
+only), the learning rates 1e-3, 3e-3 and 1e-2 (scale lr a tenth), each pair scored by four-fold
+cross-validation over the training data, the winner trained on all of it.
+Ours uses our fake-quant twin: per-channel weight
 scales (at 1 bit +-s per channel, mean |w| start, BinaryNet's clipped straight-through
 gradient), per-tensor unsigned activation scales, both learned. Brevitas
 (``peers_brevitas.qat``) trains the same float chain, rebuilt in our layout, on the same budget
@@ -40,9 +41,9 @@ activations ``Uint8ActPerTensorFloat`` at A bits (1 bit included). Brevitas gets
 treatment, every choice on the validation split: its start (max |w| and calibration-maximum
 initialisation, or its MSE quantizers ``Int8WeightPerChannelFloatMSE``/
 ``Uint8ActPerTensorFloatMSE``) by the calibrated model's validation score, then its learning
-rate among (1e-3, 3e-3, 1e-2) times a scale learning rate of a tenth or the same, at *every* W/A
-(ours searches only at 1 bit), each trained on the fit split and scored on the validation split,
-the winner retrained on all the training data. Test accuracy of both on the 450 digits test
+rate among (1e-3, 3e-3, 1e-2) times a scale learning rate of a tenth or the same, each scored
+by the same four folds of the training data as ours (``quantflow.qatsearch.folds``), the winner
+retrained on all the training data. Test accuracy of both on the 450 digits test
 images; rows ``quantflow-qat``/``brevitas-qat`` in the same JSON and a second table.
 """
 
@@ -58,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BITS = [(8, 8), (6, 6), (4, 8), (4, 4), (3, 3), (2, 8), (2, 2)]
 QAT_BITS = [(3, 3), (2, 2), (1, 1)]
-#: Brevitas' QAT candidates: learning rates (ours at 1 bit: ``quantflow.flow.BINARY_QAT_LRS``)
+#: Brevitas' QAT candidates: learning rates (ours: ``quantflow.qatsearch.QAT_LRS``)
 #: times the scales' learning rate as a fraction of it (ours: a tenth).
 QAT_LRS = (1e-3, 3e-3, 1e-2)
 QAT_SCALE_LR_FRACTIONS = (0.1, 1.0)
@@ -159,7 +160,7 @@ def _ours_qat(spec, wb, ab, epochs, status):
         r = quantize(spec, out=Path(tmp) / "q", wbits=wb, abits=ab, qat=True,
                      qat_epochs=epochs, progress=progress)
     meta = r.qmodel.meta
-    start = r.recipe or r.method.removesuffix("+qat")  # a binary net: its range method
+    start = meta["recipe"].get("qat_start") or r.recipe
     return {"accuracy": r.quant_accuracy, "chosen": f"{start}/{r.w_grid}",
             "method": r.method, "qat_lr": meta["recipe"].get("qat_lr"),
             "qat_candidates": meta.get("qat_candidates", []),
@@ -167,13 +168,14 @@ def _ours_qat(spec, wb, ab, epochs, status):
 
 
 def _brevitas_qat(layers, ds, wb, ab, x_cal, epochs, status):
-    """Brevitas QAT: its start, then (lr, scale lr) chosen on the validation split, the winner
-    retrained on all the training data (``peers_brevitas.qat``)."""
+    """Brevitas QAT: its start by the calibrated model's validation score, then (lr, scale lr)
+    by four folds of the training data (the folds ours uses), the winner retrained on all the
+    training data (``peers_brevitas.qat``)."""
+    import numpy as np
     import peers_brevitas
 
-    from quantflow import data
+    from quantflow import data, qatsearch
 
-    x_fit, y_fit = data.fit_split(ds)
     x_val, y_val = data.validation_split(ds)
     t0 = time.perf_counter()
     starts = []
@@ -183,15 +185,20 @@ def _brevitas_qat(layers, ds, wb, ab, x_cal, epochs, status):
                        "val_score": peers_brevitas.val_score(model, x_val, y_val)})
     start = max(starts, key=lambda c: c["val_score"])["start"]
     trials = [(lr, float(f"{lr * f:.3g}")) for lr in QAT_LRS for f in QAT_SCALE_LR_FRACTIONS]
+    splits = qatsearch.folds(ds.y_train)
     candidates = []
     for i, (lr, scale_lr) in enumerate(trials):
-        def epoch(e, n, loss, i=i, lr=lr, scale_lr=scale_lr):
-            status(f"Brevitas QAT lr {lr:g}/{scale_lr:g} ({i + 1}/{len(trials)}, validation)"
-                   f" epoch {e}/{n} loss {loss:.4f}")
-        model = peers_brevitas.qat_model(start, layers, wb, ab, x_cal)
-        peers_brevitas.qat(model, x_fit, y_fit, lr, scale_lr, epochs, progress=epoch)
-        candidates.append({"lr": lr, "scale_lr": scale_lr,
-                           "val_score": peers_brevitas.val_score(model, x_val, y_val)})
+        scores = []
+        for k, (fit, held) in enumerate(splits):
+            def epoch(e, n, loss, i=i, k=k, lr=lr, scale_lr=scale_lr):
+                status(f"Brevitas QAT lr {lr:g}/{scale_lr:g} ({i + 1}/{len(trials)}, fold"
+                       f" {k + 1}) epoch {e}/{n} loss {loss:.4f}")
+            model = peers_brevitas.qat_model(start, layers, wb, ab, x_cal)
+            peers_brevitas.qat(model, ds.x_train[fit], ds.y_train[fit], lr, scale_lr, epochs,
+                               progress=epoch)
+            scores.append(peers_brevitas.val_score(model, ds.x_train[held], ds.y_train[held]))
+        candidates.append({"lr": lr, "scale_lr": scale_lr, "val_score": tuple(
+            float(np.mean([sc[j] for sc in scores])) for j in range(2))})
     best = max(candidates, key=lambda c: c["val_score"])
     lr, scale_lr = best["lr"], best["scale_lr"]
 

@@ -52,6 +52,9 @@ def float_spec(model, data=None):
 
 #: QAT epochs of a binary point (PTQ collapses at 1 bit: see :func:`quant_task`).
 BINARY_QAT_EPOCHS = 30
+#: How a binary point's QAT makes its choices (in its spec: a change renames the point;
+#: ``quantflow.qatsearch.FOLDS`` folds, not imported here: it would load torch).
+QAT_CHOICE = "4-fold"
 
 
 def quant_spec(model, wbits, abits, recipe="auto", layer_bits=None, data=None,
@@ -63,6 +66,7 @@ def quant_spec(model, wbits, abits, recipe="auto", layer_bits=None, data=None,
             "layer_bits": {k: list(v) for k, v in sorted((layer_bits or {}).items())}}
     if _binary(spec):
         spec["qat"] = BINARY_QAT_EPOCHS
+        spec["qat_choice"] = QAT_CHOICE
     return spec
 
 
@@ -113,8 +117,8 @@ def quant_task(spec, float_result=None):
                             layer_bits={k: tuple(v) for k, v in spec["layer_bits"].items()})
         if spec.get("qat"):
             # a binary point is trained as `hwgen quantize --qat` does (MSE ranges, then QAT
-            # with its learning rate chosen on the validation split), on the fit split only:
-            # the validation accuracy the Pareto front compares stays unseen data
+            # with its learning rate chosen by cross-validation), on the fit split only: the
+            # validation accuracy the Pareto front compares stays unseen data
             from quantflow.flow import Method, finetune, quantize_model
             from quantflow.qat import QATConfig
 

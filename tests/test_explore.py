@@ -164,7 +164,10 @@ def test_a_binary_point_is_trained_and_scored_on_unseen_validation_data(monkeypa
     assert "error" not in figures, figures
     assert figures["chosen"] == "mse+qat" and qm.meta["recipe"]["qat_data"] == "fit split"
     assert figures["val_accuracy"] > 0.5 and figures["quant_accuracy"] > 0.5, figures
-    assert len(qm.meta["qat_candidates"]) == 3
+    assert len(qm.meta["qat_candidates"]) == 3  # the learning rates, by 4-fold choice
+    from quantflow import qatsearch
+    assert q["qat_choice"] == f"{qatsearch.FOLDS}-fold"
+    assert all(r["folds"] == qatsearch.FOLDS for r in qm.meta["qat_candidates"])
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -120,11 +120,11 @@ def test_qat_on_a_dag_lowers_the_validation_loss_and_exports_bit_exact(name, sig
     assert_export_bit_exact(net, x=np.concatenate([x_val, prep(np.full((1, 1, 8, 8), 4.0))]))
 
 
-def test_binary_qat_chooses_its_learning_rate_on_validation_data_and_recovers_accuracy():
+def test_binary_qat_chooses_its_learning_rate_by_cross_validation_and_recovers_accuracy():
     """W1A1: PTQ collapses (bipolar weights, 0/1 activations); QAT from MSE ranges picks its
-    learning rate on the validation split (each trial trained on the fit split only), then
+    learning rate by four folds of the training data (each trial trained on three), then
     trains on all the training data, and exports bit-exact."""
-    from quantflow import flow
+    from quantflow import flow, qatsearch
 
     ds = digits()
     name, net = flow.load_model("digits-mlp", ds)
@@ -133,11 +133,12 @@ def test_binary_qat_chooses_its_learning_rate_on_validation_data_and_recovers_ac
     assert start.quant_accuracy < 0.5  # measured 0.32: PTQ is no answer at 1 bit
     seen = []
     out = flow.finetune(start, net, ds, qat.QATConfig(epochs=30),
-                        trial_progress=lambda i, n: seen.append((i, n)))
-    n = len(flow.BINARY_QAT_LRS)
+                        trial_progress=lambda i, n, text: seen.append((i, n)))
+    n = len(qatsearch.QAT_LRS) * qatsearch.FOLDS
     assert seen == [(i, n) for i in range(n + 1)]
     rows = out.qmodel.meta["qat_candidates"]
-    assert [r["lr"] for r in rows] == list(flow.BINARY_QAT_LRS)
+    assert [r["lr"] for r in rows] == list(qatsearch.QAT_LRS)
+    assert all(r["folds"] == qatsearch.FOLDS and r["start"] == "mse" for r in rows)
     chosen = [r for r in rows if r["chosen"]]
     assert len(chosen) == 1 and chosen[0]["lr"] == out.qmodel.meta["recipe"]["qat_lr"]
     best = max(rows, key=lambda r: (r["val_accuracy"], r["val_log_likelihood"]))

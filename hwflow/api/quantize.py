@@ -64,7 +64,8 @@ def quantize(model="digits-cnn", *, out, data=None, wbits=4, abits=4, input_bits
     """
     from quantflow import ptq, serialize
     from quantflow.errors import UserError
-    from quantflow.flow import Method, load_data, load_model, quantize_data_free, quantize_model
+    from quantflow.flow import (Method, load_data, load_model, qat_starts, quantize_data_free,
+                                quantize_model)
 
     progress = progress or _quiet
     wbits, abits = values.bits("--wbits", wbits), values.bits("--abits", abits)
@@ -89,20 +90,23 @@ def quantize(model="digits-cnn", *, out, data=None, wbits=4, abits=4, input_bits
         return _import(model, ds, out)
     name, net = load_model(model, ds)
     cfg = ptq.PTQConfig(wbits, abits, input_bits, layer_bits=layer_bits, w_grid=grid)
+    chosen_start = method is None and recipe.name == "auto"  # QAT may choose its start
     if data_free:
         result, label = quantize_data_free(name, net, ds, cfg), "data-free"
     elif method is not None or (qat and min(wbits, abits) == 1 and recipe.name == "auto"):
-        # QAT of a binary network starts from the float weights (range setting only): a PTQ
-        # recipe's rounding bakes them onto +-s, which leaves the straight-through gradient
-        # no latent magnitudes (digits-cnn W1A1 QAT: 93.3% after gptq-bc-search, 96.9% after
-        # MSE ranges)
+        # QAT of a binary network starts from the float weights (range setting only):
+        # flow.qat_starts says why
         method = method or Method.MSE
         progress(f"range setting {method.value}")
         result, label = quantize_model(name, net, ds, cfg, method), method.value
     else:
         result, label = _recipe(name, net, ds, cfg, recipe, wide_head, progress), recipe.name
     if qat:
-        result, label = _qat(result, net, ds, qat_epochs, progress), label + "+qat"
+        starts = None
+        if chosen_start:
+            progress("QAT starts: MSE ranges")
+            starts = qat_starts(name, net, ds, cfg, result)
+        result, label = _qat(result, net, ds, qat_epochs, progress, starts), label + "+qat"
     serialize.save(result.qmodel, out)
     return _result(result, label, model, out)
 
@@ -143,21 +147,22 @@ def _recipe(name, net, ds, cfg, recipe, wide_head, progress):
     return quantize_recipe(name, net, ds, cfg, recipe, tick, wide_head)
 
 
-def _qat(result, net, ds, epochs, progress):
+def _qat(result, net, ds, epochs, progress, starts):
     from quantflow.flow import finetune
     from quantflow.qat import QATConfig
 
     label = ["QAT"]
     progress("QAT", 0, epochs)
 
-    def trial(i, n):  # a binary net's learning-rate trials, then the run on all the data
-        label[0] = f"QAT learning rate {i + 1}/{n} (validation)" if i < n else "QAT"
+    def trial(i, n, text):  # the (start, learning rate) trials, then the final run
+        label[0] = f"QAT trial {i + 1}/{n}: {text}" if i < n else f"QAT {text}"
         progress(label[0], 0, epochs)
 
     def epoch_done(epoch, total, loss):
         progress(f"{label[0]} loss {loss:.4f}", epoch, total)
 
-    return finetune(result, net, ds, QATConfig(epochs=epochs), epoch_done, trial)
+    return finetune(result, net, ds, QATConfig(epochs=epochs), epoch_done, trial,
+                    starts=starts)
 
 
 def _import(model, ds, out):
