@@ -165,7 +165,8 @@ class Core(wiring.Component):
             drain.to_acc.eq(d.to_acc), drain.p_base.eq(d.p_base),
             drain.lo.eq(d.lo.as_signed()), drain.hi.eq(d.hi.as_signed()),
             drain.pair.eq(d.op == Op.ADD.value),
-            *([drain.group.eq((d.op == Op.MAC.value) & d.requant_en & ~d.to_acc),
+            *([drain.group.eq(((d.op == Op.MAC.value) & d.requant_en & ~d.to_acc)
+                              | (d.op == Op.ADD.value)),
                drain.group_max.eq(d.op == Op.MAX.value)] if cfg.drain_lanes > 1 else []),
             drain.odigits.eq(d.odigits),
             drain.bias.eq(mems[Mem.BIAS].r_data), drain.rq.eq(mems[Mem.RQ].r_data),

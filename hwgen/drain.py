@@ -6,14 +6,17 @@ pooling, logits), and is written to its lanes of an activation word or to the lo
 A requantized MAC layer drains ``drain_group`` elements per cycle through ``drain_lanes``
 requantizers side by side (a group's parameters are one word of the bias and requantization
 memories, its lanes adjacent in one activation word), max pooling as many lanes past them;
-average pooling, adds and logits one element per cycle.
+average pooling and logits one element per cycle.
 
 For an add (``pair``) the vector of input A arrives one cycle before the vector of input B
 (elements of a tensor wider than the lanes arrive joined, one value per lane);
 the drain keeps A's lanes and emits ``A_0, B_0, A_1, B_1, ...``, each rescaled with its own
 input's ``(M, s)`` (parameter entries ``p_base`` and ``p_base + 1``); the requantizer sums
 each pair before the clamp (:func:`quantflow.numerics.add_requantize`) and one lane is written
-per pair.
+per pair. With ``drain_lanes > 1`` it emits a group of ``g`` (the layer's ``drain_group``) A
+elements in one cycle and the ``g`` B elements in the next, through ``g`` requantizers that
+each hold their own first value; the parameter block then holds ``g`` copies of A's ``(M, s)``
+and ``g`` of B's (entries ``p_base`` and ``p_base + g``, each group one parameter word).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -147,6 +150,14 @@ class Drain(wiring.Component):
             return Mux(left > g, left - g, 0)
 
         shift_va = Cat(*[va[j + 1] for j in range(cfg.cols - 1)], va[cfg.cols - 1])
+
+        def next_va(v):  # input A's lanes after this cycle's group left (several lanes)
+            def by(k):
+                return Cat(*[v[min(j + k, cfg.cols - 1)] for j in range(cfg.cols)])
+            out = by(1)
+            for p in powers[1:]:
+                out = Mux(g == p, by(p), out)
+            return out
         m.d.comb += src.eq(vec)
         m.d.comb += [e_val[k].eq(src[k]) for k in range(1, nd)]
         with m.If(self.i.valid & self.pair & ~meta.b):
@@ -156,9 +167,14 @@ class Drain(wiring.Component):
             m.d.comb += [e_valid.eq(meta.n != 0), e_ch.eq(meta.ch), e_word.eq(meta.word),
                          e_lane.eq(meta.lane), e_acc.eq(meta.acc_addr)]
             with m.If(self.pair):  # input B: A_0 leaves now, B_0 next
-                m.d.comb += [e_val[0].eq(va[0]), e_left.eq(1)]
-                m.d.sync += [cnt.eq(Mux(meta.n != 0, 2 * meta.n - 1, 0)), phase.eq(1),
-                             vec.eq(inc), va.eq(shift_va)]
+                if nd == 1:
+                    m.d.comb += [e_val[0].eq(va[0]), e_left.eq(1)]
+                    m.d.sync += [cnt.eq(Mux(meta.n != 0, 2 * meta.n - 1, 0)), phase.eq(1),
+                                 vec.eq(inc), va.eq(shift_va)]
+                else:  # A's first group leaves now, B's next; cnt: B's elements to leave
+                    m.d.comb += [e_val[k].eq(va[k]) for k in range(nd)]
+                    m.d.comb += e_left.eq(meta.n)
+                    m.d.sync += [cnt.eq(meta.n), phase.eq(1), vec.eq(inc), va.eq(next_va(va))]
             with m.Else():
                 m.d.comb += [src.eq(inc), e_val[0].eq(inc[0]), e_left.eq(meta.n)]
                 m.d.sync += [cnt.eq(after(meta.n)), vec.eq(next_vec(src))]
@@ -167,11 +183,19 @@ class Drain(wiring.Component):
                          e_lane.eq(lane), e_acc.eq(acc_addr), e_left.eq(cnt)]
             with m.If(cnt != 0):
                 with m.If(self.pair & ~phase):
-                    m.d.comb += [e_val[0].eq(va[0]), e_left.eq(1)]
-                    m.d.sync += [va.eq(shift_va), phase.eq(1), cnt.eq(cnt - 1)]
+                    if nd == 1:
+                        m.d.comb += [e_val[0].eq(va[0]), e_left.eq(1)]
+                        m.d.sync += [va.eq(shift_va), phase.eq(1), cnt.eq(cnt - 1)]
+                    else:
+                        m.d.comb += [e_val[k].eq(va[k]) for k in range(nd)]
+                        m.d.sync += [va.eq(next_va(va)), phase.eq(1)]
                 with m.Elif(self.pair):
-                    m.d.comb += [e_val[0].eq(vec[0]), e_second.eq(1), e_left.eq(1)]
-                    m.d.sync += [vec.eq(shifted(vec, 1)), phase.eq(0), cnt.eq(cnt - 1)]
+                    if nd == 1:
+                        m.d.comb += [e_val[0].eq(vec[0]), e_second.eq(1), e_left.eq(1)]
+                        m.d.sync += [vec.eq(shifted(vec, 1)), phase.eq(0), cnt.eq(cnt - 1)]
+                    else:
+                        m.d.comb += [e_val[0].eq(vec[0]), e_second.eq(1)]
+                        m.d.sync += [vec.eq(next_vec(vec)), phase.eq(0), cnt.eq(after(cnt))]
                 with m.Else():
                     m.d.comb += e_val[0].eq(vec[0])
                     m.d.sync += [vec.eq(next_vec(vec)), cnt.eq(after(cnt))]
@@ -210,7 +234,8 @@ class Drain(wiring.Component):
         s0_entry = Signal.like(self.p_base)
         m.d.sync += [s0_mask.eq(e_mask), s0_val.eq(e_val), s0_word.eq(e_word),
                      s0_lane.eq(e_lane), s0_acc.eq(e_acc), s0_second.eq(e_second),
-                     s0_entry.eq(self.p_base + Mux(self.pair, e_second, e_ch))]
+                     s0_entry.eq(self.p_base + Mux(self.pair, e_second if nd == 1
+                                                   else Mux(e_second, g, 0), e_ch))]
         sub_bits = (nd - 1).bit_length()
         m.d.comb += self.p_addr.eq(s0_entry[sub_bits:])
 
@@ -245,8 +270,7 @@ class Drain(wiring.Component):
                          rq.i.payload.mult.eq(s2_rq[k].mult),
                          rq.i.payload.shift.eq(s2_rq[k].shift), rq.lo.eq(self.lo),
                          rq.hi.eq(self.hi)]
-            if k == 0:  # an add's pairs use the first requantizer only
-                m.d.comb += [rq.i.payload.second.eq(s2_second), rq.pair.eq(self.pair)]
+            m.d.comb += [rq.i.payload.second.eq(s2_second), rq.pair.eq(self.pair)]
             rqs_out.append(rq)
 
         # Bypass path delayed alongside the requantizer.

@@ -9,7 +9,7 @@ compiler's schedule is checked against the reference without a simulator.
 import numpy as np
 
 from .numerics import add_requantize, requantize, weight_lane_values
-from .schedule import out_position
+from .schedule import drain_group, out_position
 
 __all__ = ["execute", "pack_input", "read_loc"]
 
@@ -172,7 +172,7 @@ def _run_desc(d, cfg, act, acc, program):
             vec = _join(a.sum(axis=1), d.digits, cfg)
         else:
             b = read(d.src2_buf, (addr + d.src2_delta) % wrap, d.b_signed)
-            p = d.p_base + np.arange(2)
+            p = d.p_base + np.array([0, drain_group(cfg, d.odigits)])  # A's, B's (M, s)
             vec = add_requantize([_join(a[:, 0], d.digits, cfg), _join(b[:, 0], d.digits, cfg)],
                                  program.mult[p], program.shift[p],
                                  _sext(d.lo, cfg.clamp_bits), _sext(d.hi, cfg.clamp_bits))

@@ -239,11 +239,12 @@ def _ceil(a, b):
     return -(-a // b)
 
 
-def add_slots(cfg, digits=1):
-    """Issue slots per pixel and group of an add: the drain's ``2 * n`` pair cycles for the
-    word's ``n = cols // digits`` elements, and one more so input A of the next pixel never
-    overwrites a pair still draining."""
-    return 2 * (cfg.cols // digits) + 1
+def add_slots(cfg, digits=1, group=1):
+    """Issue slots per pixel and group of an add: the drain's ``2 * ceil(n / group)`` cycles
+    for the word's ``n = cols // digits`` elements (``group`` pairs side by side, A's lanes in
+    one cycle and B's in the next: :func:`quantflow.schedule.drain_group`), and one more so
+    input A of the next pixel never overwrites a pair still draining."""
+    return 2 * _ceil(cfg.cols // digits, group) + 1
 
 
 def layer_cycles(desc, cfg):

@@ -124,7 +124,8 @@ def drain_group(cfg, digits, per_vector=None):
     ``rows``, the default; max pooling's ``cols`` lanes) with ``digits``-digit outputs: the
     largest power of two up to ``cfg.drain_lanes`` that divides ``per_vector`` (a vector
     splits into whole groups) and ``cols // digits`` (a group never straddles two words).
-    Average pooling, adds and logits drain one element per cycle. The gateware builds the
+    An add drains a MAC layer's group of pairs every two cycles (A's lanes, then B's);
+    average pooling and logits one element per cycle. The gateware builds the
     same table at elaboration."""
     g, n = cfg.drain_lanes, cfg.rows if per_vector is None else per_vector
     while g > 1 and (n % g or (cfg.cols // digits) % g):
@@ -325,13 +326,17 @@ def _add_layer(b, i, layer, srcs, dst):
              (1 << cfg.mult_bits) - 1)
     c, h, w = a.stored
     wrap = 1 << cfg.act_addr_bits
-    p_base = b.params(np.zeros(2, np.int64), layer.mult, layer.shift)
+    # ``g`` pairs drain side by side: each requantizer lane reads its own copy of A's (M, s)
+    # in one cycle and of B's in the next, so the block is g copies of each
+    g = drain_group(cfg, _odigits(dst))
+    p_base = b.params(np.zeros(2 * g, np.int64), np.repeat(layer.mult, g),
+                      np.repeat(layer.shift, g))
     b.desc(op=Op.ADD, src_buf=a.buf.value, dst_buf=dst.buf.value, to_acc=False,
            bias_en=False, requant_en=True, a_signed=a.signed, b_signed=bb.signed,
            src2_buf=bb.buf.value, src2_delta=(bb.base - a.base) % wrap,
            in_h=h, in_w=w, in_g=a.groups, px_words=a.stride, out_h=h, out_w=w,
            out_g=dst.stride, kh=1, kw=1, sy=1, sx=1, py=0, px=0, tiles=a.groups, steps=2,
-           slots=add_slots(cfg, a.digits),
+           slots=add_slots(cfg, a.digits, g),
            out_ch=_written_channels(cfg, a, Op.ADD.joins_digits), digits=a.digits,
            w_base=0,
            p_base=p_base, src_base=a.base, dst_base=dst.base, lo=int(layer.lo),

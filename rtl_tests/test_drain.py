@@ -1,6 +1,6 @@
 """Several requantizers side by side in the drain (``AccelConfig.drain_lanes``) on Verilator and
-Icarus: the zoo's digits networks bit-exact on every layer, measured cycles equal to the model,
-and fewer cycles than a single drain lane."""
+Icarus: the zoo's digits networks (digits-resnet's adds too) bit-exact on every layer, measured
+cycles equal to the model, and fewer cycles than a single drain lane."""
 
 import dataclasses
 
@@ -17,7 +17,9 @@ from rtl_tests.simulate import simulate
     pytest.param(Sim.VERILATOR, "digits-cnn", 4, None, 4, 30,
                  marks=[pytest.mark.verilator, pytest.mark.slow]),
     pytest.param(Sim.VERILATOR, "digits-dsconv", 2, 8, 8, 20, marks=pytest.mark.verilator),
-    pytest.param(Sim.ICARUS, "digits-cnn", 4, None, 2, 2, marks=pytest.mark.icarus)])
+    pytest.param(Sim.ICARUS, "digits-cnn", 4, None, 2, 2, marks=pytest.mark.icarus),
+    # residual adds through the parallel drain (pairs side by side)
+    pytest.param(Sim.ICARUS, "digits-resnet", 4, None, 4, 2, marks=pytest.mark.icarus)])
 def test_parallel_drain_on_the_zoo(quantized_zoo, sim, name, bits, ends, lanes, images, seed):
     folder = quantized_zoo(name, bits, bits, ends=ends)
     model = load(folder)

@@ -252,3 +252,24 @@ def test_parallel_drain(seed):
     program = _exact_one_input(seed, rng, model, cfg)
     one = compile_program(model, dataclasses.replace(cfg, drain_lanes=1))
     assert sum(program.cycles) < sum(one.cycles), (seed, program.cycles, one.cycles)
+
+
+@pytest.mark.parametrize("name,signed,lanes", [("mlp-residual", True, 4), ("resnet", True, 2),
+                                               ("resnet", False, 4)])
+def test_adds_through_the_parallel_drain(name, signed, lanes):
+    """An add drains ``drain_group`` pairs side by side (A's lanes, then B's, each requantizer
+    holding its own first value): every layer bit-exact, cycles equal to the model, and each
+    add in fewer cycles than through one drain lane."""
+    import dataclasses
+
+    from quantflow.program import Op, compile_program
+
+    qm, xs = _dag_case(name, signed)
+    cfg = AccelConfig.for_model(qm, array=(4, 4), drain_lanes=lanes, **SMALL)
+    program, results = run_top(cfg, qm, xs)
+    assert first_mismatch(qm, xs, results) is None
+    assert results[0].layer_cycles == program.cycles
+    one = compile_program(qm, dataclasses.replace(cfg, drain_lanes=1))
+    adds = [i for i, d in enumerate(program.descs) if d.op is Op.ADD]
+    assert adds and all(program.cycles[i] < one.cycles[i] for i in adds), (
+        [program.cycles[i] for i in adds], [one.cycles[i] for i in adds])
