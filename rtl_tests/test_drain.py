@@ -17,6 +17,7 @@ from rtl_tests.simulate import simulate
     pytest.param(Sim.VERILATOR, "digits-cnn", 4, None, 4, 30,
                  marks=[pytest.mark.verilator, pytest.mark.slow]),
     pytest.param(Sim.VERILATOR, "digits-dsconv", 2, 8, 8, 20, marks=pytest.mark.verilator),
+    pytest.param(Sim.VERILATOR, "digits-resnet", 4, None, 4, 10, marks=pytest.mark.verilator),
     pytest.param(Sim.ICARUS, "digits-cnn", 4, None, 2, 2, marks=pytest.mark.icarus),
     # residual adds through the parallel drain (pairs side by side)
     pytest.param(Sim.ICARUS, "digits-resnet", 4, None, 4, 2, marks=pytest.mark.icarus)])
