@@ -260,7 +260,7 @@ def print_qat_table(summary):
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="QAT, digits test set, top-1 % (every choice on the validation split)")
+    table = Table(title="QAT, digits test set, top-1 % (every choice on held-out data)")
     for col in ["model", "W/A", "Brevitas QAT (start, lr/scale lr)",
                 "ours QAT (recipe, lr)", "ours - Brevitas", "holds"]:
         table.add_column(col, justify="left" if col == "model" else "right")
