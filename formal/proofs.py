@@ -62,8 +62,9 @@ class Proof:
 def _proofs():
     out = []
     for label, cfg in CONFIGS.items():
-        out.append(Proof("requant", label, None, lambda c=cfg: RequantProof(c), depth=4,
-                         fast=not label.startswith("w8")))
+        # k-induction over the pipeline: one step more than the requantizer's latency
+        out.append(Proof("requant", label, None, lambda c=cfg: RequantProof(c),
+                         depth=cfg.requant_latency + 1, fast=not label.startswith("w8")))
     for label, cfg in CONFIGS.items():
         out.append(Proof("pe", label, None, lambda c=cfg: PEProof(c), depth=3,
                          fast=not label.startswith("w8")))
@@ -91,7 +92,7 @@ def _proofs():
     small_k = replace(CONFIGS["w2a2-k2^20"], max_reduction=8)  # an overflow within reach
     out += [
         Proof("requant", "w4a4s-k4096", "rounding term dropped", lambda: RequantProof(w4),
-              depth=4, script=DROP_ROUNDING, expect="FAIL"),
+              depth=w4.requant_latency + 1, script=DROP_ROUNDING, expect="FAIL"),
         Proof("pe", "w2a2-k8", "accumulator one bit fewer",
               lambda: PEProof(small_k, broken(AccOneBitFewer, small_k)), mode="bmc",
               depth=14, expect="FAIL"),

@@ -1,6 +1,6 @@
 """The MAC array: ``rows`` PEs sharing one broadcast activation word (PE x SIMD)."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,7 +11,11 @@ __all__ = ["MACArray"]
 
 
 class MACArray(wiring.Component):
-    """``rows`` output channels x ``cols`` input lanes, output-stationary. Latency 3.
+    """``rows`` output channels x ``cols`` input lanes, output-stationary. Latency 4.
+
+    The operands are registered first: the activation word comes straight from a block
+    RAM's read port and fans out to every multiplier, and the weight rows too (the RAM's
+    clock-to-out and that fan-out were the ECP5's and iCE40's longest path in one cycle).
 
     Every cycle with ``i.valid`` each PE multiplies its weight row with the shared activation
     word and accumulates; after the ``last`` step of an output pixel the ``rows`` accumulators
@@ -41,13 +45,15 @@ class MACArray(wiring.Component):
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
+        op, valid = Signal(operand_layout(cfg)), Signal()
+        m.d.sync += [op.eq(self.i.payload), valid.eq(self.i.valid)]
         for r in range(cfg.rows):
             pe = m.submodules[f"pe{r}"] = PE(cfg)
             m.d.comb += [
-                pe.a.eq(self.i.payload.act), pe.w.eq(self.i.payload.weight[r]),
-                pe.en.eq(self.i.valid), pe.first.eq(self.i.payload.first),
-                pe.last.eq(self.i.payload.last), pe.digits.eq(self.digits),
-                pe.signed.eq(self.i.payload.signed), pe.e.eq(self.i.payload.e),
+                pe.a.eq(op.act), pe.w.eq(op.weight[r]),
+                pe.en.eq(valid), pe.first.eq(op.first),
+                pe.last.eq(op.last), pe.digits.eq(self.digits),
+                pe.signed.eq(op.signed), pe.e.eq(op.e),
                 self.o.payload[r].eq(pe.acc),
             ]
             if r == 0:

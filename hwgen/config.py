@@ -23,11 +23,12 @@ DEFAULT_ARRAY = (8, 8)
 
 # Fixed pipeline depths of the datapath, mirrored by the components' ``latency`` properties
 # (tests check each component against these).
+_OPERAND_LATENCY = 1  # the array's operand register (block-RAM data -> a flip-flop)
 _MULT_LATENCY = 1   # registered product
 _TREE_LATENCY = 1   # registered adder tree over the SIMD lanes
 _ACC_LATENCY = 1    # accumulator register
 _POOL_LATENCY = 1   # lane-wise max/sum register
-_REQUANT_LATENCY = 3  # product + rounding, then shift, then clamp
+_REQUANT_LATENCY = 5  # product, rounding, shift, pair sum, clamp
 _MEM_LATENCY = 1    # synchronous block-RAM read
 _SEQ_LATENCY = 2    # loop counters -> registered tap, then registered im2col address
 _BIAS_LATENCY = 1   # registered bias add in front of the requantizer
@@ -445,9 +446,15 @@ class AccelConfig:
     # -- latencies (cycles) ------------------------------------------------------------------
 
     @property
-    def mac_latency(self):
-        """MAC array: operands in -> accumulator vector valid."""
+    def pe_latency(self):
+        """A PE: operands in -> accumulator valid (product, tree, accumulator registers)."""
         return _MULT_LATENCY + _TREE_LATENCY + _ACC_LATENCY
+
+    @property
+    def mac_latency(self):
+        """MAC array: operands in -> accumulator vector valid (an operand register, then the
+        PEs)."""
+        return _OPERAND_LATENCY + self.pe_latency
 
     @property
     def pool_latency(self):

@@ -42,7 +42,7 @@ class Core(wiring.Component):
     Members
     -------
     host_mem : In(3) — :class:`hwgen.layouts.Mem`; host_addr, host_wdata, host_we : In;
-    host_rdata : Out — read data one cycle after ``host_addr`` (only while not busy).
+    host_rdata : Out — read data two cycles after ``host_addr`` (only while not busy).
     start : In(1); first, last : In(layer_bits); busy : Out(1); total : Out(counter_bits).
 
     Parameters
@@ -97,10 +97,14 @@ class Core(wiring.Component):
         # Host access (idle only) or the engine's ports.
         mem_sel_d = Signal(3)
         m.d.sync += mem_sel_d.eq(self.host_mem)
+        # The read data registered after the memory mux: a block RAM's clock-to-out through
+        # the mux of every buffer into the host's word register was the ECP5's longest path.
+        rdata = Signal.like(self.host_rdata)
         with m.Switch(mem_sel_d):
             for mem in Mem:
                 with m.Case(mem):
-                    m.d.comb += self.host_rdata.eq(Value.cast(mems[mem].r_data))
+                    m.d.comb += rdata.eq(Value.cast(mems[mem].r_data))
+        m.d.sync += self.host_rdata.eq(rdata)
         for mem in Mem:
             buf = mems[mem]
             host_we = ~busy & self.host_we & (self.host_mem == mem)

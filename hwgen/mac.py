@@ -102,7 +102,7 @@ class PE(wiring.Component):
 
     @property
     def latency(self):
-        return self._cfg.mac_latency
+        return self._cfg.pe_latency
 
     def elaborate(self, platform):
         cfg = self._cfg

@@ -10,15 +10,16 @@ __all__ = ["Requantizer"]
 
 
 class Requantizer(wiring.Component):
-    """``clamp((acc * M + round_term(s)) >> s, lo, hi)``, floor shift. Latency 3.
+    """``clamp((acc * M + round_term(s)) >> s, lo, hi)``, floor shift. Latency 5.
 
     Implements :func:`quantflow.numerics.requantize` bit for bit: ``round_term(s)`` is
     ``2**(s-1)`` for ``s > 0`` and 0 for ``s == 0``; ``>>`` is arithmetic (floor). ``M`` is
     unsigned ``mult_bits`` wide and ``s`` lies in ``0..shift_max`` (the compiler encodes any
     larger shift, whose result is exactly 0 before clamping, as ``M = 0, s = 0``).
-    Stage 1 registers ``acc * M + round_term(s)``, stage 2 the shifted value, stage 3 the
-    clamped one: on the iCE40 the shift and the two wide compares in one cycle were the design's
-    longest path.
+    Stage 1 registers ``acc * M``, stage 2 ``+ round_term(s)``, stage 3 the shifted value,
+    stage 4 an add's pair summed, stage 5 the clamped value (on the iCE40 the shift and the two
+    compares in one cycle were the design's longest path; on the ECP5 the DSP product with the
+    rounding add after it, 25 logic levels, and the sum, compares and select, 50).
 
     Members
     -------
@@ -55,27 +56,36 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.i.payload
-        # (1 << s) >> 1 is round_term(s): 2**(s-1), and 0 for s == 0, without a comparator.
-        round_term = Signal(unsigned(self.product_bits - 1))
-        m.d.comb += round_term.eq((Const(1, 1) << p.shift)[1:])
         prod = Signal(signed(self.product_bits))
         shift1 = Signal.like(p.shift)
-        valid1 = Signal()
-        m.d.sync += [prod.eq(p.acc * p.mult + round_term), shift1.eq(p.shift),
-                     valid1.eq(self.i.valid)]
-        second1 = Signal()
-        m.d.sync += second1.eq(p.second)
+        valid1, second1 = Signal(), Signal()
+        m.d.sync += [prod.eq(p.acc * p.mult), shift1.eq(p.shift), valid1.eq(self.i.valid),
+                     second1.eq(p.second)]
+        # (1 << s) >> 1 is round_term(s): 2**(s-1), and 0 for s == 0, without a comparator.
+        round_term = Signal(unsigned(self.product_bits - 1))
+        m.d.comb += round_term.eq((Const(1, 1) << shift1)[1:])
+        rounded = Signal(signed(self.product_bits))
+        shift2 = Signal.like(p.shift)
+        valid1b, second1b = Signal(), Signal()
+        m.d.sync += [rounded.eq(prod + round_term), shift2.eq(shift1), valid1b.eq(valid1),
+                     second1b.eq(second1)]
         shifted = Signal(signed(self.product_bits))
         valid2, second2 = Signal(), Signal()
-        m.d.sync += [shifted.eq(prod >> shift1), valid2.eq(valid1), second2.eq(second1)]
+        m.d.sync += [shifted.eq(rounded >> shift2), valid2.eq(valid1b), second2.eq(second1b)]
         hold = Signal.like(shifted)
         with m.If(valid2 & ~second2):
             m.d.sync += hold.eq(shifted)
+        # The pair's sum gets a cycle of its own: with the two compares and the select it was
+        # three ~45-bit carry chains in one (the ECP5's longest path at W8A8, 50 levels). (The
+        # compares registered apart from the select make the pinned Yosys 0.70 assert in
+        # ABC_OPS_REINTEGRATE on the ULX3S's 8x8 W4A4 build.)
         total = Signal(signed(self.product_bits + 1))
-        m.d.comb += total.eq(Mux(self.pair, shifted + hold, shifted))
+        valid3 = Signal()
+        m.d.sync += [total.eq(Mux(self.pair, shifted + hold, shifted)),
+                     valid3.eq(valid2 & (~self.pair | second2))]
         m.d.sync += [
             self.o.payload.eq(Mux(total < self.lo, self.lo,
                                   Mux(total > self.hi, self.hi, total))),
-            self.o.valid.eq(valid2 & (~self.pair | second2)),
+            self.o.valid.eq(valid3),
         ]
         return m

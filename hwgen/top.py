@@ -107,6 +107,8 @@ class Top(wiring.Component):
                 with m.Else():
                     m.next = "WDATA"
             with m.State("RADDR"):
+                m.next = "RMUX"
+            with m.State("RMUX"):  # the memory's read, then the Core's registered mux
                 m.next = "RWAIT"
             with m.State("RWAIT"):
                 m.d.sync += [buf.eq(core.host_rdata), j.eq(0)]
