@@ -6,6 +6,7 @@ manifest agree by construction.
 """
 
 import enum
+import functools
 
 from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data
@@ -197,6 +198,9 @@ def mem_depth(cfg, mem):
     }[mem]
 
 
+@functools.lru_cache(maxsize=256)
 def mem_width(cfg, mem):
+    """Bits of one word of ``mem`` (cached: the host driver asks it for every word it reads
+    back, and building the layout each time was a third of decoding a simulation's replies)."""
     shape = mem_shape(cfg, mem)
     return shape.size if isinstance(shape, data.Layout) else Shape.cast(shape).width

@@ -44,3 +44,19 @@ def test_pack_rejects_1d():
     with pytest.raises(ValueError, match=r"^Values must be a 2-D array \(words, lanes\), not"
                                          r" shape \(3,\)$"):
         pack_lanes([1, 2, 3], 4)
+
+
+@pytest.mark.parametrize("lanes,bits,signed", [(8, 4, False), (64, 4, True), (2, 32, True),
+                                               (3, 7, False), (1, 62, True), (16, 1, False)])
+def test_unpack_lanes_matches_the_field_by_field_definition(lanes, bits, signed):
+    """Every field of random words (wide ones too, with bits above the last lane set) is
+    ``(word >> (i * bits)) & mask``, sign-extended when asked."""
+    import random
+
+    rng = random.Random(lanes * 100 + bits)
+    words = [rng.getrandbits(lanes * bits + 5) for _ in range(20)]
+    got = unpack_lanes(words, lanes, bits, signed)
+    mask = (1 << bits) - 1
+    want = [[(sign_extend if signed else (lambda v, b: v))((w >> (i * bits)) & mask, bits)
+             for i in range(lanes)] for w in words]
+    assert got.dtype == np.int64 and got.tolist() == want
