@@ -83,9 +83,20 @@ class Requantizer(wiring.Component):
         valid3 = Signal()
         m.d.sync += [total.eq(Mux(self.pair, shifted + hold, shifted)),
                      valid3.eq(valid2 & (~self.pair | second2))]
+        # The clamp compares clamp_bits-wide values: ``total`` is in that range exactly when
+        # its bits from clamp_bits - 1 up are all equal (a wide AND/OR, no carry chain), and
+        # outside it the sign says which bound; so no ~45-bit compare (the iCE40's longest
+        # path, 41 levels from the descriptor's lo/hi).
+        cb = len(self.lo)
+        top = total[cb - 1:]
+        fits = Signal()
+        m.d.comb += fits.eq((top == 0) | (top == (1 << len(top)) - 1))
+        small = total[:cb].as_signed()
+        neg = total[-1]
+        below = Mux(fits, small < self.lo, neg)
+        above = Mux(fits, small > self.hi, ~neg)
         m.d.sync += [
-            self.o.payload.eq(Mux(total < self.lo, self.lo,
-                                  Mux(total > self.hi, self.hi, total))),
+            self.o.payload.eq(Mux(below, self.lo, Mux(above, self.hi, small))),
             self.o.valid.eq(valid3),
         ]
         return m

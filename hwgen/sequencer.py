@@ -105,7 +105,9 @@ class Sequencer(wiring.Component):
         # Group window of a grouped/depthwise convolution: tile t reads groups
         # (t // tdiv) * ginc .. + in_g - 1, kept as the origin's offset ``gbase``.
         tcnt, tdiv_m1 = Signal(cfg.count_bits), Signal(cfg.count_bits)
-        gbase = Signal(act_addr_bits(cfg))
+        # src_org + gbase and src_org + gbase + ginc, kept ready: the next tile's origin is
+        # then a select, not two adds after the tile-count compare (the iCE40's longest path)
+        org_same, org_inc = Signal(act_addr_bits(cfg)), Signal(act_addr_bits(cfg))
         # Output position steps per tile, from the layer's output digits (a table built here
         # from quantflow.schedule.out_position: rows elements per MAC tile, cols otherwise).
         lane_inc, lane_wrap = Signal(lane_bits(cfg) + 1), Signal(lane_bits(cfg) + 1)
@@ -176,7 +178,8 @@ class Sequencer(wiring.Component):
                     slots_m2.eq(d.slots - 2), steps_m1.eq(d.steps - 1),
                     k_end.eq(d.slots == 1), k_issue.eq(1), k_first.eq(1),
                     e.eq(0), wd_m1.eq(d.wdigits - 1),
-                    tcnt.eq(0), tdiv_m1.eq(d.tdiv - 1), gbase.eq(0),
+                    tcnt.eq(0), tdiv_m1.eq(d.tdiv - 1),
+                    org_same.eq(d.src_org), org_inc.eq(d.src_org + d.ginc),
                 ]
 
                 def position(n, per_lw):
@@ -259,17 +262,18 @@ class Sequencer(wiring.Component):
                             # next output-channel tile (MAC) or channel group (pooling):
                             # the output position moves on by the descriptor's steps
                             next_lane = ch_lane + lane_inc
-                            next_gbase = Mux(tcnt == tdiv_m1, gbase + d.ginc, gbase)
+                            next_group = tcnt == tdiv_m1
+                            next_org = Mux(next_group, org_inc, org_same)
                             m.d.sync += [
                                 oy.eq(0), iy0.eq(-d.py), t.eq(t + 1),
-                                tcnt.eq(Mux(tcnt == tdiv_m1, 0, tcnt + 1)),
-                                gbase.eq(next_gbase),
-                                row_org.eq(d.src_org + next_gbase),
-                                pix_org.eq(d.src_org + next_gbase),
+                                tcnt.eq(Mux(next_group, 0, tcnt + 1)),
+                                row_org.eq(next_org), pix_org.eq(next_org),
                                 pix_word.eq(0), pix_acc.eq(0),
                                 w_tile.eq(w_tile + d.steps), w_addr.eq(w_tile + d.steps),
                                 ch_base.eq(ch_base + nfull), rem.eq(rem - nfull),
                             ]
+                            with m.If(next_group):
+                                m.d.sync += [org_same.eq(org_inc), org_inc.eq(org_inc + d.ginc)]
                             with m.If(next_lane >= lane_wrap):
                                 m.d.sync += [ch_lane.eq(next_lane - lane_wrap),
                                              ch_word.eq(ch_word + word_inc + 1)]
