@@ -74,14 +74,23 @@ def _qdir(model, bits, cache):
     return path
 
 
+def _arrays_at(name, bits):
+    """The board's arrays at ``bits``: at 1 bit an 8-bit input is eight digits across the
+    columns, so an array gets at least 8 of them."""
+    arrays = _ARRAYS[name]
+    if bits == 1:
+        arrays = tuple(dict.fromkeys((r, max(c, 8)) for r, c in arrays))
+    return arrays
+
+
 def grid(boards, bits):
     """The sweep's points ``(board name, bits, (rows, cols))`` in visiting order."""
     order = [b for b in _WIDTH_ORDER if b in bits] + sorted(set(bits) - set(_WIDTH_ORDER))
     per_board = {}
     for name in boards:
-        arrays = _ARRAYS[name]
-        per_board[name] = [(name, w, arrays[(i + k) % len(arrays)])
-                           for k in range(len(arrays)) for i, w in enumerate(order)]
+        per_board[name] = [(name, w, _arrays_at(name, w)[(i + k) % len(_arrays_at(name, w))])
+                           for k in range(len(_ARRAYS[name])) for i, w in enumerate(order)]
+        per_board[name] = list(dict.fromkeys(per_board[name]))
     points = []
     for i in range(max(len(v) for v in per_board.values())):
         points += [v[i] for v in per_board.values() if i < len(v)]
