@@ -135,29 +135,21 @@ class Drain(wiring.Component):
         meta = self.i.payload.meta
         inc = self.i.payload.acc
 
-        def shifted(v, by):
-            return Cat(*[v[min(j + by, n_lanes - 1)] for j in range(n_lanes)])
+        def shifted(v, by, n=n_lanes):
+            return Cat(*[v[min(j + by, n - 1)] for j in range(n)])
 
-        def next_vec(v):  # the vector after this cycle's group left
+        def next_vec(v, n=n_lanes):  # the vector (or A's n lanes) after this cycle's group left
             if len(powers) == 1:
-                return shifted(v, powers[0])
-            out = shifted(v, 1)
+                return shifted(v, powers[0], n)
+            out = shifted(v, 1, n)
             for p in powers[1:]:
-                out = Mux(g == p, shifted(v, p), out)
+                out = Mux(g == p, shifted(v, p, n), out)
             return out
 
         def after(left):  # elements remaining once this group left
             return Mux(left > g, left - g, 0)
 
         shift_va = Cat(*[va[j + 1] for j in range(cfg.cols - 1)], va[cfg.cols - 1])
-
-        def next_va(v):  # input A's lanes after this cycle's group left (several lanes)
-            def by(k):
-                return Cat(*[v[min(j + k, cfg.cols - 1)] for j in range(cfg.cols)])
-            out = by(1)
-            for p in powers[1:]:
-                out = Mux(g == p, by(p), out)
-            return out
         m.d.comb += src.eq(vec)
         m.d.comb += [e_val[k].eq(src[k]) for k in range(1, nd)]
         with m.If(self.i.valid & self.pair & ~meta.b):
@@ -174,7 +166,8 @@ class Drain(wiring.Component):
                 else:  # A's first group leaves now, B's next; cnt: B's elements to leave
                     m.d.comb += [e_val[k].eq(va[k]) for k in range(nd)]
                     m.d.comb += e_left.eq(meta.n)
-                    m.d.sync += [cnt.eq(meta.n), phase.eq(1), vec.eq(inc), va.eq(next_va(va))]
+                    m.d.sync += [cnt.eq(meta.n), phase.eq(1), vec.eq(inc),
+                                 va.eq(next_vec(va, cfg.cols))]
             with m.Else():
                 m.d.comb += [src.eq(inc), e_val[0].eq(inc[0]), e_left.eq(meta.n)]
                 m.d.sync += [cnt.eq(after(meta.n)), vec.eq(next_vec(src))]
@@ -188,7 +181,7 @@ class Drain(wiring.Component):
                         m.d.sync += [va.eq(shift_va), phase.eq(1), cnt.eq(cnt - 1)]
                     else:
                         m.d.comb += [e_val[k].eq(va[k]) for k in range(nd)]
-                        m.d.sync += [va.eq(next_va(va)), phase.eq(1)]
+                        m.d.sync += [va.eq(next_vec(va, cfg.cols)), phase.eq(1)]
                 with m.Elif(self.pair):
                     if nd == 1:
                         m.d.comb += [e_val[0].eq(vec[0]), e_second.eq(1), e_left.eq(1)]
