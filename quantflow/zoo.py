@@ -35,8 +35,8 @@ from .data import Task, digits, fit_split
 from .errors import DataError
 from .fsutil import cache_dir, cache_lock, check_cache_root, file_digest, notice, write_bytes
 
-__all__ = ["ZooModel", "Recipe", "RECIPES", "build", "default_data", "check_data", "train",
-           "load_or_train", "load_user_model", "check_user_data", "cache_dir", "accuracy"]
+__all__ = ["ZooModel", "Recipe", "RECIPES", "build", "entry_name", "default_data", "check_data",
+           "train", "load_or_train", "load_user_model", "check_user_data", "cache_dir", "accuracy"]
 
 
 class ZooModel(enum.Enum):
@@ -235,6 +235,16 @@ def train(model, ds, recipe, progress=None):
     return model
 
 
+def entry_name(which, ds, fitted=False):
+    """The cache entry (relative to ``$HWGEN_CACHE``) that holds ``which`` trained on ``ds``:
+    other entries of the same network (an older recipe, other data, another torch) may sit
+    beside it and are never served. ``fitted``: ``ds`` is already the fit split."""
+    if not fitted:
+        x_fit, y_fit = fit_split(ds)
+        ds = dataclasses.replace(ds, x_train=x_fit, y_train=y_fit)
+    return f"zoo/{which.value}-{_cache_key(which, RECIPES[which], ds)}.pt"
+
+
 def load_or_train(which, ds, progress=None):
     """The trained zoo network, from the cache when its key (recipe, data, torch) matches.
 
@@ -246,8 +256,7 @@ def load_or_train(which, ds, progress=None):
     recipe = RECIPES[which]
     x_fit, y_fit = fit_split(ds)
     ds = dataclasses.replace(ds, x_train=x_fit, y_train=y_fit)
-    root = check_cache_root(cache_dir(), "HWGEN_CACHE") / "zoo"
-    path = root / f"{which.value}-{_cache_key(which, recipe, ds)}.pt"
+    path = check_cache_root(cache_dir(), "HWGEN_CACHE") / entry_name(which, ds, fitted=True)
     torch.manual_seed(recipe.seed)
     model = build(which)
     with cache_lock(path):

@@ -41,9 +41,15 @@ class Context:
         """A private copy of the warm zoo cache, set as $HWGEN_CACHE."""
         dst = self.tmp / "cache"
         if not dst.exists():
+            from quantflow import zoo
+
             (dst / "zoo").mkdir(parents=True)
-            for f in (self.zoo_src / "zoo").glob("digits-mlp-*"):
-                shutil.copy2(f, dst / "zoo" / f.name)
+            # Only the entry this code serves: older entries of digits-mlp (another recipe or
+            # torch) may sit beside it in a long-lived cache.
+            mlp = zoo.ZooModel.DIGITS_MLP
+            name = zoo.entry_name(mlp, zoo.default_data(mlp))
+            for f in (self.zoo_src / name, self.zoo_src / (name + ".sha256")):
+                shutil.copy2(f, dst / f.relative_to(self.zoo_src))
         self.env["HWGEN_CACHE"] = str(dst)
         return dst
 
