@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quantflow.numerics import weight_lane_codes
-from quantflow.packing import from_chunks, pack_lanes, sign_extend, to_chunks, unpack_lanes
+from quantflow.packing import from_chunks, pack_lanes, sign_extend, to_chunks, unpack_chunks
 from quantflow.program import Buffer, pack_input, read_loc
 
 from .layouts import Command, Mem, encode_desc, mem_width
@@ -168,6 +168,23 @@ class Driver:
         raw = await self.link.recv(count * n)
         return [from_chunks(raw[i * n:(i + 1) * n], width, hb) for i in range(count)]
 
+    async def read_lanes(self, mem, addr, count, lanes, bits, signed=False):
+        """``count`` words of ``mem`` as (count, lanes) fields of ``bits``: :meth:`read` then
+        :func:`unpack_lanes`, decoded in numpy (a simulation reads every layer back)."""
+        if bits > 62:  # wider than unpack_chunks decodes (a 64-bit accumulator)
+            mask = (1 << bits) - 1
+            words = await self.read(mem, addr, count)
+            fields = [[(w >> (i * bits)) & mask for i in range(lanes)] for w in words]
+            if signed:
+                fields = [[sign_extend(f, bits) for f in row] for row in fields]
+            return np.array(fields, dtype=np.int64).reshape(count, lanes)
+        if count == 0:
+            return np.zeros((0, lanes), np.int64)
+        n = self._chunks(mem)
+        await self.link.send([Command.READ | (mem << 8), addr, count])
+        raw = await self.link.recv(count * n)
+        return unpack_chunks(raw, n, self.cfg.host_bits, lanes, bits, signed)
+
     async def run(self, first, last):
         """Run descriptors ``first..last``; return their cycles (from the hardware)."""
         if not 0 <= first <= last < self.cfg.max_layers:
@@ -192,13 +209,15 @@ class Driver:
         act = [np.zeros((0, cfg.cols), np.int64)] * 2
         acc = np.zeros(0, np.int64)
         if loc.buf is Buffer.ACC:
-            words = await self.read(Mem.ACC, loc.base, loc.words)
+            words = await self.read_lanes(Mem.ACC, loc.base, loc.words, 1, cfg.acc_bits,
+                                          signed=True)
             acc = np.zeros(loc.base + loc.words, np.int64)
-            acc[loc.base:] = [sign_extend(w, cfg.acc_bits) for w in words]
+            acc[loc.base:] = words[:, 0]
         else:
-            words = await self.read(Mem(Mem.ACT0.value + loc.buf.value), loc.base, loc.words)
+            words = await self.read_lanes(Mem(Mem.ACT0.value + loc.buf.value), loc.base,
+                                          loc.words, cfg.cols, cfg.act_bits)
             act = [np.zeros((loc.base + loc.words, cfg.cols), np.int64) for _ in range(2)]
-            act[loc.buf.value][loc.base:] = unpack_lanes(words, cfg.cols, cfg.act_bits)
+            act[loc.buf.value][loc.base:] = words
         return read_loc(loc, cfg, act, acc)
 
     async def infer(self, program, x, every_layer=True):

@@ -76,8 +76,19 @@ def _threshold(percent):
 
 
 def _read_hex(path):
+    """The words of a $writememh file (a reply capture: about 300 per image)."""
+    text = Path(path).read_text()
+    tokens = text.split()
+    width = len(tokens[0]) if tokens else 0
+    if 0 < width <= 16 and width % 2 == 0 and "/" not in text and "@" not in text \
+            and len(text) == len(tokens) * (width + 1):  # one fixed-width word per line
+        raw = np.frombuffer(bytes.fromhex("".join(tokens)), dtype=np.uint8)
+        be = raw.reshape(len(tokens), width // 2)[:, ::-1]  # least significant byte first
+        padded = np.zeros((len(tokens), 8), np.uint8)
+        padded[:, :width // 2] = be
+        return padded.view("<u8").ravel().tolist()
     words = []
-    for line in Path(path).read_text().splitlines():
+    for line in text.splitlines():
         token = line.split("//")[0].strip()
         if token and not token.startswith("@"):
             words.append(int(token, 16))
@@ -146,7 +157,7 @@ async def network(dut):
     seed = env_int("HWGEN_SEED", 0)
     xs, ys = _images()
 
-    tb = TB(dut)
+    tb = TB(dut, clock=False)
     idle, backpressure = env_int("HWGEN_IDLE", 0), env_int("HWGEN_BACKPRESSURE", 0)
     dut.idle.value, dut.backpressure.value = _threshold(idle), _threshold(backpressure)
     dut.seed.value = seed & 0xFFFFFFFF
