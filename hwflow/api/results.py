@@ -212,8 +212,10 @@ class SynthResult(OverlayResult):
     (``fits`` when it placed, routed and met ``target_mhz``), ``critical_path``, ``modules``
     per component (Yosys cells); ``verilog_sha256`` the files built (the same bytes
     ``simulate(board=...)`` runs); ``estimate`` what :func:`estimate` said beforehand (``None``
-    for an uncalibrated family); ``arrays_that_did_not_fit`` the arrays tried first.
-    ``out`` the folder the bitstream, logs and ``report.json`` were copied to, if any.
+    for an uncalibrated family); ``arrays_that_did_not_fit`` the arrays tried first;
+    ``lut_mapper`` Yosys's LUT mapper (``abc9``, or ``abc`` where the pinned Yosys's abc9
+    asserted on the netlist). ``out`` the folder the bitstream, logs and ``report.json``
+    were copied to, if any.
     ``lut`` .. ``modules`` are :class:`boards.reports.SynthReport`'s fields (the document
     spreads its ``to_json()``).
     """
@@ -236,6 +238,7 @@ class SynthResult(OverlayResult):
     bitstream: Path
     build_folder: Path
     cached: bool
+    lut_mapper: str
     wall_seconds: float
     estimate: EstimateResult | None
     arrays_that_did_not_fit: list

@@ -97,6 +97,8 @@ def run(args):
     verdict = "meets" if doc["fmax_mhz"] >= doc["target_mhz"] else "MISSES"
     print(f"  Fmax {doc['fmax_mhz']:.2f} MHz, {verdict} the {doc['target_mhz']:g} MHz board"
           f" clock")
+    if doc.get("lut_mapper", "abc9") != "abc9":
+        print(f"  LUT mapping by Yosys's {doc['lut_mapper']} (abc9 asserted on this netlist)")
     if doc["critical_path"]:
         cp = doc["critical_path"]
         print(f"  critical path {cp['delay_ns']:.1f} ns, {cp['logic_levels']} logic levels:"
