@@ -84,6 +84,8 @@ def images_for(model, images=0, data=None):
 
     if data is not None:
         ds = data_mod.load_npz(data)
+    elif model.meta.get("dataset") == "digits":
+        ds = data_mod.digits()  # without importing the zoo (and torch: 2 s of a simulate)
     else:
         from quantflow.zoo import embedded_data
 
