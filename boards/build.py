@@ -15,6 +15,7 @@ next build of that entry.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -301,6 +302,9 @@ def _keep_failed(tmp, folder):
     tmp.rename(failed)
 
 
+_REGION = re.compile(r"Failed to expand region .* of (?P<n>\d+) (?P<cell>\w+)")
+
+
 def _failed(target, tmp, stderr):
     # Yosys's log too: with -q a Yosys error reaches neither stderr nor nextpnr's log.
     log = _read(tmp / "top.tim") + "\n" + _read(tmp / "top.rpt")
@@ -311,5 +315,12 @@ def _failed(target, tmp, stderr):
     tail = [ln for ln in (log + "\n" + (stderr or "")).splitlines() if "ERROR" in ln]
     if any("Unable to place" in ln or "not enough" in ln.lower() for ln in tail):
         raise DoesNotFitError(f"{target.name}: {tail[0].strip()}")
+    # nextpnr's placer gives up when the whole device cannot hold the logic cells (the
+    # iCEBreaker 2x8 W3A3: 5,650 logic cells for 5,280); its utilisation report is not written.
+    region = next((m for m in map(_REGION.search, tail) if m), None)
+    if region is not None:
+        raise DoesNotFitError(f"{target.name} ({target.device.name}): nextpnr could not place"
+                              f" the design's {region['n']} {region['cell']}; the device has"
+                              f" {target.device.lut} LUT")
     lines = tail or (stderr or "").strip().splitlines()[-3:]
     raise ToolError(f"{target.name}: build failed: {' | '.join(ln.strip() for ln in lines)}")

@@ -144,6 +144,22 @@ def test_refused_design_is_checked_on_yosys_cells(tmp_path):
     assert not rep.fits and rep.lut == 0
 
 
+def test_a_placer_that_cannot_fit_the_logic_is_a_does_not_fit(tmp_path):
+    """nextpnr's placer gives up on a design larger than the device without writing its
+    utilisation (the iCEBreaker 2x8 W3A3 of the estimate sweep): that is a DoesNotFitError
+    naming the cells, so synth without --array tries the next overlay, not a tool failure."""
+    from boards.build import _failed
+
+    (tmp_path / "top.tim").write_text(
+        "Info: Running main analytical placer, max 5650 LCs\n"
+        "ERROR: Failed to expand region (0, 0) |_> (25, 31) of 5650 ICESTORM_LCs\n")
+    target = board_by_name("icebreaker").value
+    with pytest.raises(DoesNotFitError, match=r"^icebreaker \(iCE40UP5K\): nextpnr could not"
+                                              r" place the design's 5650 ICESTORM_LCs; the"
+                                              r" device has 5280 LUT$"):
+        _failed(target, tmp_path, "")
+
+
 def test_gowin_report(tmp_path):
     """LUT positions are LUT4 + ALU + six per shadow SRAM; flip-flops come from Yosys; DSP in
     18x18 units, a MULT9X9 being half of one."""
