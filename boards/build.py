@@ -313,8 +313,9 @@ def _failed(target, tmp, stderr):
     except DoesNotFitError as e:
         raise DoesNotFitError(f"{target.name} ({target.device.name}): {e}") from None
     tail = [ln for ln in (log + "\n" + (stderr or "")).splitlines() if "ERROR" in ln]
-    if any("Unable to place" in ln or "not enough" in ln.lower() for ln in tail):
-        raise DoesNotFitError(f"{target.name}: {tail[0].strip()}")
+    if any("Unable to place" in ln or "not enough" in ln.lower()
+           or "at utilisation limit" in ln for ln in tail):
+        raise DoesNotFitError(f"{target.name} ({target.device.name}): {tail[0].strip()}")
     # nextpnr's placer gives up when the whole device cannot hold the logic cells (the
     # iCEBreaker 2x8 W3A3: 5,650 logic cells for 5,280); its utilisation report is not written.
     region = next((m for m in map(_REGION.search, tail) if m), None)

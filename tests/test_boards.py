@@ -158,6 +158,13 @@ def test_a_placer_that_cannot_fit_the_logic_is_a_does_not_fit(tmp_path):
                                               r" place the design's 5650 ICESTORM_LCs; the"
                                               r" device has 5280 LUT$"):
         _failed(target, tmp_path, "")
+    # the Gowin placer's way of saying it (the Tang Nano 9K 4x8 W3A3)
+    (tmp_path / "top.tim").write_text(
+        "ERROR: Unable to find legal placement for all cells, design is probably at"
+        " utilisation limit.\n")
+    with pytest.raises(DoesNotFitError, match=r"^tangnano9k \(GW1NR-9\): ERROR: Unable to find"
+                                              r" legal placement for all cells"):
+        _failed(board_by_name("tangnano9k").value, tmp_path, "")
 
 
 def test_gowin_report(tmp_path):
