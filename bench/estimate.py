@@ -88,7 +88,8 @@ def grid(boards, bits):
     order = [b for b in _WIDTH_ORDER if b in bits] + sorted(set(bits) - set(_WIDTH_ORDER))
     per_board = {}
     for name in boards:
-        per_board[name] = [(name, w, _arrays_at(name, w)[(i + k) % len(_arrays_at(name, w))])
+        arrays = {w: _arrays_at(name, w) for w in order}
+        per_board[name] = [(name, w, arrays[w][(i + k) % len(arrays[w])])
                            for k in range(len(_ARRAYS[name])) for i, w in enumerate(order)]
         per_board[name] = list(dict.fromkeys(per_board[name]))
     points = []

@@ -208,7 +208,7 @@ def build(target, cfg, *, root=None, timeout=None):
     mappers = ("abc9", "abc") if target.family == "ecp5" else ("abc9",)
     for mapper in mappers:
         plan = _plan(target, design, files, mapper)
-        folder = _folder(target, root, plan)
+        folder = root / f"{target.name}-{plan.digest().hex()[:16]}"
         bit = folder / _BITSTREAM[target.family]
         failed = folder.with_name(folder.name + ".failed")
         if mapper != mappers[-1] and _abc9_asserted(failed):
@@ -231,10 +231,6 @@ def build(target, cfg, *, root=None, timeout=None):
                    f" pinned Yosys); building again with abc as the LUT mapper")
     rpt = report(target.family, folder, target.clock_mhz, target.device, routed=True)
     return BuildResult(folder, bit, rpt, cached, time.monotonic() - start, verilog, mapper)
-
-
-def _folder(target, root, plan):
-    return root / f"{target.name}-{plan.digest().hex()[:16]}"
 
 
 def _abc9_asserted(failed):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quantflow.numerics import weight_lane_codes
-from quantflow.packing import from_chunks, pack_lanes, sign_extend, to_chunks, unpack_chunks
+from quantflow.packing import from_chunks, pack_lanes, to_chunks, unpack_chunks
 from quantflow.program import Buffer, pack_input, read_loc
 
 from .layouts import Command, Mem, encode_desc, mem_width
@@ -170,14 +170,8 @@ class Driver:
 
     async def read_lanes(self, mem, addr, count, lanes, bits, signed=False):
         """``count`` words of ``mem`` as (count, lanes) fields of ``bits``: :meth:`read` then
-        :func:`unpack_lanes`, decoded in numpy (a simulation reads every layer back)."""
-        if bits > 62:  # wider than unpack_chunks decodes (a 64-bit accumulator)
-            mask = (1 << bits) - 1
-            words = await self.read(mem, addr, count)
-            fields = [[(w >> (i * bits)) & mask for i in range(lanes)] for w in words]
-            if signed:
-                fields = [[sign_extend(f, bits) for f in row] for row in fields]
-            return np.array(fields, dtype=np.int64).reshape(count, lanes)
+        :func:`unpack_lanes`, decoded in numpy (a simulation reads every layer back; the
+        accumulator is at most 37 bits, within unpack_chunks' 62)."""
         if count == 0:
             return np.zeros((0, lanes), np.int64)
         n = self._chunks(mem)
