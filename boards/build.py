@@ -152,6 +152,13 @@ LUT_MAPPERS = ("abc9", "abc")
 _ABC9_ASSERT = "ABC_OPS_REINTEGRATE"
 
 
+def _keep_copies():
+    """Yosys commands after reading the design: the flip-flops driving the array's per-PE
+    operand registers (:attr:`hwgen.array.MACArray.COPY_PREFIX`) marked ``keep``."""
+    from hwgen.array import MACArray
+    return f"proc\nsetattr -set keep 1 w:*{MACArray.COPY_PREFIX}* %ci1 t:$dff %i"
+
+
 def _plan(target, design, files=None, lut_mapper="abc9"):
     """The platform's build plan; ``files``: :func:`design_verilog`'s, when already read;
     ``lut_mapper``: one of :data:`LUT_MAPPERS` (``abc`` only for the ECP5: synth_ecp5 runs to
@@ -162,11 +169,19 @@ def _plan(target, design, files=None, lut_mapper="abc9"):
         platform.add_file(name, text)
     # Report a slow design, do not fail; and write the figures as JSON (boards.reports).
     nextpnr_opts = ["--timing-allow-fail", "--report top.report.json"]
+    if target.family == "ecp5":
+        # Three times the placer's default timing weight: the DSP rows are fixed and, with
+        # the default, registers feeding and fed by a DSP sat beside the rest of their logic
+        # 20-25 rows away (ULX3S 8x8 W8A8: 107.2 -> 118.0 MHz; W4A4 99.1 -> 110.8).
+        nextpnr_opts.append("--placer-heap-timingweight 30")
     if target.family == "gowin":
         # Amaranth's Apicula flow writes no clock constraint (the .cst has none): without
         # --freq nextpnr would place for its 12 MHz default instead of the board clock.
         nextpnr_opts.append(f"--freq {target.clock_mhz:g}")
     overrides = {"nextpnr_opts": " ".join(nextpnr_opts),
+                 # The array's per-PE operand copies have equal inputs, so opt_merge would
+                 # fold them back into one register fanning out over the device.
+                 "script_after_read": _keep_copies(),
                  # The flat netlist's cells by type, before nextpnr (which may refuse it).
                  "script_after_synth": "tee -q -o top.stat.json stat -json"}
     if lut_mapper == "abc":

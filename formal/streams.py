@@ -10,7 +10,10 @@ free idle cycles; the output's ready is free every cycle. It asserts:
   read asked for, and the ``k``-th one carries the ``k``-th host word written, in the bits that
   lie inside the memory's width (the others carry no data: a signed memory's words come back
   sign-extended, and the host masks them): a dropped, duplicated or reordered word on either
-  stream, or a word written to the wrong address, is a mismatch;
+  stream, or a word written to the wrong address, is a mismatch; a memory that is write-only
+  to the host (:data:`hwgen.layouts.HOST_READABLE`: program, weights, biases, ``(M, s)``)
+  replies zero words, as many as the READ asked for (what lands in those is checked by the
+  bit-exact regressions, whose every layer depends on it);
 - the output obeys the stream rule: a word not accepted stays, unchanged, the next cycle.
 
 Everything is the real Top with its Core and memories (no RUN command is sent).
@@ -20,7 +23,7 @@ from amaranth.asserts import AnyConst, AnySeq
 from amaranth.hdl import (Array, Assert, Assume, Cover, Elaboratable, Module, Mux, ResetSignal,
                           Signal)
 
-from hwgen.layouts import Command, Mem, mem_depth, mem_width
+from hwgen.layouts import HOST_READABLE, Command, Mem, mem_depth, mem_width
 from hwgen.top import Top
 from quantflow.packing import chunks_per_word
 
@@ -73,8 +76,11 @@ class StreamProof(Elaboratable):
                     m.d.comb += [nch.eq(per), Assume(addr + n <= mem_depth(cfg, mm))]
                     for k in range(n * per):
                         j = k % per
-                        keep = (1 << max(0, min(hb, width - j * hb))) - 1
-                        m.d.comb += [expected[k].eq(chunks[k] & keep), keeps[k].eq(keep)]
+                        if mm in HOST_READABLE:
+                            keep = (1 << max(0, min(hb, width - j * hb))) - 1
+                            m.d.comb += [expected[k].eq(chunks[k] & keep), keeps[k].eq(keep)]
+                        else:  # write-only to the host: the reply words are zero
+                            m.d.comb += [expected[k].eq(0), keeps[k].eq((1 << hb) - 1)]
 
         # The host's words: WRITE mem, addr, n, the data chunks, then READ mem, addr, n.
         data_end = Signal(range(self.longest_exchange() + 1))

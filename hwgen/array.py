@@ -1,6 +1,6 @@
 """The MAC array: ``rows`` PEs sharing one broadcast activation word (PE x SIMD)."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,11 +11,17 @@ __all__ = ["MACArray"]
 
 
 class MACArray(wiring.Component):
-    """``rows`` output channels x ``cols`` input lanes, output-stationary. Latency 4.
+    """``rows`` output channels x ``cols`` input lanes, output-stationary. Latency
+    ``cfg.mac_latency``.
 
-    The operands are registered first: the activation word comes straight from a block
-    RAM's read port and fans out to every multiplier, and the weight rows too (the RAM's
-    clock-to-out and that fan-out were the ECP5's and iCE40's longest path in one cycle).
+    The operands are registered twice before the PEs: once as they come from the block RAMs
+    (whose clock-to-out, 5.8 ns on the ECP5 at speed 6, leaves time for the bank and padding
+    mux and little routing), then once per PE (``opcopy<r>``), so that each activation bit
+    drives one multiplier of one PE from a flip-flop the placer can put beside it. The
+    shared register fanned out to every PE across the device: on the ULX3S 8x8 at W8A8, 5 ns
+    of routing to the farthest of 64 DSPs. Yosys would merge the copies (equal inputs), so
+    board builds mark them ``keep`` (:func:`boards.build._plan`); they are the same logic
+    either way.
 
     Every cycle with ``i.valid`` each PE multiplies its weight row with the shared activation
     word and accumulates; after the ``last`` step of an output pixel the ``rows`` accumulators
@@ -29,6 +35,9 @@ class MACArray(wiring.Component):
     o : Out(stream.Signature(acc_vector_layout(rows), always_ready=True)) — the drain is idle
         whenever a vector arrives (the sequencer gives each pixel ``max(steps, rows)`` slots).
     """
+
+    #: Name prefix of the per-PE operand registers (board builds keep them apart).
+    COPY_PREFIX = "opcopy"
 
     def __init__(self, cfg):
         self._cfg = cfg
@@ -49,11 +58,17 @@ class MACArray(wiring.Component):
         m.d.sync += [op.eq(self.i.payload), valid.eq(self.i.valid)]
         for r in range(cfg.rows):
             pe = m.submodules[f"pe{r}"] = PE(cfg)
+            # this PE's copy: the activation word, its weight row and the step control
+            act = Signal.like(op.act, name=f"{self.COPY_PREFIX}{r}_act")
+            weight = Signal.like(op.weight[r], name=f"{self.COPY_PREFIX}{r}_weight")
+            ctrl = Signal(4 + len(op.e), name=f"{self.COPY_PREFIX}{r}_ctrl")
+            m.d.sync += [act.eq(op.act), weight.eq(op.weight[r]),
+                         ctrl.eq(Cat(valid, op.first, op.last, op.signed, op.e))]
             m.d.comb += [
-                pe.a.eq(op.act), pe.w.eq(op.weight[r]),
-                pe.en.eq(valid), pe.first.eq(op.first),
-                pe.last.eq(op.last), pe.digits.eq(self.digits),
-                pe.signed.eq(op.signed), pe.e.eq(op.e),
+                pe.a.eq(act), pe.w.eq(weight),
+                pe.en.eq(ctrl[0]), pe.first.eq(ctrl[1]),
+                pe.last.eq(ctrl[2]), pe.digits.eq(self.digits),
+                pe.signed.eq(ctrl[3]), pe.e.eq(ctrl[4:]),
                 self.o.payload[r].eq(pe.acc),
             ]
             if r == 0:

@@ -23,15 +23,17 @@ DEFAULT_ARRAY = (8, 8)
 
 # Fixed pipeline depths of the datapath, mirrored by the components' ``latency`` properties
 # (tests check each component against these).
-_OPERAND_LATENCY = 1  # the array's operand register (block-RAM data -> a flip-flop)
+_OPERAND_LATENCY = 2  # the array's operand registers: block-RAM data -> a flip-flop -> one per PE
 _MULT_LATENCY = 1   # registered product
-_TREE_LATENCY = 1   # registered adder tree over the SIMD lanes
+_TREE_LATENCY = 2   # the adder tree over the SIMD lanes, registered halfway and at the end
 _ACC_LATENCY = 1    # accumulator register
 _POOL_LATENCY = 1   # lane-wise max/sum register
-_REQUANT_LATENCY = 5  # product, rounding, shift, pair sum, clamp
+_REQUANT_LATENCY = 9  # input x2, partial products x2, product, rounding, shift, pair sum, clamp
 _MEM_LATENCY = 1    # synchronous block-RAM read
+_READ_REG_LATENCY = 1  # the activation words registered after the read (operand path)
 _SEQ_LATENCY = 2    # loop counters -> registered tap, then registered im2col address
 _BIAS_LATENCY = 1   # registered bias add in front of the requantizer
+_PARAM_LATENCY = 1  # the bias and (M, s) words registered as they leave the block RAMs
 #: Program memory word: a descriptor is stored as ``desc_words`` of these, low bits first, and
 #: read one per cycle into the sequencer (a 16 x ~240-bit memory would take 15 of the
 #: iCE40UP5K's 30 block RAMs; 32-bit words take 2).
@@ -446,14 +448,20 @@ class AccelConfig:
     # -- latencies (cycles) ------------------------------------------------------------------
 
     @property
+    def mult_latency(self):
+        """A PE multiplier: the registered product, and a DSP block's registered twice."""
+        dsp = not (self.lut_multipliers or self.bipolar_weights)
+        return _MULT_LATENCY + dsp
+
+    @property
     def pe_latency(self):
         """A PE: operands in -> accumulator valid (product, tree, accumulator registers)."""
-        return _MULT_LATENCY + _TREE_LATENCY + _ACC_LATENCY
+        return self.mult_latency + _TREE_LATENCY + _ACC_LATENCY
 
     @property
     def mac_latency(self):
-        """MAC array: operands in -> accumulator vector valid (an operand register, then the
-        PEs)."""
+        """MAC array: operands in -> accumulator vector valid (the operand register, its copy
+        per PE, then the PEs)."""
         return _OPERAND_LATENCY + self.pe_latency
 
     @property
@@ -472,14 +480,20 @@ class AccelConfig:
         return _MEM_LATENCY
 
     @property
+    def operand_read_latency(self):
+        """Sequencer address -> operands at the array: the block-RAM read, then the
+        activation words registered (the weight address is delayed to match)."""
+        return _MEM_LATENCY + _READ_REG_LATENCY
+
+    @property
     def seq_latency(self):
         return _SEQ_LATENCY
 
     @property
     def drain_latency(self):
         """Drain: element selected -> written (registered parameter address, parameter read,
-        bias add, requantizer, write)."""
-        return 1 + _MEM_LATENCY + _BIAS_LATENCY + _REQUANT_LATENCY + 1
+        parameter register, bias add, requantizer, write)."""
+        return 1 + _MEM_LATENCY + _PARAM_LATENCY + _BIAS_LATENCY + _REQUANT_LATENCY + 1
 
     @property
     def desc_bits(self):
@@ -503,7 +517,7 @@ class AccelConfig:
         """FLUSH + DONE states: covers the last issue slot until its last element is written
         (sequencer, memory, array, drain of up to ``lanes_max`` elements, write), with margin;
         fixed so the cycle count of a layer is exact."""
-        return (_SEQ_LATENCY + _MEM_LATENCY + self.mac_latency + self.lanes_max
+        return (_SEQ_LATENCY + self.operand_read_latency + self.mac_latency + self.lanes_max
                 + self.drain_latency + 1)
 
     @property
@@ -525,8 +539,10 @@ class AccelConfig:
     def derived_json(self):
         names = ("digits_max", "act_digits_max", "clamp_bits", "weight_digits_max",
                  "product_bits", "acc_bits", "shift_max", "shift_bits",
-                 "act_word_bits", "weight_word_bits", "array_macs", "seq_latency", "mac_latency",
-                 "pool_latency", "requant_latency", "mem_latency", "drain_latency",
+                 "act_word_bits", "weight_word_bits", "array_macs", "seq_latency", "mult_latency",
+                 "mac_latency",
+                 "pool_latency", "requant_latency", "mem_latency", "operand_read_latency",
+                 "drain_latency",
                  "layer_setup_cycles", "layer_flush_cycles", "add_flush_cycles")
         return {name: getattr(self, name) for name in names}
 

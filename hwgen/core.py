@@ -9,12 +9,12 @@ from quantflow.program import JOINING_OPS, Op
 from .array import MACArray
 from .buffers import BufferMemory
 from .drain import Drain
-from .layouts import (Mem, act_layout, drain_in_layout, layer_bits, mem_depth, mem_shape,
-                      mem_width, meta_layout, operand_layout)
+from .layouts import (HOST_READABLE, Mem, act_layout, drain_in_layout, layer_bits, mem_depth,
+                      mem_shape, mem_width, meta_layout, operand_layout)
 from .pool import PoolUnit
 from .sequencer import Sequencer
 
-__all__ = ["Core", "host_addr_bits", "host_data_bits"]
+__all__ = ["Core", "host_addr_bits", "host_data_bits", "host_read_bits"]
 
 
 def host_addr_bits(cfg):
@@ -23,6 +23,11 @@ def host_addr_bits(cfg):
 
 def host_data_bits(cfg):
     return max(mem_width(cfg, mem) for mem in Mem)
+
+
+def host_read_bits(cfg):
+    """Width of the host's read data: the widest readable buffer's word."""
+    return max(mem_width(cfg, mem) for mem in HOST_READABLE)
 
 
 def _delay(m, sig, cycles, name):
@@ -42,7 +47,9 @@ class Core(wiring.Component):
     Members
     -------
     host_mem : In(3) — :class:`hwgen.layouts.Mem`; host_addr, host_wdata, host_we : In;
-    host_rdata : Out — read data two cycles after ``host_addr`` (only while not busy).
+    host_rdata : Out — read data two cycles after ``host_addr`` (only while not busy; the
+        buffers of :data:`hwgen.layouts.HOST_READABLE`, zero for the others), from
+        flip-flops.
     start : In(1); first, last : In(layer_bits); busy : Out(1); total : Out(counter_bits).
 
     Parameters
@@ -64,7 +71,7 @@ class Core(wiring.Component):
         super().__init__({
             "host_mem": In(3), "host_addr": In(host_addr_bits(cfg)),
             "host_wdata": In(host_data_bits(cfg)), "host_we": In(1),
-            "host_rdata": Out(host_data_bits(cfg)),
+            "host_rdata": Out(host_read_bits(cfg)),
             "start": In(1), "first": In(lb), "last": In(lb),
             "busy": Out(1), "total": Out(cfg.counter_bits),
         })
@@ -72,7 +79,7 @@ class Core(wiring.Component):
     @property
     def latency(self):
         """Issue slot -> result vector at the drain (sequencer + memory + array)."""
-        return self._cfg.seq_latency + self._cfg.mem_latency + self._cfg.mac_latency
+        return self._cfg.seq_latency + self._cfg.operand_read_latency + self._cfg.mac_latency
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -95,16 +102,20 @@ class Core(wiring.Component):
                      self.busy.eq(busy), self.total.eq(seq.total)]
 
         # Host access (idle only) or the engine's ports.
-        mem_sel_d = Signal(3)
-        m.d.sync += mem_sel_d.eq(self.host_mem)
-        # The read data registered after the memory mux: a block RAM's clock-to-out through
-        # the mux of every buffer into the host's word register was the ECP5's longest path.
-        rdata = Signal.like(self.host_rdata)
-        with m.Switch(mem_sel_d):
-            for mem in Mem:
-                with m.Case(mem):
-                    m.d.comb += rdata.eq(Value.cast(mems[mem].r_data))
-        m.d.sync += self.host_rdata.eq(rdata)
+        # Reads: each readable buffer's data registered as it leaves the block RAM (no logic
+        # after a block RAM's clock-to-out, 5.8 ns on the ECP5 at speed 6), then a one-hot
+        # AND-OR from flip-flops (``host_mem`` holds still through a READ).
+        sel_d = Signal(len(HOST_READABLE))
+        m.d.sync += sel_d.eq(Cat(*(self.host_mem == mem for mem in HOST_READABLE)))
+        # (the activation banks' registers are the operand path's too, below)
+        read_q = {}
+        for mem in HOST_READABLE:
+            read_q[mem] = Signal(mem_width(cfg, mem), name=f"{mem.name.lower()}_q")
+            m.d.sync += read_q[mem].eq(Value.cast(mems[mem].r_data))
+        rdata = 0
+        for k, mem in enumerate(HOST_READABLE):
+            rdata = rdata | Mux(sel_d[k], read_q[mem], 0)
+        m.d.comb += self.host_rdata.eq(rdata)
         for mem in Mem:
             buf = mems[mem]
             host_we = ~busy & self.host_we & (self.host_mem == mem)
@@ -112,10 +123,14 @@ class Core(wiring.Component):
                          buf.w_data.eq(self.host_wdata)]
             m.d.comb += buf.w_en.eq(Mux(host_we, (1 << len(buf.w_en)) - 1, 0))
 
+        # The weight address one cycle late, so the weight word arrives with the activation
+        # banks' registered words.
+        w_addr_d = Signal.like(seq.w_addr)
+        m.d.sync += w_addr_d.eq(seq.w_addr)
         with m.If(busy):
             m.d.comb += [
                 mems[Mem.PROG].r_addr.eq(seq.desc_addr),
-                mems[Mem.WEIGHT].r_addr.eq(seq.w_addr),
+                mems[Mem.WEIGHT].r_addr.eq(w_addr_d),
                 mems[Mem.ACT0].r_addr.eq(seq.act_addr),
                 mems[Mem.ACT1].r_addr.eq(seq.act_addr),
                 mems[Mem.BIAS].r_addr.eq(drain.p_addr),
@@ -133,11 +148,13 @@ class Core(wiring.Component):
                              buf.w_en.eq(Mux(d.dst_buf == sel, drain.act_en, 0))]
         m.d.comb += seq.desc_data.eq(mems[Mem.PROG].r_data)
 
-        # Operands: one memory latency after the sequencer's addresses.
-        step = _delay(m, seq.step, cfg.mem_latency, "step")
-        meta = _delay(m, seq.meta, cfg.mem_latency, "meta")
+        # Operands: the read latency after the sequencer's addresses: the memory's, then the
+        # activation banks' words registered as they leave the block RAMs (the bank and
+        # padding mux after a block RAM's clock-to-out was the ECP5's longest path at W8A8).
+        step = _delay(m, seq.step, cfg.operand_read_latency, "step")
+        meta = _delay(m, seq.meta, cfg.operand_read_latency, "meta")
         act = Signal(act_layout(cfg))
-        raw = Mux(step.bank, Value.cast(mems[Mem.ACT1].r_data), Value.cast(mems[Mem.ACT0].r_data))
+        raw = Mux(step.bank, read_q[Mem.ACT1], read_q[Mem.ACT0])
         m.d.comb += act.eq(Mux(step.pad, 0, raw))
         operands = Signal(operand_layout(cfg))
         m.d.comb += [operands.act.eq(act), operands.weight.eq(mems[Mem.WEIGHT].r_data),
@@ -148,7 +165,11 @@ class Core(wiring.Component):
         m.d.comb += [array.i.valid.eq(step.valid & is_mac), array.i.payload.eq(operands),
                      array.digits.eq(d.digits)]
         # The pool unit is shallower than the array: delay its operands to the same latency.
-        pool_ops = _delay(m, operands, array.latency - pool.latency, "pool_ops")
+        # (the activation word and the step control only: the pool unit takes no weights)
+        pool_in = Signal(operand_layout(cfg))
+        m.d.comb += [pool_in.act.eq(operands.act), pool_in.first.eq(operands.first),
+                     pool_in.last.eq(operands.last), pool_in.signed.eq(operands.signed)]
+        pool_ops = _delay(m, pool_in, array.latency - pool.latency, "pool_ops")
         pool_valid = _delay(m, step.valid & ~is_mac, array.latency - pool.latency, "pool_v")
         m.d.comb += [pool.i.valid.eq(pool_valid), pool.i.payload.eq(pool_ops),
                      # an add's inputs are one-step sums (the pool joins their digits)

@@ -238,13 +238,26 @@ class Drain(wiring.Component):
         s1_word, s1_lane, s1_acc = Signal.like(word), Signal.like(lane), Signal.like(acc_addr)
         m.d.sync += [s1_mask.eq(s0_mask), s1_val.eq(s0_val), s1_word.eq(s0_word),
                      s1_lane.eq(s0_lane), s1_acc.eq(s0_acc), s1_second.eq(s0_second)]
+        s1_sub = Signal(max(1, sub_bits))
+        m.d.sync += s1_sub.eq(s0_entry[:sub_bits] if sub_bits else 0)
+        # Stage 1b: the parameter words registered as they leave the block RAMs (its
+        # clock-to-out, 5.8 ns on the ECP5 at speed 6, left no time for the bias add).
+        bias_r, rq_r = Signal.like(self.bias), Signal.like(self.rq)
+        m.d.sync += [bias_r.eq(self.bias), rq_r.eq(self.rq)]
+        s1b_mask, s1b_val, s1b_second = Signal(nd), Signal.like(e_val), Signal()
+        s1b_word, s1b_lane = Signal.like(word), Signal.like(lane)
+        s1b_acc, s1b_sub = Signal.like(acc_addr), Signal.like(s1_sub)
+        m.d.sync += [s1b_mask.eq(s1_mask), s1b_val.eq(s1_val), s1b_word.eq(s1_word),
+                     s1b_lane.eq(s1_lane), s1b_acc.eq(s1_acc), s1b_second.eq(s1_second),
+                     s1b_sub.eq(s1_sub)]
+        s1_mask_a = s1_mask
+        s1_mask, s1_val, s1_second = s1b_mask, s1b_val, s1b_second
+        s1_word, s1_lane, s1_acc, s1_sub = s1b_word, s1b_lane, s1b_acc, s1b_sub
         if nd == 1:
-            biases, rqs = [self.bias], [self.rq]
+            biases, rqs = [bias_r], [rq_r]
         else:
-            s1_sub = Signal(sub_bits)
-            m.d.sync += s1_sub.eq(s0_entry[:sub_bits])
-            biases = [self.bias[(s1_sub + k)[:sub_bits]] for k in range(nd)]
-            rqs = [self.rq[(s1_sub + k)[:sub_bits]] for k in range(nd)]
+            biases = [bias_r[(s1_sub + k)[:sub_bits]] for k in range(nd)]
+            rqs = [rq_r[(s1_sub + k)[:sub_bits]] for k in range(nd)]
         # Stage 2: bias added and registered (keeps the add out of the multiplier's path).
         s2_mask, s2_second = Signal(nd), Signal()
         s2_sum = Signal(data_array(acc_shape(cfg), nd))  # fits: acc + bias is in acc_bits
@@ -329,6 +342,6 @@ class Drain(wiring.Component):
             self.acc_addr.eq(w_acc), self.acc_data.eq(w_sum),
             self.acc_en.eq(w_mask[0] & self.to_acc),
         ]
-        valids = [s0_mask.any(), s1_mask.any()] + [p[0].any() for p in pipe]
+        valids = [s0_mask.any(), s1_mask_a.any(), s1_mask.any()] + [p[0].any() for p in pipe]
         m.d.comb += self.busy.eq(self.i.valid | (cnt != 0) | Cat(*valids).any())
         return m

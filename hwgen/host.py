@@ -16,7 +16,7 @@ from quantflow.numerics import weight_lane_codes
 from quantflow.packing import from_chunks, pack_lanes, to_chunks, unpack_chunks
 from quantflow.program import Buffer, pack_input, read_loc
 
-from .layouts import Command, Mem, encode_desc, mem_width
+from .layouts import HOST_READABLE, Command, Mem, encode_desc, mem_width
 
 __all__ = ["Link", "AmaranthLink", "RecordingLink", "ReplayLink", "Driver", "Inference",
            "program_images"]
@@ -160,7 +160,14 @@ class Driver:
             msg += to_chunks(w, width, hb)
         await self.link.send(msg)
 
+    def _readable(self, mem):
+        if mem not in HOST_READABLE:
+            names = ", ".join(m.name for m in HOST_READABLE)
+            raise ValueError(f"Memory {Mem(mem).name} is write-only to the host; READ returns"
+                             f" {names}")
+
     async def read(self, mem, addr, count):
+        self._readable(mem)
         if count == 0:
             return []
         hb, width, n = self.cfg.host_bits, mem_width(self.cfg, mem), self._chunks(mem)
@@ -172,6 +179,7 @@ class Driver:
         """``count`` words of ``mem`` as (count, lanes) fields of ``bits``: :meth:`read` then
         :func:`unpack_lanes`, decoded in numpy (a simulation reads every layer back; the
         accumulator is at most 37 bits, within unpack_chunks' 62)."""
+        self._readable(mem)
         if count == 0:
             return np.zeros((0, lanes), np.int64)
         n = self._chunks(mem)

@@ -161,6 +161,14 @@ class Mem(enum.IntEnum):
     CYCLES = 7
 
 
+#: The memories a host READ returns: every layer's tensor (the activation banks, the
+#: logits memory) and the cycle counters. The others (program, weights, biases, ``(M, s)``)
+#: are written by the host and read only by the engine; a READ of one replies zero words
+#: (:class:`hwgen.host.Driver` refuses it), so the host's read mux is as wide as an
+#: activation word, not as a weight word (the ECP5's longest path, and hundreds of LUTs).
+HOST_READABLE = (Mem.ACT0, Mem.ACT1, Mem.ACC, Mem.CYCLES)
+
+
 class Command(enum.IntEnum):
     """Host command opcodes (low byte of the header word; ``mem`` in the next byte).
 

@@ -14,7 +14,8 @@ __all__ = ["Multiplier", "PE"]
 
 
 class Multiplier(wiring.Component):
-    """One ``act_bits`` x signed ``weight_bits`` product, registered. Latency 1. A bipolar
+    """One ``act_bits`` x signed ``weight_bits`` product, registered. Latency
+    ``cfg.mult_latency``: 1 in LUTs, 2 in a DSP block (see below). A bipolar
     1-bit weight lane (``weight_bits == 1``) holds the bit ``c`` of the weight ``2c - 1``.
 
     The activation operand is unsigned, or with ``signed_acts`` a signed ``act_bits + 1``
@@ -25,7 +26,7 @@ class Multiplier(wiring.Component):
     -------
     a : In(unsigned(act_bits)) or In(signed(act_bits + 1))
     w : In(signed(weight_bits))
-    p : Out(signed(act_bits + weight_bits + 1)) — ``a * w`` one cycle later.
+    p : Out(signed(act_bits + weight_bits + 1)) — ``a * w``, ``latency`` cycles later.
     """
 
     def __init__(self, cfg):
@@ -39,7 +40,7 @@ class Multiplier(wiring.Component):
 
     @property
     def latency(self):
-        return 1
+        return self._cfg.mult_latency
 
     def elaborate(self, platform):
         m = Module()
@@ -56,23 +57,29 @@ class Multiplier(wiring.Component):
                 terms[top] = Mux(self.a[top], -(self.w << top), 0)
             m.d.sync += self.p.eq(sum(terms[1:], terms[0]))
         else:
-            m.d.sync += self.p.eq(self.a * self.w)
+            # a DSP block's product registered twice: the first register's only neighbours
+            # are the block and the second, so the placer puts it near the block (DSP rows
+            # are fixed; the product register beside the adder tree was ~3 ns away)
+            near = Signal.like(self.p)
+            m.d.sync += [near.eq(self.a * self.w), self.p.eq(near)]
         return m
 
 
-def _tree_sum(values):
-    """Balanced adder tree (depth ``ceil(log2(n))``), exact: Amaranth widens each add."""
-    while len(values) > 1:
+def _tree_levels(values, levels):
+    """``levels`` levels of a balanced adder tree (all of it: ``None``), exact: Amaranth
+    widens each add."""
+    while len(values) > 1 and (levels is None or levels > 0):
         pairs = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
         values = pairs + ([values[-1]] if len(values) % 2 else [])
-        # keep the tree balanced: ``values`` stays a plain list of expressions
-    return values[0]
+        levels = None if levels is None else levels - 1
+    return values
 
 
 class PE(wiring.Component):
-    """One output lane: ``sum_l (a_l * w_l) << digit_shift(l)`` accumulated. Latency 3.
+    """One output lane: ``sum_l (a_l * w_l) << digit_shift(l)`` accumulated. Latency 4.
 
-    Stage 1 registers the products, stage 2 the shifted lane sum, stage 3 the accumulator.
+    Stage 1 registers the products, stage 2 the shifted products' partial sums (half the
+    tree's levels), stage 3 the lane sum, stage 4 the accumulator.
     When ``digits > 1`` lane ``l`` carries digit ``l % digits`` of a wide network input and
     its product is shifted left by ``act_bits * (l % digits)`` (README: wide inputs).
 
@@ -124,10 +131,12 @@ class PE(wiring.Component):
                 a = Cat(a, self.signed & top & a[-1]).as_signed()
             m.d.comb += [mul.a.eq(a), mul.w.eq(self.w[lane])]
             products.append(mul.p)
-        ctrl1 = Signal(3)
-        m.d.sync += ctrl1.eq(Cat(self.en, self.first, self.last))
-        e1 = Signal.like(self.e)
-        m.d.sync += e1.eq(self.e)
+        # the step control alongside the products (the multipliers' latency)
+        ctrl1, e1 = Cat(self.en, self.first, self.last), self.e
+        for n in range(cfg.mult_latency):
+            c, e = Signal(3, name=f"ctrl_m{n}"), Signal.like(self.e, name=f"e_m{n}")
+            m.d.sync += [c.eq(ctrl1), e.eq(e1)]
+            ctrl1, e1 = c, e
         shifted = []
         for lane, p in enumerate(products):
             s = Signal(signed(cfg.product_bits), name=f"shifted{lane}")
@@ -142,9 +151,21 @@ class PE(wiring.Component):
                     with m.Default():
                         m.d.comb += s.eq(p)
             shifted.append(s)
+        # Stage 2: the digit shifts and the first half of the tree's levels, registered (the
+        # shift mux and the whole tree in one cycle were the ECP5's longest path at W4A4,
+        # 19 levels); stage 3 the rest of the tree and the weight digit's shift.
+        half = (len(shifted) - 1).bit_length() // 2 + (len(shifted) - 1).bit_length() % 2
+        partial = []
+        for k, v in enumerate(_tree_levels(shifted, half)):
+            r = Signal(signed(cfg.acc_bits), name=f"partial{k}")
+            m.d.sync += r.eq(v)
+            partial.append(r)
+        ctrl1b, e1b = Signal(3), Signal.like(e1)
+        m.d.sync += [ctrl1b.eq(ctrl1), e1b.eq(e1)]
+        ctrl1, e1 = ctrl1b, e1b
         total = Signal(signed(cfg.acc_bits))
         ctrl2 = Signal(3)
-        tree = _tree_sum(shifted)
+        (tree,) = _tree_levels(partial, None)
         if cfg.weight_digits_max == 1:
             m.d.sync += total.eq(tree)
         else:  # weight digit e of a wide layer weighs 2**(weight_bits * e)

@@ -58,11 +58,14 @@ class Top(wiring.Component):
         arg = Signal(hb)
         buf = Signal(nmax * hb)
         j = Signal(range(nmax + 1))
-        nch = Signal(range(nmax + 1))
+        # Host words per memory word, less one, registered: ``mem`` is latched in HDR and
+        # first used in WDATA or RSEND (the decode and the compare with ``j`` in one cycle
+        # were the ECP5's longest path at W8A8).
+        nlast = Signal(range(nmax))
         with m.Switch(mem):
             for mm in Mem:
                 with m.Case(mm):
-                    m.d.comb += nch.eq(chunks_per_word(mem_width(cfg, mm), hb))
+                    m.d.sync += nlast.eq(chunks_per_word(mem_width(cfg, mm), hb) - 1)
         m.d.comb += [core.host_mem.eq(mem), core.host_addr.eq(addr),
                      core.host_wdata.eq(buf), core.first.eq(arg), core.last.eq(count)]
 
@@ -97,7 +100,7 @@ class Top(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
                     m.d.sync += [buf.word_select(j, hb).eq(self.i.payload), j.eq(j + 1)]
-                    with m.If(j == nch - 1):
+                    with m.If(j == nlast):
                         m.next = "WWRITE"
             with m.State("WWRITE"):
                 m.d.comb += core.host_we.eq(1)
@@ -117,7 +120,7 @@ class Top(wiring.Component):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(buf.word_select(j, hb))]
                 with m.If(self.o.ready):
                     m.d.sync += j.eq(j + 1)
-                    with m.If(j == nch - 1):
+                    with m.If(j == nlast):
                         m.d.sync += [addr.eq(addr + 1), count.eq(count - 1)]
                         with m.If(count == 1):
                             m.next = "HDR"

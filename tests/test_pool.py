@@ -61,7 +61,7 @@ def test_drain_order_bias_and_latency():
         ctx.set(dut.i.payload.acc, vec)
         ctx.set(dut.i.payload.meta, {"n": 4, "ch": 0, "word": 0, "lane": 0, "acc_addr": 7})
         ctx.set(dut.i.valid, 1)
-        for cycle in range(12):
+        for cycle in range(cfg.drain_latency + 6):
             if cycle == 1:
                 ctx.set(dut.i.valid, 0)
             p_addr = ctx.get(dut.p_addr)
