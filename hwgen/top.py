@@ -61,7 +61,7 @@ class Top(wiring.Component):
         # Host words per memory word, less one, registered: ``mem`` is latched in HDR and
         # first used in WDATA or RSEND (the decode and the compare with ``j`` in one cycle
         # were the ECP5's longest path at W8A8).
-        nlast = Signal(range(nmax))
+        nlast = Signal(range(nmax + 1))
         with m.Switch(mem):
             for mm in Mem:
                 with m.Case(mm):
