@@ -160,8 +160,13 @@ class Core(wiring.Component):
         m.d.comb += [operands.act.eq(act), operands.weight.eq(mems[Mem.WEIGHT].r_data),
                      operands.first.eq(step.first), operands.last.eq(step.last),
                      operands.signed.eq(step.signed), operands.e.eq(step.e)]
-        is_mac = d.op == Op.MAC.value  # MAX, SUM and ADD words go through the pool unit
-        joins = Cat(*(d.op == op.value for op in JOINING_OPS)).any()
+        # The layer's op decoded into registered flags (layer constants: the descriptor is
+        # latched cycles before the first issue slot, and the previous layer has drained;
+        # the decode in front of the drain's input mux was the iCE40's longest path).
+        is_mac, joins, is_add, is_max = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [is_mac.eq(d.op == Op.MAC.value),  # MAX, SUM and ADD: the pool unit
+                     joins.eq(Cat(*(d.op == op.value for op in JOINING_OPS)).any()),
+                     is_add.eq(d.op == Op.ADD.value), is_max.eq(d.op == Op.MAX.value)]
         m.d.comb += [array.i.valid.eq(step.valid & is_mac), array.i.payload.eq(operands),
                      array.digits.eq(d.digits)]
         # The pool unit is shallower than the array: delay its operands to the same latency.
@@ -189,10 +194,9 @@ class Core(wiring.Component):
             drain.bias_en.eq(d.bias_en), drain.requant_en.eq(d.requant_en),
             drain.to_acc.eq(d.to_acc), drain.p_base.eq(d.p_base),
             drain.lo.eq(d.lo.as_signed()), drain.hi.eq(d.hi.as_signed()),
-            drain.pair.eq(d.op == Op.ADD.value),
-            *([drain.group.eq(((d.op == Op.MAC.value) & d.requant_en & ~d.to_acc)
-                              | (d.op == Op.ADD.value)),
-               drain.group_max.eq(d.op == Op.MAX.value)] if cfg.drain_lanes > 1 else []),
+            drain.pair.eq(is_add),
+            *([drain.group.eq((is_mac & d.requant_en & ~d.to_acc) | is_add),
+               drain.group_max.eq(is_max)] if cfg.drain_lanes > 1 else []),
             drain.odigits.eq(d.odigits),
             drain.bias.eq(mems[Mem.BIAS].r_data), drain.rq.eq(mems[Mem.RQ].r_data),
         ]

@@ -94,9 +94,15 @@ class Sequencer(wiring.Component):
             for n in ("row_org", "pix_org", "tap_row", "tap_col", "pix_word", "pix_acc"))
         # Loop bounds minus one, and the end-of-slot flags, registered: compares against
         # ``field - 1`` computed on the fly were the design's longest path on the iCE40.
-        kw_m1, out_w_m1, out_h_m1 = (Signal(cfg.dim_bits, name=n)
-                                     for n in ("kw_m1", "out_w_m1", "out_h_m1"))
-        in_g_m1, tiles_m1 = Signal(cfg.count_bits), Signal(cfg.count_bits)
+        kw_m1 = Signal(cfg.dim_bits)
+        in_g_m1 = Signal(cfg.count_bits)
+        # The loop ends as registered flags, each set when its counter steps onto its last
+        # value (a compare with the bound less two, all ones when there is no such step):
+        # the compares chained into the FSM's next state were the iCE40's longest path.
+        out_w_m2, out_h_m2 = Signal(cfg.dim_bits + 1), Signal(cfg.dim_bits + 1)
+        tiles_m2 = Signal(cfg.count_bits + 1)
+        ox_last, oy_last, t_last = Signal(), Signal(), Signal()
+        ox_last0, oy_last0 = Signal(), Signal()
         slots_m2, steps_m1 = Signal(signed(cfg.step_bits + 1)), Signal(cfg.step_bits)
         k_end = Signal()     # k == slots - 1
         k_issue = Signal()   # k < steps
@@ -104,7 +110,8 @@ class Sequencer(wiring.Component):
         nfull = Signal(cfg.count_bits)
         # Group window of a grouped/depthwise convolution: tile t reads groups
         # (t // tdiv) * ginc .. + in_g - 1, kept as the origin's offset ``gbase``.
-        tcnt, tdiv_m1 = Signal(cfg.count_bits), Signal(cfg.count_bits)
+        tcnt, tdiv_m2 = Signal(cfg.count_bits), Signal(cfg.count_bits + 1)
+        tcnt_last, tcnt_last0 = Signal(), Signal()  # tcnt at tdiv - 1 (as the flags above)
         # src_org + gbase and src_org + gbase + ginc, kept ready: the next tile's origin is
         # then a select, not two adds after the tile-count compare (the iCE40's longest path)
         org_same, org_inc = Signal(act_addr_bits(cfg)), Signal(act_addr_bits(cfg))
@@ -173,12 +180,16 @@ class Sequencer(wiring.Component):
                     row_org.eq(d.src_org), pix_org.eq(d.src_org), tap_row.eq(0), tap_col.eq(0),
                     pix_word.eq(0), pix_acc.eq(0),
                     is_mac.eq(mac), is_add.eq(d.op == Op.ADD.value),
-                    kw_m1.eq(d.kw - 1), out_w_m1.eq(d.out_w - 1), out_h_m1.eq(d.out_h - 1),
-                    in_g_m1.eq(d.in_g - 1), tiles_m1.eq(d.tiles - 1),
+                    kw_m1.eq(d.kw - 1), in_g_m1.eq(d.in_g - 1),
+                    out_w_m2.eq(d.out_w - 2), out_h_m2.eq(d.out_h - 2),
+                    tiles_m2.eq(d.tiles - 2),
+                    ox_last.eq(d.out_w == 1), oy_last.eq(d.out_h == 1), t_last.eq(d.tiles == 1),
+                    ox_last0.eq(d.out_w == 1), oy_last0.eq(d.out_h == 1),
                     slots_m2.eq(d.slots - 2), steps_m1.eq(d.steps - 1),
                     k_end.eq(d.slots == 1), k_issue.eq(1), k_first.eq(1),
                     e.eq(0), wd_m1.eq(d.wdigits - 1),
-                    tcnt.eq(0), tdiv_m1.eq(d.tdiv - 1),
+                    tcnt.eq(0), tdiv_m2.eq(d.tdiv - 2),
+                    tcnt_last.eq(d.tdiv == 1), tcnt_last0.eq(d.tdiv == 1),
                     org_same.eq(d.src_org), org_inc.eq(d.src_org + d.ginc),
                 ]
 
@@ -245,15 +256,17 @@ class Sequencer(wiring.Component):
                     m.d.sync += [k.eq(0), g.eq(0), kx.eq(0), ky.eq(0), w_addr.eq(w_tile), e.eq(0),
                                  tap_row.eq(0), tap_col.eq(0),
                                  k_end.eq(slots_m2 < 0), k_issue.eq(1), k_first.eq(1)]
-                    with m.If(ox != out_w_m1):
-                        m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + d.sx),
+                    with m.If(~ox_last):
+                        m.d.sync += [ox.eq(ox + 1), ox_last.eq(ox == out_w_m2),
+                                     ix0.eq(ix0 + d.sx),
                                      pix_org.eq(pix_org + d.sx_words),
                                      pix_word.eq(pix_word + d.out_g),
                                      pix_acc.eq(pix_acc + d.out_ch)]
                     with m.Else():
-                        m.d.sync += [ox.eq(0), ix0.eq(-d.px)]
-                        with m.If(oy != out_h_m1):
-                            m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + d.sy),
+                        m.d.sync += [ox.eq(0), ox_last.eq(ox_last0), ix0.eq(-d.px)]
+                        with m.If(~oy_last):
+                            m.d.sync += [oy.eq(oy + 1), oy_last.eq(oy == out_h_m2),
+                                         iy0.eq(iy0 + d.sy),
                                          row_org.eq(row_org + d.sy_words),
                                          pix_org.eq(row_org + d.sy_words),
                                          pix_word.eq(pix_word + d.out_g),
@@ -262,11 +275,13 @@ class Sequencer(wiring.Component):
                             # next output-channel tile (MAC) or channel group (pooling):
                             # the output position moves on by the descriptor's steps
                             next_lane = ch_lane + lane_inc
-                            next_group = tcnt == tdiv_m1
+                            next_group = tcnt_last
                             next_org = Mux(next_group, org_inc, org_same)
                             m.d.sync += [
-                                oy.eq(0), iy0.eq(-d.py), t.eq(t + 1),
+                                oy.eq(0), oy_last.eq(oy_last0), iy0.eq(-d.py),
+                                t.eq(t + 1), t_last.eq(t == tiles_m2),
                                 tcnt.eq(Mux(next_group, 0, tcnt + 1)),
+                                tcnt_last.eq(Mux(next_group, tcnt_last0, tcnt == tdiv_m2)),
                                 row_org.eq(next_org), pix_org.eq(next_org),
                                 pix_word.eq(0), pix_acc.eq(0),
                                 w_tile.eq(w_tile + d.steps), w_addr.eq(w_tile + d.steps),
@@ -280,7 +295,7 @@ class Sequencer(wiring.Component):
                             with m.Else():
                                 m.d.sync += [ch_lane.eq(next_lane),
                                              ch_word.eq(ch_word + word_inc)]
-                            with m.If(t == tiles_m1):
+                            with m.If(t_last):
                                 m.d.sync += flush.eq(Mux(is_add, cfg.add_flush_cycles - 2,
                                                          cfg.layer_flush_cycles - 2))
                                 m.next = "FLUSH"
