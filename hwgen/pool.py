@@ -62,7 +62,11 @@ class PoolUnit(wiring.Component):
                 if cfg.signed_acts and lane % n == n - 1:
                     # a signed tensor's lanes (only the top digit of an element) are signed
                     x = Cat(x, sgn & x[-1]).as_signed()
-                nxt = Mux(self.sum, cur + x, Mux(x > cur, x, cur))
+                # max pooling: cur holds an earlier x, extended, so its low len(x) bits are
+                # that value and the compare needs no more (at the accumulator's width it
+                # was the iCE40's longest path, a 26-bit carry chain into the enables)
+                low = cur[:len(x)].as_signed() if x.shape().signed else cur[:len(x)]
+                nxt = Mux(self.sum, cur + x, Mux(x > low, x, cur))
                 m.d.sync += cur.eq(Mux(first, x, nxt))
 
         def value(lanes):  # a group of digit lanes as one value (raw digits, low first)

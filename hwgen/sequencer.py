@@ -94,8 +94,11 @@ class Sequencer(wiring.Component):
             for n in ("row_org", "pix_org", "tap_row", "tap_col", "pix_word", "pix_acc"))
         # Loop bounds minus one, and the end-of-slot flags, registered: compares against
         # ``field - 1`` computed on the fly were the design's longest path on the iCE40.
-        kw_m1 = Signal(cfg.dim_bits)
-        in_g_m1 = Signal(cfg.count_bits)
+        # (the tap column, input group and weight digit ends too)
+        kw_m2, in_g_m2 = Signal(cfg.dim_bits + 1), Signal(cfg.count_bits + 1)
+        wd_m2 = Signal(cfg.wdigit_bits + 1)
+        kx_last, g_last, e_last = Signal(), Signal(), Signal()
+        kx_last0, g_last0, e_last0 = Signal(), Signal(), Signal()
         # The loop ends as registered flags, each set when its counter steps onto its last
         # value (a compare with the bound less two, all ones when there is no such step):
         # the compares chained into the FSM's next state were the iCE40's longest path.
@@ -125,7 +128,7 @@ class Sequencer(wiring.Component):
         a_signed = Signal()
         # Weight digit of a wide layer: each activation read is issued ``wdigits`` times, once
         # per digit (the weight address still advances every slot).
-        e, wd_m1, a_e = (Signal(cfg.wdigit_bits, name=n) for n in ("e", "wd_m1", "a_e"))
+        e, a_e = (Signal(cfg.wdigit_bits, name=n) for n in ("e", "a_e"))
         a_iy, a_ix = Signal(dim_s), Signal(dim_s)
         a_base, a_off = Signal(abits), Signal(abits)
         a_w = Signal(wbits)
@@ -144,11 +147,12 @@ class Sequencer(wiring.Component):
         m.d.sync += a_valid.eq(0)
 
         def tap_advance():
-            with m.If(kx == kw_m1):
-                m.d.sync += [kx.eq(0), ky.eq(ky + 1), tap_col.eq(0),
+            with m.If(kx_last):
+                m.d.sync += [kx.eq(0), kx_last.eq(kx_last0), ky.eq(ky + 1), tap_col.eq(0),
                              tap_row.eq(tap_row + d.row_words)]
             with m.Else():
-                m.d.sync += [kx.eq(kx + 1), tap_col.eq(tap_col + d.px_words)]
+                m.d.sync += [kx.eq(kx + 1), kx_last.eq(kx == kw_m2),
+                             tap_col.eq(tap_col + d.px_words)]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -180,14 +184,16 @@ class Sequencer(wiring.Component):
                     row_org.eq(d.src_org), pix_org.eq(d.src_org), tap_row.eq(0), tap_col.eq(0),
                     pix_word.eq(0), pix_acc.eq(0),
                     is_mac.eq(mac), is_add.eq(d.op == Op.ADD.value),
-                    kw_m1.eq(d.kw - 1), in_g_m1.eq(d.in_g - 1),
+                    kw_m2.eq(d.kw - 2), in_g_m2.eq(d.in_g - 2), wd_m2.eq(d.wdigits - 2),
+                    kx_last.eq(d.kw == 1), g_last.eq(d.in_g == 1), e_last.eq(d.wdigits == 1),
+                    kx_last0.eq(d.kw == 1), g_last0.eq(d.in_g == 1), e_last0.eq(d.wdigits == 1),
                     out_w_m2.eq(d.out_w - 2), out_h_m2.eq(d.out_h - 2),
                     tiles_m2.eq(d.tiles - 2),
                     ox_last.eq(d.out_w == 1), oy_last.eq(d.out_h == 1), t_last.eq(d.tiles == 1),
                     ox_last0.eq(d.out_w == 1), oy_last0.eq(d.out_h == 1),
                     slots_m2.eq(d.slots - 2), steps_m1.eq(d.steps - 1),
                     k_end.eq(d.slots == 1), k_issue.eq(1), k_first.eq(1),
-                    e.eq(0), wd_m1.eq(d.wdigits - 1),
+                    e.eq(0),
                     tcnt.eq(0), tdiv_m2.eq(d.tdiv - 2),
                     tcnt_last.eq(d.tdiv == 1), tcnt_last0.eq(d.tdiv == 1),
                     org_same.eq(d.src_org), org_inc.eq(d.src_org + d.ginc),
@@ -241,19 +247,20 @@ class Sequencer(wiring.Component):
                                  k_end.eq(k == slots_m2)]
                     with m.If(k == steps_m1):
                         m.d.sync += k_issue.eq(0)
-                    with m.If(is_mac & (e != wd_m1)):
-                        m.d.sync += e.eq(e + 1)
+                    with m.If(is_mac & ~e_last):
+                        m.d.sync += [e.eq(e + 1), e_last.eq(e == wd_m2)]
                     with m.Elif(is_mac):
-                        m.d.sync += e.eq(0)
-                        with m.If(g == in_g_m1):
-                            m.d.sync += g.eq(0)
+                        m.d.sync += [e.eq(0), e_last.eq(e_last0)]
+                        with m.If(g_last):
+                            m.d.sync += [g.eq(0), g_last.eq(g_last0)]
                             tap_advance()
                         with m.Else():
-                            m.d.sync += g.eq(g + 1)
+                            m.d.sync += [g.eq(g + 1), g_last.eq(g == in_g_m2)]
                     with m.Elif(~is_add):
                         tap_advance()
                 with m.Else():
                     m.d.sync += [k.eq(0), g.eq(0), kx.eq(0), ky.eq(0), w_addr.eq(w_tile), e.eq(0),
+                                 g_last.eq(g_last0), kx_last.eq(kx_last0), e_last.eq(e_last0),
                                  tap_row.eq(0), tap_col.eq(0),
                                  k_end.eq(slots_m2 < 0), k_issue.eq(1), k_first.eq(1)]
                     with m.If(~ox_last):
