@@ -98,9 +98,11 @@ class Requantizer(wiring.Component):
         valid1, second1 = Signal(), Signal()
         m.d.sync += [prod.eq((hi_prod << low) + lo_prod), shift1.eq(shift0),
                      valid1.eq(valid0), second1.eq(second0)]
-        # (1 << s) >> 1 is round_term(s): 2**(s-1), and 0 for s == 0, without a comparator.
+        # (1 << s) >> 1 is round_term(s): 2**(s-1), and 0 for s == 0, without a comparator;
+        # decoded a stage early and registered with the product (decoder and 45-bit add in
+        # one cycle were the iCE40's longest path, 43 levels)
         round_term = Signal(unsigned(self.product_bits - 1))
-        m.d.comb += round_term.eq((Const(1, 1) << shift1)[1:])
+        m.d.sync += round_term.eq((Const(1, 1) << shift0)[1:])
         rounded = Signal(signed(self.product_bits))
         shift2 = Signal.like(p.shift)
         valid1b, second1b = Signal(), Signal()
