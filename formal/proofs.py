@@ -66,7 +66,8 @@ def _proofs():
         out.append(Proof("requant", label, None, lambda c=cfg: RequantProof(c),
                          depth=cfg.requant_latency + 1, fast=not label.startswith("w8")))
     for label, cfg in CONFIGS.items():
-        out.append(Proof("pe", label, None, lambda c=cfg: PEProof(c), depth=3,
+        # k-induction over the PE's pipeline (its latency; the tree is registered halfway)
+        out.append(Proof("pe", label, None, lambda c=cfg: PEProof(c), depth=cfg.pe_latency,
                          fast=not label.startswith("w8")))
     # Streams: one memory word per command (any memory, so 1 or 2 host words each) in the
     # default suite, two words (the address steps) behind slow. memory_map: the tiny memories

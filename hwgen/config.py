@@ -28,7 +28,8 @@ _MULT_LATENCY = 1   # registered product
 _TREE_LATENCY = 2   # the adder tree over the SIMD lanes, registered halfway and at the end
 _ACC_LATENCY = 1    # accumulator register
 _POOL_LATENCY = 1   # lane-wise max/sum register
-_REQUANT_LATENCY = 9  # input x2, partial products x2, product, rounding, shift, pair sum, clamp
+_REQUANT_LATENCY = 6  # product x2, rounding, shift, pair sum, clamp
+_RQ_IN_LATENCY = 2  # the drain registers the requantizers' input twice (DSP neighbours)
 _MEM_LATENCY = 1    # synchronous block-RAM read
 _READ_REG_LATENCY = 1  # the activation words registered after the read (operand path)
 _SEQ_LATENCY = 2    # loop counters -> registered tap, then registered im2col address
@@ -490,10 +491,17 @@ class AccelConfig:
         return _SEQ_LATENCY
 
     @property
+    def rq_in_latency(self):
+        """The drain's registers in front of the requantizers' multiplier blocks."""
+        return _RQ_IN_LATENCY
+
+    @property
     def drain_latency(self):
         """Drain: element selected -> written (registered parameter address, parameter read,
-        parameter register, bias add, requantizer, write)."""
-        return 1 + _MEM_LATENCY + _PARAM_LATENCY + _BIAS_LATENCY + _REQUANT_LATENCY + 1
+        parameter register, bias add, the requantizer's input registers, requantizer,
+        write)."""
+        return (1 + _MEM_LATENCY + _PARAM_LATENCY + _BIAS_LATENCY + _RQ_IN_LATENCY
+                + _REQUANT_LATENCY + 1)
 
     @property
     def desc_bits(self):

@@ -8,22 +8,18 @@ from .layouts import requant_in_layout
 
 __all__ = ["Requantizer"]
 
-#: Bits of the accumulator's low half in the split product (a 16 x 16 multiplier block on
-#: the iCE40, within the ECP5's and Gowin's 18 x 18).
-_SPLIT = 16
 
 
 class Requantizer(wiring.Component):
-    """``clamp((acc * M + round_term(s)) >> s, lo, hi)``, floor shift. Latency 9.
+    """``clamp((acc * M + round_term(s)) >> s, lo, hi)``, floor shift. Latency 6.
 
     Implements :func:`quantflow.numerics.requantize` bit for bit: ``round_term(s)`` is
     ``2**(s-1)`` for ``s > 0`` and 0 for ``s == 0``; ``>>`` is arithmetic (floor). ``M`` is
     unsigned ``mult_bits`` wide and ``s`` lies in ``0..shift_max`` (the compiler encodes any
     larger shift, whose result is exactly 0 before clamping, as ``M = 0, s = 0``).
-    Stages 1-2 register the input (twice: the multiplier blocks' neighbours), stages 3-4
-    ``acc * M`` as two partial products (the accumulator's low 16 bits and the rest; twice
-    again), stage 5 their sum, stage 6 ``+ round_term(s)``, stage 7 the shifted value, stage
-    8 an add's pair summed, stage 9 the clamped value (on the iCE40 the shift and the two
+    Stages 1-2 register ``acc * M`` (twice: the multiplier blocks' neighbours), stage 3
+    ``+ round_term(s)``, stage 4 the shifted value, stage 5 an add's pair summed, stage 6
+    the clamped value (on the iCE40 the shift and the two
     compares in one cycle were the design's longest path; on the ECP5 the DSP product with the
     rounding add after it, 25 logic levels, and the sum, compares and select, 50).
 
@@ -61,48 +57,27 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # Stage 0: the input registered inside the requantizer (from the drain's registers
-        # into the DSP, with the product registers beside the drain, was 5.7 ns of routing
-        # around the block's 3.9 on the ULX3S: the DSP row was 25 rows away).
-        p_in = Signal.like(self.i.payload)
-        valid_in0 = Signal()
-        m.d.sync += [p_in.eq(self.i.payload), valid_in0.eq(self.i.valid)]
-        # Stage 0b: a register whose only neighbours are stage 0 and the multiplier blocks,
-        # so the placer puts it between them (from stage 0 straight into a DSP still ran
-        # 2.3-2.7 ns of routing, and out of it 2.1-3.0 ns into the product registers).
-        p = Signal.like(self.i.payload)
-        valid_in = Signal()
-        m.d.sync += [p.eq(p_in), valid_in.eq(valid_in0)]
-        # Stage 1: the product in two halves of the accumulator, each one 16 x M multiplier
-        # block (the whole acc x M is two DSP blocks and a carry chain joining them, which
-        # with the block's own delay was the ECP5's longest path at W8A8, 27 levels);
-        # stage 1b joins them.
-        low = _SPLIT if self._cfg.acc_bits > _SPLIT + 1 else self._cfg.acc_bits
-        lo_prod = Signal(unsigned(low + self._cfg.mult_bits))
-        hi_prod = Signal(signed(max(1, self._cfg.acc_bits - low) + self._cfg.mult_bits + 1))
-        lo_dsp, hi_dsp = Signal.like(lo_prod), Signal.like(hi_prod)
-        m.d.sync += lo_dsp.eq(p.acc[:low] * p.mult)
-        if low < self._cfg.acc_bits:
-            m.d.sync += hi_dsp.eq(p.acc[low:].as_signed() * p.mult)
-        else:  # the accumulator in one piece: its sign is a term of its own
-            m.d.sync += hi_dsp.eq(Mux(p.acc[-1], -p.mult, 0))
-        # and the products once more before they are joined (the same reason, outbound)
-        m.d.sync += [lo_prod.eq(lo_dsp), hi_prod.eq(hi_dsp)]
-        shift_a, valid_a, second_a = Signal.like(p.shift), Signal(), Signal()
-        m.d.sync += [shift_a.eq(p.shift), valid_a.eq(valid_in), second_a.eq(p.second)]
+        p, valid_in = self.i.payload, self.i.valid
+        # Stage 1: the product (a DSP block, or two and their join), and stage 1b the same
+        # once more: the first register's only neighbours are the block and the second, so
+        # the placer can put it by the block (the DSP row sat 25 rows from the drain on the
+        # ULX3S). The drain registers this component's input twice for the same reason, on
+        # its side: inside, a register before the product makes the SymbiYosys proof (whose
+        # contract multiplies the input) compare two multipliers, which does not finish; so
+        # does a product split into registered halves.
+        prod_dsp = Signal(signed(self.product_bits))
+        m.d.sync += prod_dsp.eq(p.acc * p.mult)
         shift0 = Signal.like(p.shift)
         valid0, second0 = Signal(), Signal()
-        m.d.sync += [shift0.eq(shift_a), valid0.eq(valid_a), second0.eq(second_a)]
+        m.d.sync += [shift0.eq(p.shift), valid0.eq(valid_in), second0.eq(p.second)]
         prod = Signal(signed(self.product_bits))
         shift1 = Signal.like(p.shift)
         valid1, second1 = Signal(), Signal()
-        m.d.sync += [prod.eq((hi_prod << low) + lo_prod), shift1.eq(shift0),
-                     valid1.eq(valid0), second1.eq(second0)]
-        # (1 << s) >> 1 is round_term(s): 2**(s-1), and 0 for s == 0, without a comparator;
-        # decoded a stage early and registered with the product (decoder and 45-bit add in
-        # one cycle were the iCE40's longest path, 43 levels)
+        m.d.sync += [prod.eq(prod_dsp), shift1.eq(shift0), valid1.eq(valid0),
+                     second1.eq(second0)]
+        # (1 << s) >> 1 is round_term(s): 2**(s-1), and 0 for s == 0, without a comparator.
         round_term = Signal(unsigned(self.product_bits - 1))
-        m.d.sync += round_term.eq((Const(1, 1) << shift0)[1:])
+        m.d.comb += round_term.eq((Const(1, 1) << shift1)[1:])
         rounded = Signal(signed(self.product_bits))
         shift2 = Signal.like(p.shift)
         valid1b, second1b = Signal(), Signal()
