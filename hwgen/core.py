@@ -108,12 +108,10 @@ class Core(wiring.Component):
         sel_d = Signal(len(HOST_READABLE))
         m.d.sync += sel_d.eq(Cat(*(self.host_mem == mem for mem in HOST_READABLE)))
         # (the activation banks' registers are the operand path's too, below)
-        read_q = {}
-        for mem in HOST_READABLE:
+        read_q, rdata = {}, 0
+        for k, mem in enumerate(HOST_READABLE):
             read_q[mem] = Signal(mem_width(cfg, mem), name=f"{mem.name.lower()}_q")
             m.d.sync += read_q[mem].eq(Value.cast(mems[mem].r_data))
-        rdata = 0
-        for k, mem in enumerate(HOST_READABLE):
             rdata = rdata | Mux(sel_d[k], read_q[mem], 0)
         m.d.comb += self.host_rdata.eq(rdata)
         for mem in Mem:

@@ -33,6 +33,17 @@ from .requant import Requantizer
 __all__ = ["Drain"]
 
 
+def _stages(m, signals, n, name):
+    """``n`` register stages of ``signals`` (a tuple): the list of each stage's tuple."""
+    out = []
+    for k in range(n):
+        nxt = tuple(Signal.like(v, name=f"{name}{k}_{i}") for i, v in enumerate(signals))
+        m.d.sync += [a.eq(b) for a, b in zip(nxt, signals, strict=True)]
+        out.append(nxt)
+        signals = nxt
+    return out
+
+
 class Drain(wiring.Component):
     """Serialize ``meta.n`` results; bias, requantize, write. Latency ``drain_latency``.
 
@@ -244,15 +255,10 @@ class Drain(wiring.Component):
         # clock-to-out, 5.8 ns on the ECP5 at speed 6, left no time for the bias add).
         bias_r, rq_r = Signal.like(self.bias), Signal.like(self.rq)
         m.d.sync += [bias_r.eq(self.bias), rq_r.eq(self.rq)]
-        s1b_mask, s1b_val, s1b_second = Signal(nd), Signal.like(e_val), Signal()
-        s1b_word, s1b_lane = Signal.like(word), Signal.like(lane)
-        s1b_acc, s1b_sub = Signal.like(acc_addr), Signal.like(s1_sub)
-        m.d.sync += [s1b_mask.eq(s1_mask), s1b_val.eq(s1_val), s1b_word.eq(s1_word),
-                     s1b_lane.eq(s1_lane), s1b_acc.eq(s1_acc), s1b_second.eq(s1_second),
-                     s1b_sub.eq(s1_sub)]
-        s1_mask_a = s1_mask
-        s1_mask, s1_val, s1_second = s1b_mask, s1b_val, s1b_second
-        s1_word, s1_lane, s1_acc, s1_sub = s1b_word, s1b_lane, s1b_acc, s1b_sub
+        staged = [s1_mask]  # every stage's mask, for busy
+        (s1_mask, s1_val, s1_second, s1_word, s1_lane, s1_acc, s1_sub), = _stages(
+            m, (s1_mask, s1_val, s1_second, s1_word, s1_lane, s1_acc, s1_sub), 1, "s1b")
+        staged.append(s1_mask)
         if nd == 1:
             biases, rqs = [bias_r], [rq_r]
         else:
@@ -272,14 +278,11 @@ class Drain(wiring.Component):
         # next to their multiplier blocks have no other neighbours (the placer kept the
         # drain's registers 25 rows from the DSP row on the ULX3S: 5.7 ns of routing around
         # the block's 3.9).
-        stage = (s2_mask, s2_sum, s2_rq, s2_word, s2_lane, s2_acc, s2_second)
-        s2_mask_a, rq_in = s2_mask, []
-        for n in range(cfg.rq_in_latency):
-            nxt = tuple(Signal.like(v, name=f"rq_in{n}_{i}") for i, v in enumerate(stage))
-            m.d.sync += [a.eq(b) for a, b in zip(nxt, stage, strict=True)]
-            stage = nxt
-            rq_in.append(nxt)
-        s2_mask, s2_sum, s2_rq, s2_word, s2_lane, s2_acc, s2_second = stage
+        staged.append(s2_mask)
+        rq_in = _stages(m, (s2_mask, s2_sum, s2_rq, s2_word, s2_lane, s2_acc, s2_second),
+                        cfg.rq_in_latency, "rq_in")
+        staged += [v[0] for v in rq_in]
+        s2_mask, s2_sum, s2_rq, s2_word, s2_lane, s2_acc, s2_second = rq_in[-1]
         rqs_out = []
         for k in range(nd):
             rq = Requantizer(cfg)
@@ -354,7 +357,6 @@ class Drain(wiring.Component):
             self.acc_addr.eq(w_acc), self.acc_data.eq(w_sum),
             self.acc_en.eq(w_mask[0] & self.to_acc),
         ]
-        valids = ([s0_mask.any(), s1_mask_a.any(), s1_mask.any(), s2_mask_a.any()]
-                  + [v[0].any() for v in rq_in] + [p[0].any() for p in pipe])
+        valids = [mask.any() for mask in [s0_mask, *staged]] + [p[0].any() for p in pipe]
         m.d.comb += self.busy.eq(self.i.valid | (cnt != 0) | Cat(*valids).any())
         return m

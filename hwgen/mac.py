@@ -131,9 +131,9 @@ class PE(wiring.Component):
                 a = Cat(a, self.signed & top & a[-1]).as_signed()
             m.d.comb += [mul.a.eq(a), mul.w.eq(self.w[lane])]
             products.append(mul.p)
-        # the step control alongside the products (the multipliers' latency)
+        # the step control alongside the products and the partial sums
         ctrl1, e1 = Cat(self.en, self.first, self.last), self.e
-        for n in range(cfg.mult_latency):
+        for n in range(cfg.mult_latency + 1):
             c, e = Signal(3, name=f"ctrl_m{n}"), Signal.like(self.e, name=f"e_m{n}")
             m.d.sync += [c.eq(ctrl1), e.eq(e1)]
             ctrl1, e1 = c, e
@@ -160,9 +160,6 @@ class PE(wiring.Component):
             r = Signal(signed(cfg.acc_bits), name=f"partial{k}")
             m.d.sync += r.eq(v)
             partial.append(r)
-        ctrl1b, e1b = Signal(3), Signal.like(e1)
-        m.d.sync += [ctrl1b.eq(ctrl1), e1b.eq(e1)]
-        ctrl1, e1 = ctrl1b, e1b
         total = Signal(signed(cfg.acc_bits))
         ctrl2 = Signal(3)
         (tree,) = _tree_levels(partial, None)

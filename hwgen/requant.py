@@ -9,7 +9,6 @@ from .layouts import requant_in_layout
 __all__ = ["Requantizer"]
 
 
-
 class Requantizer(wiring.Component):
     """``clamp((acc * M + round_term(s)) >> s, lo, hi)``, floor shift. Latency 6.
 
